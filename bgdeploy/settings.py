@@ -1,0 +1,250 @@
+"""One typed, validated settings object, read from pyinfra's group_data.
+
+Settings live in ``group_data/*.py`` (``all.py`` holds the defaults; ``prod.py``,
+``staging.py``, ``sandbox.py``, ``web.py``, ``db.py`` override them) and ``--data key=value``.
+pyinfra merges them per host; :func:`from_data` turns one host's merged data into
+:class:`Settings` and fails on the first wrong or missing value, naming the key and the file it
+comes from, before any host is touched. A key that bgdeploy does not know (a typo such as
+``helth_deadline``) is an error too, with the closest known key suggested.
+
+Secrets never sit in group_data: they come from the environment (:func:`secrets_from_env`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from bgdeploy.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUP_DATA_DIR = ROOT / "group_data"
+
+# Secrets and the environment variables they come from.
+SECRET_VARIABLES = {
+    "APP_KEY": "BGDEPLOY_APP_KEY",
+    "DB_PASSWORD": "BGDEPLOY_DB_PASSWORD",
+    "REDIS_PASSWORD": "BGDEPLOY_REDIS_PASSWORD",
+    "API_TOKEN": "BGDEPLOY_API_TOKEN",
+}
+
+# Keys that are not settings but may sit in the same data: pyinfra's own (ssh_*, _sudo, ...)
+# and what an inventory says of each host.
+HOST_KEYS = frozenset({"private_ip", "http_port", "preview_port", "sandbox"})
+POLICY_KEYS = frozenset({"deploy_windows", "blackouts", "timezone"})
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
+_VERSION = re.compile(r"^\d+\.\d+$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything bgdeploy needs to know about an environment (one host's view of it)."""
+
+    env: str
+    production: bool
+    app_name: str
+    app_root: str
+    repository: str
+    ref: str
+    php_version: str
+    deploy_user: str
+    php_fpm_user: str
+    server_name: str
+    public_port: int
+    preview_port: int
+    preview_allow: tuple[str, ...]
+    health_path: str
+    health_deadline: float
+    health_interval: float
+    migrate_host: str | None
+    backups_dir: str
+    snapshot_keep: int
+    min_free_disk_mb: int
+    auto_rollback: bool
+    rolling_batch: int | None
+    monitor_window: float
+    db_name: str
+    db_user: str
+    db_port: int
+    redis_port: int
+    queue_workers: int
+    fpm_max_children: int
+    process_control_timeout: int
+
+    @property
+    def php_fpm_service(self) -> str:
+        return f"php{self.php_version}-fpm"
+
+    @property
+    def journal_path(self) -> str:
+        return f"{self.app_root}/.bgdeploy/journal.jsonl"
+
+    @property
+    def lock_path(self) -> str:
+        return f"{self.app_root}/.bgdeploy/lock"
+
+
+SETTING_KEYS = frozenset(f.name for f in fields(Settings)) - {"env"}
+
+
+def locate(key: str, directory: Path = GROUP_DATA_DIR) -> str:
+    """The group_data file that sets ``key`` (for error messages), or ``"group_data"``."""
+    pattern = re.compile(rf"^{re.escape(key)}\s*[:=]", re.MULTILINE)
+    found = [
+        f"group_data/{path.name}"
+        for path in sorted(directory.glob("*.py"))
+        if pattern.search(path.read_text(errors="replace"))
+    ]
+    return ", ".join(found) if found else "group_data (or --data)"
+
+
+class _Reader:
+    """Reads typed values out of one host's data, naming key and file on every error."""
+
+    def __init__(self, data: Mapping[str, Any], directory: Path) -> None:
+        self.data = data
+        self.directory = directory
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{locate(key, self.directory)}: {key} {problem}")
+
+    def raw(self, key: str) -> Any:
+        if key not in self.data or self.data[key] is None:
+            raise self.fail(key, "is missing (set it in group_data/all.py or per environment)")
+        return self.data[key]
+
+    def text(self, key: str, pattern: re.Pattern[str] | None = None) -> str:
+        value = self.raw(key)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"must be a non-empty string, not {value!r}")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(key, f"has a value that is not allowed: {value!r}")
+        return value
+
+    def integer(self, key: str, low: int, high: int, optional: bool = False) -> int | None:
+        if optional and self.data.get(key) is None:
+            return None
+        value = self.raw(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(key, f"must be a whole number from {low} to {high}, not {value!r}")
+        return value
+
+    def number(self, key: str, low: float, high: float) -> float:
+        value = self.raw(key)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise self.fail(key, f"must be a number from {low} to {high}, not {value!r}")
+        return float(value)
+
+    def boolean(self, key: str) -> bool:
+        value = self.raw(key)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be True or False, not {value!r}")
+        return value
+
+
+def _check_unknown(data: Mapping[str, Any], directory: Path) -> None:
+    known = SETTING_KEYS | HOST_KEYS | POLICY_KEYS
+    for key in data:
+        if key in known or key.startswith(("_", "ssh_", "bgdeploy_")) or key in _RUNTIME_KEYS:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{locate(key, directory)}: unknown setting {key!r}{hint}")
+
+
+# Values the deploy files take through --data (validated where they are used).
+_RUNTIME_KEYS = frozenset(
+    {"force", "emergency_reason", "allow_destructive", "strategy", "canary", "reason", "colour"}
+)
+
+
+def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DIR) -> Settings:
+    """Build and validate :class:`Settings` from one host's merged group_data."""
+    _check_unknown(data, directory)
+    read = _Reader(data, directory)
+    preview_allow = read.raw("preview_allow")
+    if not isinstance(preview_allow, list | tuple) or not preview_allow:
+        raise read.fail(
+            "preview_allow", f"must be a list of addresses or networks, not {preview_allow!r}"
+        )
+    for item in preview_allow:
+        try:
+            ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise read.fail(
+                "preview_allow", f"holds {item!r}, which is not an address or network"
+            ) from None
+    migrate_host = data.get("migrate_host")
+    if migrate_host is not None and (
+        not isinstance(migrate_host, str) or not _NAME.match(migrate_host)
+    ):
+        raise read.fail("migrate_host", f"must be an inventory host name, not {migrate_host!r}")
+    health_path = read.text("health_path", re.compile(r"^/[A-Za-z0-9_./-]*$"))
+    return Settings(
+        env=env,
+        production=read.boolean("production"),
+        app_name=read.text("app_name", _NAME),
+        app_root=read.text("app_root", _PATH),
+        repository=read.text("repository", re.compile(r"^[A-Za-z0-9_@:/.+~-]+$")),
+        ref=read.text("ref"),
+        php_version=read.text("php_version", _VERSION),
+        deploy_user=read.text("deploy_user", _NAME),
+        php_fpm_user=read.text("php_fpm_user", _NAME),
+        server_name=read.text("server_name", re.compile(r"^[A-Za-z0-9_.* -]+$")),
+        public_port=read.integer("public_port", 1, 65535),  # type: ignore[arg-type]
+        preview_port=read.integer("preview_port", 1, 65535),  # type: ignore[arg-type]
+        preview_allow=tuple(str(item) for item in preview_allow),
+        health_path=health_path,
+        health_deadline=read.number("health_deadline", 1, 3600),
+        health_interval=read.number("health_interval", 0.1, 60),
+        migrate_host=migrate_host,
+        backups_dir=read.text("backups_dir", _PATH),
+        snapshot_keep=read.integer("snapshot_keep", 1, 1000),  # type: ignore[arg-type]
+        min_free_disk_mb=read.integer("min_free_disk_mb", 0, 10_000_000),  # type: ignore[arg-type]
+        auto_rollback=read.boolean("auto_rollback"),
+        rolling_batch=read.integer("rolling_batch", 1, 10_000, optional=True),
+        monitor_window=read.number("monitor_window", 0, 86_400),
+        db_name=read.text("db_name", _NAME),
+        db_user=read.text("db_user", _NAME),
+        db_port=read.integer("db_port", 1, 65535),  # type: ignore[arg-type]
+        redis_port=read.integer("redis_port", 1, 65535),  # type: ignore[arg-type]
+        queue_workers=read.integer("queue_workers", 0, 64),  # type: ignore[arg-type]
+        fpm_max_children=read.integer("fpm_max_children", 1, 1000),  # type: ignore[arg-type]
+        process_control_timeout=read.integer("process_control_timeout", 1, 3600),  # type: ignore[arg-type]
+    )
+
+
+def secrets_from_env(
+    names: tuple[str, ...] = tuple(SECRET_VARIABLES), environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The secrets, read from their environment variables; a missing one is an error naming
+    the variable. Values are never printed."""
+    env = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    missing = []
+    for name in names:
+        variable = SECRET_VARIABLES[name]
+        value = env.get(variable, "")
+        if not value:
+            missing.append(variable)
+        values[name] = value
+    if missing:
+        raise ConfigError(
+            "missing secret: set the environment variable"
+            + ("s " if len(missing) > 1 else " ")
+            + ", ".join(missing)
+            + " (secrets never sit in group_data)"
+        )
+    return values

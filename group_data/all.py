@@ -1,0 +1,55 @@
+"""Defaults for every environment; prod.py, staging.py and sandbox.py override them.
+
+Every key here is read through bgdeploy.settings, which validates it before any host is
+touched. Secrets (APP_KEY, database and Redis passwords, API token, webhook URLs) never sit in
+group_data: they come from the BGDEPLOY_* environment variables.
+"""
+
+# The application
+app_name = "bideshgomon"
+app_root = "/var/www/bideshgomon"
+repository = "https://github.com/bideshgomon/platform.git"
+ref = "main"
+production = True
+
+# Server software and users
+php_version = "8.2"
+deploy_user = "deploy"
+php_fpm_user = "www-data"
+server_name = "bideshgomon.com"
+public_port = 80
+preview_port = 8080
+# Who may reach the preview listener (smoke tests of the idle colour before a switch).
+preview_allow = ["127.0.0.1/32"]
+fpm_max_children = 8
+# Seconds php-fpm lets requests in flight finish on a reload (0 would kill them).
+process_control_timeout = 30
+queue_workers = 2
+
+# Health verification after a deploy
+health_path = "/api/health"
+health_deadline = 60
+health_interval = 2.0
+monitor_window = 60
+auto_rollback = True
+# Hosts per batch in a rolling deploy (None: all web hosts at once).
+rolling_batch = None
+# The web host that runs migrations (None: the first web host of the inventory).
+migrate_host = None
+
+# Database and cache
+db_name = "bideshgomon"
+db_user = "bideshgomon"
+db_port = 5432
+redis_port = 6379
+backups_dir = "/var/backups/bideshgomon"
+snapshot_keep = 5
+min_free_disk_mb = 1024
+
+# Deploy windows: None means a deploy is allowed at any time (see prod.py).
+deploy_windows = None
+blackouts = []
+timezone = "Asia/Dhaka"
+
+# SSH: host keys are always checked against a known_hosts file (never accepted blindly).
+ssh_strict_host_key_checking = "yes"

@@ -1,0 +1,19 @@
+"""The local sandbox fleet (`bgdeploy sandbox up`): fast, no deploy window."""
+
+from bgdeploy.sandbox import CONTAINER_REPOSITORY
+
+repository = CONTAINER_REPOSITORY
+ref = "v1"
+production = False
+server_name = "_"
+# The containers reach the preview listener from the Docker network, the operator through
+# the port published on 127.0.0.1 (which arrives from the network's gateway).
+preview_allow = ["127.0.0.1/32", "172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8"]
+fpm_max_children = 4
+process_control_timeout = 10
+queue_workers = 1
+health_deadline = 20
+health_interval = 0.5
+monitor_window = 5
+min_free_disk_mb = 64
+snapshot_keep = 3

@@ -1,0 +1,6 @@
+"""Staging: mirrors production, but may be reset and has no deploy window."""
+
+production = False
+server_name = "staging.bideshgomon.com"
+monitor_window = 30
+ssh_known_hosts_file = "inventories/known_hosts/staging"

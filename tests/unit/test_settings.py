@@ -1,0 +1,95 @@
+"""Settings: every wrong or missing value is refused before any host is touched."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+from bgdeploy import settings
+from bgdeploy.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def group_data(*names: str) -> dict:
+    data: dict = {}
+    for name in ("all", *names):
+        values = runpy.run_path(str(ROOT / "group_data" / f"{name}.py"))
+        data.update({k: v for k, v in values.items() if not k.startswith("__")})
+    return {k: v for k, v in data.items() if not callable(v) and k != "CONTAINER_REPOSITORY"}
+
+
+def test_defaults_are_valid_for_every_environment() -> None:
+    for env in ("prod", "staging", "sandbox"):
+        merged = group_data(env) if (ROOT / "group_data" / f"{env}.py").exists() else group_data()
+        loaded = settings.from_data(merged, env)
+        assert loaded.env == env
+        assert loaded.process_control_timeout > 0
+
+
+def test_sandbox_is_not_production() -> None:
+    assert settings.from_data(group_data("sandbox"), "sandbox").production is False
+
+
+def test_missing_key_names_key() -> None:
+    data = group_data()
+    del data["app_root"]
+    with pytest.raises(ConfigError, match="app_root is missing"):
+        settings.from_data(data, "prod")
+
+
+def test_wrong_type_names_key_and_file() -> None:
+    data = group_data()
+    data["health_deadline"] = "soon"
+    with pytest.raises(ConfigError, match=r"group_data/all.py.*health_deadline must be a number"):
+        settings.from_data(data, "prod")
+
+
+def test_typo_suggests_the_known_key() -> None:
+    data = group_data()
+    data["helth_deadline"] = 5
+    with pytest.raises(ConfigError, match=r"unknown setting .helth_deadline.*.health_deadline."):
+        settings.from_data(data, "prod")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("app_root", "/var/www/x; rm -rf /"),
+        ("app_root", "relative/path"),
+        ("php_version", "8.2 && id"),
+        ("deploy_user", "$(whoami)"),
+        ("public_port", 0),
+        ("public_port", True),
+        ("preview_allow", ["not-an-address"]),
+        ("preview_allow", []),
+        ("migrate_host", "web1 web2"),
+        ("auto_rollback", "yes"),
+        ("rolling_batch", 0),
+        ("repository", "--upload-pack=touch /tmp/pwned"),
+    ],
+)
+def test_hostile_or_wrong_values_are_refused(key: str, value: object) -> None:
+    data = group_data()
+    data[key] = value
+    with pytest.raises(ConfigError, match=key):
+        settings.from_data(data, "prod")
+
+
+def test_pyinfra_and_host_keys_are_not_settings_but_allowed() -> None:
+    data = group_data()
+    data.update({"_sudo": True, "ssh_port": 22, "private_ip": "10.0.0.1", "http_port": 8080})
+    settings.from_data(data, "prod")
+
+
+def test_secrets_come_from_environment_and_name_the_missing_variable() -> None:
+    env = {"BGDEPLOY_APP_KEY": "base64:x", "BGDEPLOY_DB_PASSWORD": "p"}
+    with pytest.raises(ConfigError) as info:
+        settings.secrets_from_env(environ=env)
+    message = str(info.value)
+    assert "BGDEPLOY_REDIS_PASSWORD" in message and "BGDEPLOY_API_TOKEN" in message
+    assert "base64:x" not in message
+    full = {**env, "BGDEPLOY_REDIS_PASSWORD": "r", "BGDEPLOY_API_TOKEN": "t"}
+    assert settings.secrets_from_env(environ=full)["APP_KEY"] == "base64:x"
