@@ -1,0 +1,382 @@
+"""The sandbox: a local fleet of Debian containers that stands in for the servers.
+
+``bgdeploy sandbox up`` starts N web containers and one db container from the target image
+(:mod:`bgdeploy.image`) on a private Docker network of their own. Each container's SSH port,
+public HTTP port and preview HTTP port are published on 127.0.0.1 only, on free ports. The
+containers get fresh host keys when they start; their real keys are read back into a
+known_hosts file, so pyinfra and Fabric connect with strict host-key checking, exactly as they
+do in production.
+
+Everything a sandbox owns sits in its state directory,
+``$BGDEPLOY_STATE_DIR/sandboxes/NAME/`` (default ``~/.local/state/bgdeploy``):
+
+- ``state.json``: the hosts, their groups, ports and private addresses (read by
+  ``inventories/sandbox.py``; the sandbox is named by ``BGDEPLOY_SANDBOX``, default ``default``);
+- ``id_ed25519`` (0600) and ``known_hosts``: how to reach the containers;
+- ``secrets.env`` (0600): the sandbox's own APP_KEY, database, Redis and API passwords;
+- ``app.git``: the sample app's repository (tags v1, v2), mounted read-only into the web
+  containers at ``/srv/sandbox/app.git`` as their ``repository``.
+
+``down`` removes the containers, the network and that directory, and nothing else. Sandboxes
+with different names run side by side.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bgdeploy import image, sampleapp, sshkeys
+from bgdeploy.errors import ConfigError, OperationFailed
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+LABEL = "io.bgdeploy.sandbox"
+CONTAINER_REPOSITORY = "/srv/sandbox/app.git"
+WEB_SERVICES = "php8.2-fpm nginx supervisor cron"
+DB_SERVICES = "postgresql redis-server"
+SECRET_NAMES = ("APP_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "API_TOKEN")
+READY_TIMEOUT = 90.0
+MAX_WEB = 16
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+@dataclass
+class SandboxHost:
+    """One container of a sandbox, as the inventory and the tests see it."""
+
+    name: str
+    container: str
+    groups: list[str]
+    ports: dict[str, int]
+    private_ip: str = ""
+
+
+@dataclass
+class SandboxState:
+    """What ``up`` created; saved as ``state.json``."""
+
+    name: str
+    network: str
+    image: str
+    directory: str
+    hosts: list[SandboxHost] = field(default_factory=list)
+    releases: dict[str, str] = field(default_factory=dict)
+    created: float = 0.0
+
+    @property
+    def key_file(self) -> str:
+        return str(Path(self.directory) / "id_ed25519")
+
+    @property
+    def known_hosts(self) -> str:
+        return str(Path(self.directory) / "known_hosts")
+
+    @property
+    def app_repository(self) -> str:
+        """The sample app's bare repository on this machine (tests add commits to it)."""
+        return str(Path(self.directory) / "app.git")
+
+    def group(self, name: str) -> list[SandboxHost]:
+        return [host for host in self.hosts if name in host.groups]
+
+
+def state_root() -> Path:
+    """Where sandboxes keep their files: ``$BGDEPLOY_STATE_DIR`` or ``~/.local/state/bgdeploy``."""
+    root = os.environ.get("BGDEPLOY_STATE_DIR")
+    return Path(root) if root else Path.home() / ".local" / "state" / "bgdeploy"
+
+
+def check_name(name: str) -> str:
+    """Refuse sandbox names that could not name a container, a network or a directory."""
+    if not NAME_PATTERN.match(name or ""):
+        raise ConfigError(
+            f"sandbox name {name!r} is not valid: use 1 to 31 lower-case letters, digits "
+            "and dashes, starting with a letter"
+        )
+    return name
+
+
+def sandbox_dir(name: str) -> Path:
+    return state_root() / "sandboxes" / check_name(name)
+
+
+def current_name() -> str:
+    """The sandbox the inventory reads: ``BGDEPLOY_SANDBOX``, default ``default``."""
+    return check_name(os.environ.get("BGDEPLOY_SANDBOX", "default"))
+
+
+def load_state(name: str) -> SandboxState:
+    """Read a sandbox's ``state.json``; a clear error when it is not up."""
+    path = sandbox_dir(name) / "state.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"sandbox {name!r} is not up (no {path}): run `bgdeploy sandbox up --name {name}`"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"{path} is not valid JSON ({error}): run `bgdeploy sandbox down --name {name}`"
+        ) from None
+    hosts = [SandboxHost(**host) for host in raw.pop("hosts", [])]
+    return SandboxState(hosts=hosts, **raw)
+
+
+def load_secrets(name: str) -> dict[str, str]:
+    """The secrets a sandbox generated for itself (``secrets.env``)."""
+    values: dict[str, str] = {}
+    path = sandbox_dir(name) / "secrets.env"
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
+
+
+def docker_client() -> Any:
+    """A Docker client, or a clear error when the engine cannot be reached."""
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise OperationFailed(
+            f"Docker is not reachable ({error}). Start the Docker engine, or point DOCKER_HOST "
+            "at it; the sandbox and the integration tests need it."
+        ) from None
+    return client
+
+
+def _generate_secrets() -> dict[str, str]:
+    return {
+        "APP_KEY": "base64:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "DB_PASSWORD": secrets.token_urlsafe(24),
+        "REDIS_PASSWORD": secrets.token_urlsafe(24),
+        "API_TOKEN": secrets.token_urlsafe(32),
+    }
+
+
+def _published(container: Any, port: str) -> int:
+    bindings = container.attrs["NetworkSettings"]["Ports"].get(port) or []
+    for binding in bindings:
+        if binding.get("HostIp") in ("127.0.0.1", ""):
+            return int(binding["HostPort"])
+    raise OperationFailed(f"container {container.name}: port {port} was not published")
+
+
+def _host_keys(container: Any) -> list[str]:
+    code, output = container.exec_run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"], demux=False)
+    keys = [line for line in output.decode().splitlines() if line.startswith(("ssh-", "ecdsa-"))]
+    if code != 0 or not keys:
+        raise OperationFailed(f"container {container.name}: could not read its SSH host keys")
+    return keys
+
+
+def _start_container(
+    client: Any, state: SandboxState, host_name: str, role: str, public_key: str
+) -> Any:
+    ports: dict[str, Any] = {"22/tcp": ("127.0.0.1", None)}
+    volumes: dict[str, Any] = {}
+    services = DB_SERVICES if role == "db" else WEB_SERVICES
+    if role == "web":
+        ports["80/tcp"] = ("127.0.0.1", None)
+        ports["8080/tcp"] = ("127.0.0.1", None)
+        volumes[state.app_repository] = {"bind": CONTAINER_REPOSITORY, "mode": "ro"}
+    return client.containers.run(
+        state.image,
+        name=f"bgdeploy-{state.name}-{host_name}",
+        hostname=host_name,
+        detach=True,
+        init=True,
+        network=state.network,
+        ports=ports,
+        volumes=volumes,
+        environment={"AUTHORIZED_KEY": public_key, "BGDEPLOY_SERVICES": services},
+        labels={LABEL: state.name, f"{LABEL}.host": host_name},
+    )
+
+
+def up(
+    name: str = "default", web: int = 2, progress: Progress = _quiet, client: Any = None
+) -> SandboxState:
+    """Start a sandbox (or report the one already running under that name)."""
+    check_name(name)
+    if not 1 <= web <= MAX_WEB:
+        raise ConfigError(f"--web must be between 1 and {MAX_WEB}, not {web}")
+    directory = sandbox_dir(name)
+    if (directory / "state.json").exists():
+        existing = load_state(name)
+        if len(existing.group("web")) != web:
+            raise ConfigError(
+                f"sandbox {name!r} is already up with {len(existing.group('web'))} web hosts: "
+                f"run `bgdeploy sandbox down --name {name}` first"
+            )
+        return existing
+    client = client or docker_client()
+    if client.containers.list(all=True, filters={"label": f"{LABEL}={name}"}):
+        raise ConfigError(
+            f"containers of sandbox {name!r} exist without its state directory: "
+            f"run `bgdeploy sandbox down --name {name}` to remove them"
+        )
+    started = time.monotonic()
+    tag = image.ensure_image(client, progress)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
+    state = SandboxState(
+        name=name,
+        network=f"bgdeploy-{name}",
+        image=tag,
+        directory=str(directory),
+        created=time.time(),
+    )
+    try:
+        _create(client, state, web, progress)
+    except BaseException:
+        progress("start failed: removing what was created")
+        down(name, client=client)
+        raise
+    progress(f"sandbox {name} ready in {time.monotonic() - started:.1f} s")
+    return state
+
+
+def _create(client: Any, state: SandboxState, web: int, progress: Progress) -> None:
+    directory = Path(state.directory)
+    public_key = sshkeys.generate_keypair(
+        directory / "id_ed25519", f"bgdeploy-sandbox-{state.name}"
+    )
+    sshkeys.write_private(
+        directory / "secrets.env",
+        "".join(f"{k}={v}\n" for k, v in _generate_secrets().items()).encode(),
+    )
+    progress("building the sample app repository (tags v1, v2)")
+    state.releases = sampleapp.build_repository(Path(state.app_repository))
+    client.networks.create(state.network, driver="bridge", labels={LABEL: state.name})
+    roles = [(f"web{i}", "web") for i in range(1, web + 1)] + [("db", "db")]
+    progress(f"starting {len(roles)} containers on network {state.network}")
+    with ThreadPoolExecutor(max_workers=len(roles)) as pool:
+        containers = list(
+            pool.map(lambda r: _start_container(client, state, r[0], r[1], public_key), roles)
+        )
+    deadline = time.monotonic() + READY_TIMEOUT
+    known: list[str] = []
+    for (host_name, role), container in zip(roles, containers, strict=True):
+        container.reload()
+        ports = {"ssh": _published(container, "22/tcp")}
+        if role == "web":
+            ports["http"] = _published(container, "80/tcp")
+            ports["preview"] = _published(container, "8080/tcp")
+        if not sshkeys.wait_for_banner("127.0.0.1", ports["ssh"], deadline):
+            logs = container.logs(tail=20).decode(errors="replace")
+            raise OperationFailed(f"{host_name}: sshd did not answer in time\n{logs}")
+        known += [
+            sshkeys.known_hosts_line("127.0.0.1", ports["ssh"], k) for k in _host_keys(container)
+        ]
+        address = container.attrs["NetworkSettings"]["Networks"][state.network]["IPAddress"]
+        state.hosts.append(SandboxHost(host_name, container.name, [role], ports, address))
+        progress(f"{host_name}: ssh 127.0.0.1:{ports['ssh']} ready")
+    (directory / "known_hosts").write_text("\n".join(known) + "\n")
+    data = asdict(state)
+    (directory / "state.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def down(name: str = "default", client: Any = None) -> list[str]:
+    """Remove a sandbox's containers, network and state directory; returns what was removed."""
+    check_name(name)
+    client = client or docker_client()
+    removed: list[str] = []
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}={name}"}):
+        container.remove(force=True, v=True)
+        removed.append(f"container {container.name}")
+    for network in client.networks.list(filters={"label": f"{LABEL}={name}"}):
+        network.remove()
+        removed.append(f"network {network.name}")
+    directory = sandbox_dir(name)
+    if directory.exists():
+        shutil.rmtree(directory)
+        removed.append(f"directory {directory}")
+    return removed
+
+
+def status(name: str = "default", client: Any = None) -> dict[str, Any]:
+    """Each host of a sandbox with its ports, container state and whether SSH answers.
+
+    The shape is stable, other tools read it: ``{"name", "hosts": [{"name", "groups",
+    "ports": {"ssh", "http", "preview"}, "ready", "container", "running"}]}``.
+    """
+    state = load_state(name)
+    client = client or docker_client()
+    import docker.errors
+
+    hosts = []
+    for host in state.hosts:
+        try:
+            running = client.containers.get(host.container).status == "running"
+        except docker.errors.NotFound:
+            running = False
+        ready = running and sshkeys.ssh_banner("127.0.0.1", host.ports["ssh"])
+        hosts.append(
+            {
+                "name": host.name,
+                "groups": host.groups,
+                "ports": host.ports,
+                "ready": ready,
+                "container": host.container,
+                "running": running,
+            }
+        )
+    return {"name": state.name, "hosts": hosts, "releases": state.releases}
+
+
+def inventory_hosts(name: str | None = None) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Inventory groups for pyinfra: ``{"web": [(name, data)], "db": [...]}``.
+
+    Every host is reached on 127.0.0.1 through its published SSH port, with the sandbox's key
+    and known_hosts file and strict host-key checking.
+    """
+    state = load_state(name or current_name())
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {"web": [], "db": []}
+    for host in state.hosts:
+        data = {
+            "ssh_hostname": "127.0.0.1",
+            "ssh_port": host.ports["ssh"],
+            "ssh_user": "deploy",
+            "ssh_key": state.key_file,
+            "ssh_known_hosts_file": state.known_hosts,
+            "ssh_strict_host_key_checking": "yes",
+            "ssh_allow_agent": False,
+            "ssh_look_for_keys": False,
+            "private_ip": host.private_ip,
+            "http_port": host.ports.get("http"),
+            "preview_port": host.ports.get("preview"),
+        }
+        for group in host.groups:
+            groups.setdefault(group, []).append((host.name, data))
+    return groups
+
+
+def export_secrets(name: str, environ: dict[str, str] | None = None) -> None:
+    """Put a sandbox's secrets into the BGDEPLOY_* variables that are not set already."""
+    from bgdeploy.settings import SECRET_VARIABLES
+
+    env = os.environ if environ is None else environ
+    values = load_secrets(name)
+    for secret, variable in SECRET_VARIABLES.items():
+        if not env.get(variable) and values.get(secret):
+            env[variable] = values[secret]

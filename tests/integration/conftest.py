@@ -1,0 +1,109 @@
+"""The integration fleet: real Debian containers reached over real SSH with strict host keys.
+
+A session-wide sandbox (2 web hosts and a db host) is started once from ``sandbox/image`` and
+removed at the end. Tests that must own their hosts start a sandbox of their own. Docker is
+required: without it every integration test fails with a clear message, it is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+
+from bgdeploy import sandbox
+from bgdeploy.errors import OperationFailed
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sandboxes of this test run keep their state here (never the operator's)."""
+    path = tmp_path_factory.mktemp("bgdeploy-state")
+    os.environ["BGDEPLOY_STATE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def docker_client(state_dir: Path) -> Any:
+    try:
+        return sandbox.docker_client()
+    except OperationFailed as error:
+        pytest.fail(f"the integration tests need Docker: {error}", pytrace=False)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def fleet(docker_client: Any) -> Iterator[sandbox.SandboxState]:
+    """The session's sandbox: web1, web2 and db."""
+    name = unique_name("it")
+    state = sandbox.up(name, web=2, client=docker_client, progress=print)
+    try:
+        yield state
+    finally:
+        sandbox.down(name, client=docker_client)
+
+
+def run(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 600, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run a command of this project (bgdeploy, pyinfra) from the repository root."""
+    full_env = {**os.environ, "PYINFRA_PROGRESS": "off", **(env or {})}
+    program = args[0]
+    if (BIN / program).exists():
+        args = [str(BIN / program), *args[1:]]
+    proc = subprocess.run(
+        args, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def ssh(state: sandbox.SandboxState, host: str) -> paramiko.SSHClient:
+    """A strict SSH client to one sandbox host, as the deploy user."""
+    target = next(h for h in state.hosts if h.name == host)
+    client = paramiko.SSHClient()
+    client.load_host_keys(state.known_hosts)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(
+        "127.0.0.1",
+        port=target.ports["ssh"],
+        username="deploy",
+        key_filename=state.key_file,
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=10,
+    )
+    return client
+
+
+def sh(
+    state: sandbox.SandboxState, host: str, command: str, timeout: float = 300
+) -> tuple[int, str]:
+    """Run ``command`` on a host over SSH; returns (exit code, stdout + stderr)."""
+    client = ssh(state, host)
+    try:
+        _, stdout, stderr = client.exec_command(command, timeout=timeout)
+        out = stdout.read().decode() + stderr.read().decode()
+        return stdout.channel.recv_exit_status(), out
+    finally:
+        client.close()
