@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from bgdeploy import runner, sandbox
+from bgdeploy import runner, sandbox, windows
 from bgdeploy import settings as settings_mod
 from bgdeploy.errors import BgdeployError
 
@@ -108,6 +108,29 @@ def provision_cmd(env: str, limit: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
+@cli.command("window")
+@click.argument("env")
+@click.option(
+    "--at", "at", default="now", help="When (ISO 8601; default now; local to the policy)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@_handle_errors
+def window_cmd(env: str, at: str, as_json: bool) -> None:
+    """Is a deploy to ENV allowed at that time, why not, and when does the next window open?
+
+    Reads group_data only; connects to no host. Exit 0 when allowed, 3 when not.
+    """
+    environment = runner.check_environment(env)
+    policy = environment.settings[environment.web[0]].window
+    decision = windows.decide(policy, windows.parse_at(at, policy.tz))
+    if as_json:
+        click.echo(json.dumps(decision.to_dict(), indent=2))
+    else:
+        click.echo(decision.describe())
+    if not decision.allowed:
+        sys.exit(3)
+
+
 def _print_run_summary(result: runner.DeployRun) -> None:
     changed = result.changed_hosts()
     hosts = sorted(changed | set(result.failed_hosts) | _all_result_hosts(result))
@@ -135,14 +158,17 @@ def _print_status(report: dict[str, Any], as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"sandbox {report['name']}")
-    click.echo(f"  {'host':<8} {'groups':<8} {'ssh':>6} {'http':>6} {'preview':>8}  ready")
+    click.echo(f"  {'host':<8} {'groups':<8} {'ssh':>6} {'http':>6} {'preview':>8}  ready  health")
     for host in report["hosts"]:
         ports = host["ports"]
         click.echo(
             f"  {host['name']:<8} {','.join(host['groups']):<8} {ports['ssh']:>6} "
             f"{ports.get('http') or '-':>6} {ports.get('preview') or '-':>8}  "
-            f"{'yes' if host['ready'] else 'NO'}"
+            f"{'yes' if host['ready'] else 'NO ':<5}  {host.get('health', '-')}"
         )
+    urls = [host["url"] for host in report["hosts"] if host.get("url")]
+    if urls:
+        click.echo("open: " + "  ".join(urls))
 
 
 def main() -> None:

@@ -39,17 +39,39 @@ def inventory_path(env: str) -> Path:
 
 def load_inventory(env: str, override_data: dict[str, Any] | None = None) -> Any:
     """The pyinfra Inventory of ``inventories/ENV.py`` with its group_data (no connection)."""
-    from pyinfra_cli.inventory import make_inventory_from_files
+    from pyinfra.api import Config, State
+    from pyinfra.context import ctx_config, ctx_state
 
+    make_inventory_from_files = _inventory_loader()
     path = inventory_path(env)
     try:
-        return make_inventory_from_files(
-            str(path), override_data=override_data or {}, cwd=str(ROOT)
-        )
+        # pyinfra executes inventory files within a state; a throwaway one connects nothing.
+        with ctx_state.use(State()), ctx_config.use(Config()):
+            return make_inventory_from_files(
+                str(path), override_data=override_data or {}, cwd=str(ROOT)
+            )
     except ConfigError:
         raise
     except Exception as error:
         raise ConfigError(f"{path.relative_to(ROOT)} could not be loaded: {error}") from error
+
+
+def _inventory_loader() -> Any:
+    """pyinfra's own inventory loader, so hosts and group_data merge exactly as pyinfra does.
+
+    Importing ``pyinfra_cli`` monkey-patches the whole standard library for gevent, which this
+    process (threads, Fabric, httpx) must not get: the patch is suppressed for that import only.
+    Loading an inventory executes files; it needs no patched sockets.
+    """
+    import gevent.monkey
+
+    patch_all = gevent.monkey.patch_all
+    gevent.monkey.patch_all = lambda *args, **kwargs: None  # type: ignore[assignment]
+    try:
+        from pyinfra_cli.inventory import make_inventory_from_files
+    finally:
+        gevent.monkey.patch_all = patch_all
+    return make_inventory_from_files
 
 
 def host_settings(host: Any, env: str) -> Settings:

@@ -331,17 +331,40 @@ def status(name: str = "default", client: Any = None) -> dict[str, Any]:
         except docker.errors.NotFound:
             running = False
         ready = running and sshkeys.ssh_banner("127.0.0.1", host.ports["ssh"])
-        hosts.append(
-            {
-                "name": host.name,
-                "groups": host.groups,
-                "ports": host.ports,
-                "ready": ready,
-                "container": host.container,
-                "running": running,
-            }
-        )
+        entry: dict[str, Any] = {
+            "name": host.name,
+            "groups": host.groups,
+            "ports": host.ports,
+            "ready": ready,
+            "container": host.container,
+            "running": running,
+        }
+        if "http" in host.ports:
+            entry["url"] = f"http://127.0.0.1:{host.ports['http']}/"
+            entry["health"] = probe_health(entry["url"]) if running else "down"
+        hosts.append(entry)
     return {"name": state.name, "hosts": hosts, "releases": state.releases}
+
+
+def probe_health(base_url: str, path: str = "api/health") -> str:
+    """One look at a web host's health endpoint: ``healthy``, ``unhealthy (503)``, ...
+
+    The sandbox status shows it; deploys verify health their own way, with retries.
+    """
+    import httpx
+
+    try:
+        response = httpx.get(base_url + path, timeout=5)
+    except httpx.HTTPError as error:
+        return f"unreachable ({type(error).__name__})"
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    status = body.get("status") if isinstance(body, dict) else None
+    if response.status_code == 200 and status == "healthy":
+        return "healthy"
+    return f"{status or 'no app'} (HTTP {response.status_code})"
 
 
 def inventory_hosts(name: str | None = None) -> dict[str, list[tuple[str, dict[str, Any]]]]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bgdeploy.errors import ConfigError
+from bgdeploy.windows import WindowPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP_DATA_DIR = ROOT / "group_data"
@@ -78,6 +79,7 @@ class Settings:
     queue_workers: int
     fpm_max_children: int
     process_control_timeout: int
+    window: WindowPolicy
 
     @property
     def php_fpm_service(self) -> str:
@@ -92,7 +94,7 @@ class Settings:
         return f"{self.app_root}/.bgdeploy/lock"
 
 
-SETTING_KEYS = frozenset(f.name for f in fields(Settings)) - {"env"}
+SETTING_KEYS = frozenset(f.name for f in fields(Settings)) - {"env", "window"}
 
 
 def locate(key: str, directory: Path = GROUP_DATA_DIR) -> str:
@@ -223,6 +225,7 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         queue_workers=read.integer("queue_workers", 0, 64),  # type: ignore[arg-type]
         fpm_max_children=read.integer("fpm_max_children", 1, 1000),  # type: ignore[arg-type]
         process_control_timeout=read.integer("process_control_timeout", 1, 3600),  # type: ignore[arg-type]
+        window=WindowPolicy.from_data(data, source=locate("deploy_windows", directory)),
     )
 
 
