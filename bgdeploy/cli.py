@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from bgdeploy import runner, sandbox, windows
+from bgdeploy import history, journal, postmortem, runner, sandbox, windows
 from bgdeploy import settings as settings_mod
 from bgdeploy.errors import BgdeployError
 
@@ -129,6 +129,51 @@ def window_cmd(env: str, at: str, as_json: bool) -> None:
         click.echo(decision.describe())
     if not decision.allowed:
         sys.exit(3)
+
+
+@cli.command("history")
+@click.argument("env")
+@click.option("--last", type=click.IntRange(1, 100_000), help="Only the last N lines per host.")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@_handle_errors
+def history_cmd(env: str, last: int | None, as_json: bool) -> None:
+    """Every host's deploy journal, merged in time order (deploys, switches, rollbacks, ...)."""
+    found = history.read(env, last)
+    click.echo(
+        journal.format_history_json(found.entries) if as_json
+        else journal.format_history(found.entries)
+    )  # fmt: skip
+    _warn_unreadable(found)
+
+
+@cli.command("postmortem")
+@click.argument("env")
+@click.option("--since", required=True, help="Start of the incident (ISO 8601, Asia/Dhaka).")
+@click.option("--until", "until", default=None, help="End of the incident (default: now).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to FILE.")
+@_handle_errors
+def postmortem_cmd(env: str, since: str, until: str | None, output: str | None) -> None:
+    """The runbook's postmortem template, with the timeline filled from the journals."""
+    start = windows.parse_at(since, "Asia/Dhaka")
+    end = windows.parse_at(until, "Asia/Dhaka") if until else None
+    found = history.read(env)
+    text = postmortem.render_postmortem(found.entries, env, start, end)
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        click.echo(f"postmortem written to {output}", err=True)
+    else:
+        click.echo(text)
+    _warn_unreadable(found)
+
+
+def _warn_unreadable(found: history.History) -> None:
+    for bad in found.merged.bad_lines:
+        click.echo(f"warning: {bad}", err=True)
+    for result in found.unreadable:
+        click.echo(f"warning: {result.host}: journal not read: {result.summary()}", err=True)
+    if found.unreadable:
+        sys.exit(1)
 
 
 def _print_run_summary(result: runner.DeployRun) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from bgdeploy import journal
 from bgdeploy.errors import ConfigError
 from bgdeploy.windows import WindowPolicy
 
@@ -37,12 +38,15 @@ SECRET_VARIABLES = {
 
 # Keys that are not settings but may sit in the same data: pyinfra's own (ssh_*, _sudo, ...)
 # and what an inventory says of each host.
-HOST_KEYS = frozenset({"private_ip", "http_port", "preview_port", "sandbox"})
+# http_port and preview_http_port: where the operator reaches a host's listeners when they
+# differ from public_port/preview_port (the sandbox publishes them on 127.0.0.1).
+HOST_KEYS = frozenset({"private_ip", "http_port", "preview_http_port", "sandbox"})
 POLICY_KEYS = frozenset({"deploy_windows", "blackouts", "timezone"})
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 _PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
 _VERSION = re.compile(r"^\d+\.\d+$")
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9_./-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,16 @@ class Settings:
     fpm_max_children: int
     process_control_timeout: int
     window: WindowPolicy
+    # Server setup (deploys/provision.py)
+    php_fpm_group: str
+    fpm_pm: str
+    fpm_max_requests: int
+    request_timeout: int
+    client_max_body_mb: int
+    app_url: str
+    log_level: str
+    log_retention_days: int
+    postgres_version: str
 
     @property
     def php_fpm_service(self) -> str:
@@ -87,7 +101,7 @@ class Settings:
 
     @property
     def journal_path(self) -> str:
-        return f"{self.app_root}/.bgdeploy/journal.jsonl"
+        return journal.journal_path(self.app_root)
 
     @property
     def lock_path(self) -> str:
@@ -148,6 +162,12 @@ class _Reader:
         ):
             raise self.fail(key, f"must be a number from {low} to {high}, not {value!r}")
         return float(value)
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(key)
+        if value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}, not {value!r}")
+        return str(value)
 
     def boolean(self, key: str) -> bool:
         value = self.raw(key)
@@ -226,6 +246,17 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         fpm_max_children=read.integer("fpm_max_children", 1, 1000),  # type: ignore[arg-type]
         process_control_timeout=read.integer("process_control_timeout", 1, 3600),  # type: ignore[arg-type]
         window=WindowPolicy.from_data(data, source=locate("deploy_windows", directory)),
+        php_fpm_group=read.text("php_fpm_group", _NAME),
+        fpm_pm=read.choice("fpm_pm", ("static", "dynamic", "ondemand")),
+        fpm_max_requests=read.integer("fpm_max_requests", 0, 1_000_000),  # type: ignore[arg-type]
+        request_timeout=read.integer("request_timeout", 1, 3600),  # type: ignore[arg-type]
+        client_max_body_mb=read.integer("client_max_body_mb", 1, 10_240),  # type: ignore[arg-type]
+        app_url=read.text("app_url", _URL),
+        log_level=read.choice(
+            "log_level", ("debug", "info", "notice", "warning", "error", "critical")
+        ),
+        log_retention_days=read.integer("log_retention_days", 1, 3650),  # type: ignore[arg-type]
+        postgres_version=read.text("postgres_version", re.compile(r"^\d{1,2}$")),
     )
 
 
