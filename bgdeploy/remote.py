@@ -225,5 +225,7 @@ def format_results(results: Sequence[HostResult], what: str = "result") -> str:
     lines = [f"{'host':<{width}}  {'':<6} {'seconds':>7}  {what}"]
     for result in results:
         mark = "ok" if result.ok else "FAILED"
-        lines.append(f"{result.host:<{width}}  {mark:<6} {result.seconds:7.1f}  {result.summary()}")
+        first, *rest = result.summary().splitlines() or [""]
+        lines.append(f"{result.host:<{width}}  {mark:<6} {result.seconds:7.1f}  {first}")
+        lines += [" " * (width + 18) + line for line in rest]
     return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""Emergency commands without hosts: what they would run, and refusals of bad input."""
+
+from __future__ import annotations
+
+import io
+import runpy
+import threading
+from pathlib import Path
+
+import pytest
+
+from bgdeploy import commands, emergency, settings
+from bgdeploy.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def prod() -> settings.Settings:
+    data = {
+        k: v
+        for k, v in runpy.run_path(str(ROOT / "group_data" / "all.py")).items()
+        if not k.startswith("__")
+    }
+    return settings.from_data(data, "prod")
+
+
+def test_log_sources(prod: settings.Settings) -> None:
+    assert (
+        emergency.log_path(prod, "laravel")
+        == "/var/www/bideshgomon/shared/storage/logs/laravel.log"
+    )
+    assert emergency.log_path(prod, "php-fpm") == "/var/log/php8.2-fpm.log"
+    with pytest.raises(ConfigError, match="log source"):
+        emergency.log_path(prod, "../../etc/shadow")
+
+
+def test_restarts_are_graceful(prod: settings.Settings) -> None:
+    fpm = emergency.restart_command("php-fpm", prod)
+    assert fpm.index("php-fpm8.2 -t") < fpm.index("service php8.2-fpm reload")
+    assert emergency.restart_command("nginx", prod) == "nginx -t -q && service nginx reload"
+    workers = emergency.restart_command("workers", prod)
+    assert "queue:restart" in workers and "supervisorctl restart 'bideshgomon-worker:*'" in workers
+    assert "sudo -u www-data" in workers
+    with pytest.raises(ConfigError):
+        emergency.restart_command("postgresql; reboot", prod)
+
+
+def test_cache_clear_then_warm_in_the_live_colour(prod: settings.Settings) -> None:
+    command = commands.clear_and_warm_caches(prod)
+    assert "/var/www/bideshgomon/current" in command
+    assert command.index("optimize:clear") < command.index("config:cache")
+    assert command.count(" && ") >= 9
+
+
+@pytest.mark.parametrize("minutes", [0, -5, 10_000])
+def test_long_query_age_is_bounded(minutes: int) -> None:
+    with pytest.raises(ConfigError, match="older-than"):
+        emergency.long_queries_sql(minutes, terminate=True)
+
+
+def test_long_query_sql_lists_or_terminates() -> None:
+    assert "pg_terminate_backend" not in emergency.long_queries_sql(5, terminate=False)
+    sql = emergency.long_queries_sql(5, terminate=True)
+    assert "pg_terminate_backend(pid)" in sql and "interval '5 minutes'" in sql
+    assert "pg_backend_pid()" in sql  # never its own session
+
+
+def test_prefixed_stream_keeps_lines_whole() -> None:
+    out = io.StringIO()
+    lock = threading.Lock()
+    web1 = emergency._Prefixed("web1", out, lock)
+    web2 = emergency._Prefixed("web2", out, lock)
+    web1.write("first li")
+    web2.write("other\n")
+    web1.write("ne\nsecond\n")
+    assert out.getvalue().splitlines() == ["[web2] other", "[web1] first line", "[web1] second"]
+
+
+def test_redis_password_never_in_the_command() -> None:
+    assert commands.redis_cli(6379) == "redis-cli -p 6379"
+
+
+def test_tail_quotes_the_path() -> None:
+    assert commands.tail("/var/log/a b.log", 50, follow=True) == "tail -n 50 -F '/var/log/a b.log'"
