@@ -1,6 +1,7 @@
 <?php
 
 use App\Http\Controllers\HomeController;
+use App\Http\Controllers\MetricsController;
 use Illuminate\Support\Facades\Route;
 
 /*
@@ -13,3 +14,6 @@ use Illuminate\Support\Facades\Route;
 */
 
 Route::get('/', HomeController::class)->name('home');
+
+// Prometheus scrapes this: no session, cookies or CSRF (the "web" group is left out).
+Route::get('/metrics', MetricsController::class)->withoutMiddleware('web')->name('metrics');

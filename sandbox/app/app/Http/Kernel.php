@@ -9,13 +9,15 @@ class Kernel extends HttpKernel
     /**
      * The application's global HTTP middleware stack.
      *
-     * AddReleaseHeaders comes first so that every response, including error
-     * pages, maintenance-mode 503s and unhealthy health checks, carries the
-     * X-Release and X-Colour headers.
+     * RecordRequestMetrics comes first so that it counts every request with
+     * its final status (for GET /metrics). AddReleaseHeaders comes next so
+     * that every response, including error pages, maintenance-mode 503s and
+     * unhealthy health checks, carries the X-Release and X-Colour headers.
      *
      * @var array<int, class-string|string>
      */
     protected $middleware = [
+        \App\Http\Middleware\RecordRequestMetrics::class,
         \App\Http\Middleware\AddReleaseHeaders::class,
         \App\Http\Middleware\TrustProxies::class,
         \App\Http\Middleware\PreventRequestsDuringMaintenance::class,

@@ -1,0 +1,196 @@
+<?php
+
+namespace App\Services;
+
+use Illuminate\Contracts\Queue\Factory as QueueFactory;
+use Illuminate\Contracts\Redis\Factory as RedisFactory;
+use Throwable;
+
+/**
+ * Request counters and latency histograms for GET /metrics (Prometheus text format 0.0.4).
+ *
+ * php-fpm workers share nothing, so the numbers live in Redis (the default connection): one
+ * hash per web host, "metrics:http:<hostname>", with the fields
+ *
+ *   <colour>|status|<code>   requests answered with that status      (HINCRBY)
+ *   <colour>|bucket|<le>     requests whose duration fell in (previous le, le]  (HINCRBY)
+ *   <colour>|sum             total seconds                            (HINCRBYFLOAT)
+ *
+ * written in one MULTI/EXEC per request, and read with one HGETALL, so a scrape never sees half a
+ * request. Buckets are stored non-cumulative and summed when rendered. Each host exposes only its
+ * own requests: Prometheus scrapes every web host, and a shared hash would be counted once per host.
+ *
+ * Both colours (blue, green) are always exposed, with zero-valued status="200", "500" and "503"
+ * series and an empty histogram: rate() and increase() see the first 5xx of a new colour (a series
+ * that appears with the value 1 shows no increase), and a colour without requests answers NaN
+ * ("no traffic") rather than an empty result ("no data").
+ */
+class RequestMetrics
+{
+    /** Upper bounds of the latency buckets, in seconds (+Inf is added). */
+    public const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+    public const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+    /** Colours always exposed, and the statuses always exposed for them. */
+    public const COLOURS = ['blue', 'green'];
+
+    public const INITIAL_STATUSES = ['200', '500', '503'];
+
+    public function __construct(private RedisFactory $redis, private QueueFactory $queue)
+    {
+    }
+
+    /**
+     * The Redis hash of this web host.
+     */
+    public function key(): string
+    {
+        $host = preg_replace('/[^A-Za-z0-9._-]/', '', (string) gethostname());
+
+        return 'metrics:http:'.($host !== '' ? $host : 'localhost');
+    }
+
+    /**
+     * Count one answered request. Throws when Redis cannot be written (the caller swallows it).
+     */
+    public function record(string $colour, int $status, float $seconds): void
+    {
+        $colour = $this->cleanColour($colour);
+        $bucket = '+Inf';
+
+        foreach (self::BUCKETS as $le) {
+            if ($seconds <= $le) {
+                $bucket = $this->number($le);
+                break;
+            }
+        }
+
+        $key = $this->key();
+
+        $this->redis->connection()->transaction(function ($tx) use ($key, $colour, $status, $bucket, $seconds) {
+            $tx->hIncrBy($key, "{$colour}|status|{$status}", 1);
+            $tx->hIncrBy($key, "{$colour}|bucket|{$bucket}", 1);
+            $tx->hIncrByFloat($key, "{$colour}|sum", $seconds);
+        });
+    }
+
+    /**
+     * The exposition: [HTTP status, body]. 503 with a comment when Redis cannot be read; the
+     * queue gauge is left out (with a comment) when only the queue size cannot be read.
+     *
+     * @return array{0: int, 1: string}
+     */
+    public function render(): array
+    {
+        try {
+            $fields = $this->redis->connection()->hGetAll($this->key());
+        } catch (Throwable $e) {
+            return [503, "# Redis is unavailable: request metrics cannot be read.\n"];
+        }
+
+        $colours = [];
+
+        foreach (self::COLOURS as $colour) {
+            $colours[$colour] = ['status' => array_fill_keys(self::INITIAL_STATUSES, '0'), 'bucket' => [], 'sum' => '0'];
+        }
+
+        foreach (is_array($fields) ? $fields : [] as $field => $value) {
+            $parts = explode('|', (string) $field);
+
+            if (count($parts) < 2 || ! is_numeric($value)) {
+                continue;
+            }
+
+            [$colour, $kind] = $parts;
+            $colours[$colour] ??= ['status' => [], 'bucket' => [], 'sum' => '0'];
+
+            if ($kind === 'status' && isset($parts[2]) && preg_match('/^[1-5][0-9][0-9]$/', $parts[2])) {
+                $colours[$colour]['status'][$parts[2]] = (string) (int) $value;
+            } elseif ($kind === 'bucket' && isset($parts[2])) {
+                $colours[$colour]['bucket'][$parts[2]] = (int) $value;
+            } elseif ($kind === 'sum') {
+                $colours[$colour]['sum'] = $this->number((float) $value);
+            }
+        }
+
+        ksort($colours);
+        $out = [];
+
+        $out[] = '# HELP http_requests_total HTTP requests answered by the application, by status and colour.';
+        $out[] = '# TYPE http_requests_total counter';
+
+        foreach ($colours as $colour => $data) {
+            ksort($data['status'], SORT_STRING);
+
+            foreach ($data['status'] as $status => $count) {
+                $out[] = 'http_requests_total{colour="'.$this->label($colour).'",status="'.$status.'"} '.$count;
+            }
+        }
+
+        $out[] = '# HELP http_request_duration_seconds Time from the start of a request until its response was ready.';
+        $out[] = '# TYPE http_request_duration_seconds histogram';
+
+        foreach ($colours as $colour => $data) {
+            $label = $this->label($colour);
+            $cumulative = 0;
+
+            foreach ([...array_map(fn ($le) => $this->number($le), self::BUCKETS), '+Inf'] as $le) {
+                $cumulative += $data['bucket'][$le] ?? 0;
+                $out[] = 'http_request_duration_seconds_bucket{colour="'.$label.'",le="'.$le.'"} '.$cumulative;
+            }
+
+            $out[] = 'http_request_duration_seconds_sum{colour="'.$label.'"} '.$data['sum'];
+            $out[] = 'http_request_duration_seconds_count{colour="'.$label.'"} '.$cumulative;
+        }
+
+        $out[] = '# HELP queue_jobs_pending Jobs in the default Redis queue not yet done (waiting, delayed and reserved).';
+        $out[] = '# TYPE queue_jobs_pending gauge';
+
+        try {
+            $queue = (string) config('queue.connections.redis.queue', 'default');
+            $pending = (int) $this->queue->connection('redis')->size($queue);
+            $out[] = 'queue_jobs_pending{queue="'.$this->label($queue).'"} '.$pending;
+        } catch (Throwable $e) {
+            $out[] = '# queue_jobs_pending: the queue size cannot be read.';
+        }
+
+        return [200, implode("\n", $out)."\n"];
+    }
+
+    /**
+     * A colour safe for a hash field ("|" separates the parts).
+     */
+    private function cleanColour(string $colour): string
+    {
+        $colour = substr((string) preg_replace('/[^a-z0-9._-]/', '', strtolower($colour)), 0, 32);
+
+        return $colour !== '' ? $colour : 'none';
+    }
+
+    /**
+     * A label value escaped as the text format requires (backslash, double quote, newline).
+     */
+    private function label(string $value): string
+    {
+        return str_replace(['\\', '"', "\n"], ['\\\\', '\\"', '\\n'], $value);
+    }
+
+    /**
+     * A float as the text format expects it: "0.005", "1", "2.5", "0.123456".
+     */
+    private function number(float|int $value): string
+    {
+        if (is_nan((float) $value)) {
+            return 'NaN';
+        }
+
+        if (is_infinite((float) $value)) {
+            return $value > 0 ? '+Inf' : '-Inf';
+        }
+
+        $text = rtrim(rtrim(sprintf('%.9F', $value), '0'), '.');
+
+        return $text === '' || $text === '-0' ? '0' : $text;
+    }
+}
