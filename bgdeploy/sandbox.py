@@ -190,12 +190,14 @@ def _host_keys(container: Any) -> list[str]:
 
 
 def _start_container(
-    client: Any, state: SandboxState, host_name: str, role: str, public_key: str
+    client: Any, state: SandboxState, host_name: str, groups: list[str], public_key: str
 ) -> Any:
     ports: dict[str, Any] = {"22/tcp": ("127.0.0.1", None)}
     volumes: dict[str, Any] = {}
-    services = DB_SERVICES if role == "db" else WEB_SERVICES
-    if role == "web":
+    services = " ".join(
+        ([DB_SERVICES] if "db" in groups else []) + ([WEB_SERVICES] if "web" in groups else [])
+    )
+    if "web" in groups:
         ports["80/tcp"] = ("127.0.0.1", None)
         ports["8080/tcp"] = ("127.0.0.1", None)
         volumes[state.app_repository] = {"bind": CONTAINER_REPOSITORY, "mode": "ro"}
@@ -209,14 +211,28 @@ def _start_container(
         ports=ports,
         volumes=volumes,
         environment={"AUTHORIZED_KEY": public_key, "BGDEPLOY_SERVICES": services},
+        # Without it root cannot read /proc/PID/exe of another user's process, so the init
+        # scripts' start-stop-daemon --exec never finds redis-server (it runs as redis) and
+        # `service redis-server stop|restart` silently does nothing.
+        cap_add=["SYS_PTRACE"],
         labels={LABEL: state.name, f"{LABEL}.host": host_name},
     )
 
 
 def up(
-    name: str = "default", web: int = 2, progress: Progress = _quiet, client: Any = None
+    name: str = "default",
+    web: int = 2,
+    progress: Progress = _quiet,
+    client: Any = None,
+    single: bool = False,
 ) -> SandboxState:
-    """Start a sandbox (or report the one already running under that name)."""
+    """Start a sandbox (or report the one already running under that name).
+
+    ``single=True`` starts a single-server install instead: one host ``web1`` in both the
+    ``web`` and ``db`` groups, running every service (``web`` must then be 1).
+    """
+    if single and web != 1:
+        raise ConfigError(f"a single-server sandbox has exactly one web host, not {web}")
     check_name(name)
     if not 1 <= web <= MAX_WEB:
         raise ConfigError(f"--web must be between 1 and {MAX_WEB}, not {web}")
@@ -247,7 +263,7 @@ def up(
         created=time.time(),
     )
     try:
-        _create(client, state, web, progress)
+        _create(client, state, web, progress, single)
     except BaseException:
         progress("start failed: removing what was created")
         down(name, client=client)
@@ -256,7 +272,9 @@ def up(
     return state
 
 
-def _create(client: Any, state: SandboxState, web: int, progress: Progress) -> None:
+def _create(
+    client: Any, state: SandboxState, web: int, progress: Progress, single: bool = False
+) -> None:
     directory = Path(state.directory)
     public_key = sshkeys.generate_keypair(
         directory / "id_ed25519", f"bgdeploy-sandbox-{state.name}"
@@ -268,7 +286,9 @@ def _create(client: Any, state: SandboxState, web: int, progress: Progress) -> N
     progress("building the sample app repository (tags v1, v2)")
     state.releases = sampleapp.build_repository(Path(state.app_repository))
     client.networks.create(state.network, driver="bridge", labels={LABEL: state.name})
-    roles = [(f"web{i}", "web") for i in range(1, web + 1)] + [("db", "db")]
+    roles = [(f"web{i}", ["web"]) for i in range(1, web + 1)] + [("db", ["db"])]
+    if single:
+        roles = [("web1", ["web", "db"])]
     progress(f"starting {len(roles)} containers on network {state.network}")
     with ThreadPoolExecutor(max_workers=len(roles)) as pool:
         containers = list(
@@ -276,10 +296,10 @@ def _create(client: Any, state: SandboxState, web: int, progress: Progress) -> N
         )
     deadline = time.monotonic() + READY_TIMEOUT
     known: list[str] = []
-    for (host_name, role), container in zip(roles, containers, strict=True):
+    for (host_name, groups), container in zip(roles, containers, strict=True):
         container.reload()
         ports = {"ssh": _published(container, "22/tcp")}
-        if role == "web":
+        if "web" in groups:
             ports["http"] = _published(container, "80/tcp")
             ports["preview"] = _published(container, "8080/tcp")
         if not sshkeys.wait_for_banner("127.0.0.1", ports["ssh"], deadline):
@@ -289,7 +309,7 @@ def _create(client: Any, state: SandboxState, web: int, progress: Progress) -> N
             sshkeys.known_hosts_line("127.0.0.1", ports["ssh"], k) for k in _host_keys(container)
         ]
         address = container.attrs["NetworkSettings"]["Networks"][state.network]["IPAddress"]
-        state.hosts.append(SandboxHost(host_name, container.name, [role], ports, address))
+        state.hosts.append(SandboxHost(host_name, container.name, groups, ports, address))
         progress(f"{host_name}: ssh 127.0.0.1:{ports['ssh']} ready")
     (directory / "known_hosts").write_text("\n".join(known) + "\n")
     data = asdict(state)
@@ -387,7 +407,8 @@ def inventory_hosts(name: str | None = None) -> dict[str, list[tuple[str, dict[s
             "ssh_look_for_keys": False,
             "private_ip": host.private_ip,
             "http_port": host.ports.get("http"),
-            "preview_port": host.ports.get("preview"),
+            # Not preview_port: that is the port nginx listens on inside the container.
+            "preview_http_port": host.ports.get("preview"),
         }
         for group in host.groups:
             groups.setdefault(group, []).append((host.name, data))

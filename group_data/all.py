@@ -25,6 +25,20 @@ fpm_max_children = 8
 # Seconds php-fpm lets requests in flight finish on a reload (0 would kill them).
 process_control_timeout = 30
 queue_workers = 2
+php_fpm_group = "www-data"
+# php-fpm process manager of each colour's pool: static, dynamic or ondemand.
+fpm_pm = "dynamic"
+# Requests a php-fpm worker serves before it is replaced (0: never).
+fpm_max_requests = 500
+# Seconds a request may take (nginx fastcgi_read_timeout, php-fpm request_terminate_timeout).
+request_timeout = 60
+# Largest request body nginx accepts (uploads of visa documents), in MB.
+client_max_body_mb = 20
+app_url = "https://bideshgomon.com"
+log_level = "info"
+# Days of application logs logrotate keeps (shared/storage/logs/*.log, rotated daily).
+log_retention_days = 14
+postgres_version = "15"
 
 # Health verification after a deploy
 health_path = "/api/health"

@@ -2,5 +2,6 @@
 
 production = False
 server_name = "staging.bideshgomon.com"
+app_url = "https://staging.bideshgomon.com"
 monitor_window = 30
 ssh_known_hosts_file = "inventories/known_hosts/staging"

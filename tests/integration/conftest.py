@@ -107,3 +107,28 @@ def sh(
         return stdout.channel.recv_exit_status(), out
     finally:
         client.close()
+
+
+def sandbox_run_env(state: sandbox.SandboxState) -> dict[str, str]:
+    """Environment for ``run()`` against a sandbox: its name, and the BGDEPLOY_* secrets
+    emptied so that the sandbox inventory fills in the sandbox's own (never the caller's)."""
+    from bgdeploy.settings import SECRET_VARIABLES
+
+    return {"BGDEPLOY_SANDBOX": state.name, **dict.fromkeys(SECRET_VARIABLES.values(), "")}
+
+
+@pytest.fixture(scope="session")
+def first_provisioning(fleet: sandbox.SandboxState) -> subprocess.CompletedProcess[str]:
+    """``bgdeploy provision sandbox`` on the session fleet, once; it must succeed."""
+    proc = run(["bgdeploy", "provision", "sandbox"], env=sandbox_run_env(fleet))
+    assert proc.returncode == 0, f"provisioning failed\n{proc.stdout}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def provisioned(
+    fleet: sandbox.SandboxState, first_provisioning: subprocess.CompletedProcess[str]
+) -> sandbox.SandboxState:
+    """The session fleet, provisioned (web1, web2: nginx, php-fpm pools, layout, .env; db:
+    PostgreSQL role and database, Redis with its password)."""
+    return fleet
