@@ -15,7 +15,17 @@ from typing import Any
 
 import click
 
-from bgdeploy import history, journal, postmortem, runner, sandbox, windows
+from bgdeploy import (
+    emergency,
+    flags,
+    history,
+    journal,
+    postmortem,
+    remote,
+    runner,
+    sandbox,
+    windows,
+)
 from bgdeploy import settings as settings_mod
 from bgdeploy.errors import BgdeployError
 
@@ -60,12 +70,14 @@ _name_option = click.option(
 @sandbox_group.command("up")
 @_name_option
 @click.option("--web", "web", default=2, show_default=True, help="Number of web hosts.")
+@click.option("--single", is_flag=True, help="One host that is both web and db host.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @_handle_errors
-def sandbox_up(name: str, web: int, as_json: bool) -> None:
+def sandbox_up(name: str, web: int, single: bool, as_json: bool) -> None:
     """Start a sandbox, building its image first when the recipe changed."""
-    click.echo(f"sandbox {name}: starting {web} web host(s) and a db host", err=True)
-    sandbox.up(name, web=web, progress=_progress)
+    layout = "one host (web and db)" if single else f"{web} web host(s) and a db host"
+    click.echo(f"sandbox {name}: starting {layout}", err=True)
+    sandbox.up(name, web=1 if single else web, single=single, progress=_progress)
     _print_status(sandbox.status(name), as_json)
 
 
@@ -105,6 +117,85 @@ def provision_cmd(env: str, limit: tuple[str, ...]) -> None:
     result = runner.run_deploy(env, "deploys/provision.py", limit=list(limit))
     _print_run_summary(result)
     if result.returncode != 0:
+        sys.exit(1)
+
+
+@cli.command("deploy")
+@click.argument("env")
+@click.option("--ref", help="Branch, tag or commit to deploy (default: group_data's ref).")
+@click.option("--force", is_flag=True, help="Deploy even when that commit is already live.")
+@click.option("--emergency", is_flag=True, help="Override the deploy window (needs --reason).")
+@click.option("--reason", help="Why (journaled; required with --emergency).")
+@click.option(
+    "--allow-destructive",
+    is_flag=True,
+    help="Let pending migrations drop or rename (a verified snapshot is taken first).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the per-host result as JSON.")
+@_handle_errors
+def deploy_cmd(
+    env: str,
+    ref: str | None,
+    force: bool,
+    emergency: bool,
+    reason: str | None,
+    allow_destructive: bool,
+    as_json: bool,
+) -> None:
+    """Deploy REF to ENV in place (the runbook's manual deployment, pyinfra
+    deploys/release.py): lock, preflight, checkout, composer, npm, snapshot and migrations,
+    caches, reloads, workers, health. A failure restores the previous release.
+
+    Exit 0 deployed (or already live), 1 failed, 2 bad input, 3 refused (window, lock,
+    destructive migration). Ends with a table: host, sha before -> after, result, duration.
+    """
+    from bgdeploy import deploying, release_report
+
+    request = deploying.check_request(
+        env,
+        ref,
+        force=force,
+        allow_destructive=allow_destructive,
+        emergency=emergency,
+        reason=reason,
+    )
+    if request.window.emergency:
+        click.echo(request.window.describe(), err=True)
+    click.echo(f"deploying {request.ref} to {env} (in place)", err=True)
+    try:
+        report = deploying.deploy(request, progress=_progress)
+    except deploying.Interrupted as interrupted:
+        _print_release(interrupted.report, as_json, release_report)
+        sys.exit(130)
+    _print_release(report, as_json, release_report)
+    sys.exit(report.exit_code())
+
+
+def _print_release(report: Any, as_json: bool, release_report: Any) -> None:
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    if report.refusal is not None:
+        click.echo(f"bgdeploy: {report.refusal['message']}", err=True)
+        if all(o.result == "pending" for o in report.web_hosts):
+            return  # refused before any host was touched: the message says it all
+    click.echo(release_report.format_table(report))
+
+
+@cli.command("unlock")
+@click.argument("env")
+@click.option("--reason", help="Why the lock is broken (journaled).")
+@_handle_errors
+def unlock_cmd(env: str, reason: str | None) -> None:
+    """Break a stale deploy lock on every web host of ENV (left by a deploy that died).
+    Whose lock it was is printed and journaled. Only for a lock no deploy is using."""
+    from bgdeploy import deploying
+
+    results = deploying.unlock(env, reason)
+    width = max(len("host"), *(len(r.host) for r in results))
+    for result in results:
+        click.echo(f"{result.host:<{width}}  {result.describe()}")
+    if not all(result.ok for result in results):
         sys.exit(1)
 
 
@@ -174,6 +265,121 @@ def _warn_unreadable(found: history.History) -> None:
         click.echo(f"warning: {result.host}: journal not read: {result.summary()}", err=True)
     if found.unreadable:
         sys.exit(1)
+
+
+@cli.group("emergency")
+def emergency_group() -> None:
+    """The runbook's emergency commands: logs, restarts, cache clears, database checks."""
+
+
+_env_argument = click.argument("env")
+_yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+
+
+def _finish(results: list[remote.HostResult], what: str = "result") -> None:
+    """Print the per-host table; exit 1 when any host failed (the others are still shown)."""
+    click.echo(remote.format_results(results, what))
+    if any(not result.ok for result in results):
+        sys.exit(1)
+
+
+@emergency_group.command("logs")
+@_env_argument
+@click.option(
+    "--source", type=click.Choice(emergency.LOG_SOURCES), default="laravel", show_default=True
+)
+@click.option("--lines", "-n", default=100, show_default=True, type=int)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@_handle_errors
+def emergency_logs(env: str, source: str, lines: int, follow: bool) -> None:
+    """A log from every web host, each line prefixed with its host."""
+    results = emergency.logs(env, source, lines, follow)
+    failed = [result for result in results if not result.ok]
+    for result in failed:
+        click.echo(f"[{result.host}] FAILED: {result.summary()}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@emergency_group.command("restart")
+@_env_argument
+@click.argument("services", nargs=-1, type=click.Choice(emergency.RESTARTABLE))
+@_handle_errors
+def emergency_restart(env: str, services: tuple[str, ...]) -> None:
+    """Restart services gracefully (default: php-fpm, nginx, redis and workers)."""
+    _finish(emergency.restart(env, services))
+
+
+@emergency_group.command("clear-caches")
+@_env_argument
+@click.option("--flush-redis", is_flag=True, help="Also FLUSHALL Redis (asks first).")
+@_yes_option
+@_handle_errors
+def emergency_clear_caches(env: str, flush_redis: bool, yes: bool) -> None:
+    """optimize:clear and every cache clear in the live colour, then warm the caches again."""
+    if flush_redis and not yes:
+        click.confirm(
+            f"FLUSHALL deletes every key in {env}'s Redis: sessions, queued jobs, feature flag "
+            "overrides. Continue?", abort=True,
+        )  # fmt: skip
+    _finish(emergency.clear_caches(env, flush_redis))
+
+
+@emergency_group.command("db-connections")
+@_env_argument
+@_handle_errors
+def emergency_db_connections(env: str) -> None:
+    """Connections to PostgreSQL by database and state."""
+    _finish(
+        emergency.db_query(env, emergency.CONNECTIONS_SQL, "db-connections"), "database|state|count"
+    )
+
+
+@emergency_group.command("kill-long-queries")
+@_env_argument
+@click.option("--older-than", default=5, show_default=True, type=int, help="Minutes.")
+@_yes_option
+@_handle_errors
+def emergency_kill_long_queries(env: str, older_than: int, yes: bool) -> None:
+    """Terminate queries active for longer than --older-than minutes (asks first)."""
+    listed = emergency.db_query(env, emergency.long_queries_sql(older_than, False), "list")
+    click.echo(remote.format_results(listed, "pid|running for|query"))
+    if not yes:
+        click.confirm("Terminate these queries?", abort=True)
+    sql = emergency.long_queries_sql(older_than, True)
+    _finish(emergency.db_query(env, sql, "kill-long-queries", journaled=True), "pid|terminated")
+
+
+@emergency_group.command("table-sizes")
+@_env_argument
+@_handle_errors
+def emergency_table_sizes(env: str) -> None:
+    """The ten largest tables of the app's database."""
+    _finish(emergency.db_query(env, emergency.TABLE_SIZES_SQL, "table-sizes"), "table|size")
+
+
+@cli.command("flags")
+@_env_argument
+@click.argument("action", type=click.Choice(flags.ACTIONS))
+@click.argument("name", required=False)
+@click.argument("value", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the flags as JSON.")
+@_handle_errors
+def flags_cmd(env: str, action: str, name: str | None, value: str | None, as_json: bool) -> None:
+    """Feature flags at runtime, on every web host at once (they share Redis).
+
+    \b
+    bgdeploy flags prod disable visa_new_flow_20250601        # the kill switch
+    bgdeploy flags prod rollout visa_new_flow_20250601 25
+    bgdeploy flags prod users visa_new_flow_20250601 1,2,3
+    bgdeploy flags prod enable|reset NAME;  bgdeploy flags prod list
+    """
+    outcome = flags.change(env, action, name, value)
+    if as_json:
+        click.echo(json.dumps(outcome, indent=2))
+        return
+    click.echo(f"{action} {name or ''} on {outcome['host']}; flags now:".replace("  ", " "))
+    click.echo(json.dumps(outcome["flags"], indent=2))
 
 
 def _print_run_summary(result: runner.DeployRun) -> None:

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import TYPE_CHECKING, Any
 
 from bgdeploy.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bgdeploy.settings import Settings
 
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 ARTISAN_WORD = re.compile(r"^[A-Za-z0-9:_=,./-]+$")
@@ -68,3 +72,472 @@ def artisan(app_dir: str, *words: str) -> str:
 def as_user(user: str, command: str) -> str:
     """Run a shell command as another user (through sudo, with a login-free shell)."""
     return f"sudo -u {q(user)} -H sh -c {q(command)}"
+
+
+# Server setup (deploys/provision.py) -------------------------------------------------------
+
+PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}$")
+SQL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+
+
+def apt_install(packages: list[str]) -> str:
+    """Refresh the package lists, then install Debian packages (no recommends, no prompts)."""
+    for package in packages:
+        if not PACKAGE_NAME.match(package):
+            raise ConfigError(f"package name {package!r} is not valid")
+    names = " ".join(q(p) for p in packages)
+    apt = "DEBIAN_FRONTEND=noninteractive apt-get"
+    return join(f"{apt} update -q", f"{apt} install -y -q --no-install-recommends {names}")
+
+
+def service_state(name: str) -> str:
+    """Print ``running`` or ``stopped`` (``service NAME status``; never fails)."""
+    return f"if {service(name, 'status')} >/dev/null 2>&1; then echo running; else echo stopped; fi"
+
+
+def install_checked(new: str, dest: str, test: str, enable: str | None = None) -> str:
+    """Put the file ``new`` in place of ``dest`` and run the configuration ``test``; when the
+    test fails, the previous ``dest`` comes back (or none, if there was none) and the command
+    fails. ``enable``: a symlink to point at ``dest`` as part of the same change (an nginx site
+    in ``sites-enabled``), removed again on failure if this command created it.
+    """
+    backup = f"{dest}.bgdeploy-old"
+    steps = [
+        f"if [ -e {q(dest)} ]; then cp -p {q(dest)} {q(backup)}; else rm -f {q(backup)}; fi",
+        f"mv -f {q(new)} {q(dest)}",
+    ]
+    undo = [f"if [ -e {q(backup)} ]; then mv -f {q(backup)} {q(dest)}; else rm -f {q(dest)}; fi"]
+    if enable is not None:
+        steps.append(
+            f'{{ [ "$(readlink {q(enable)})" = {q(dest)} ] || '
+            f"{{ ln -sfn {q(dest)} {q(enable)} && linked=1; }}; }}"
+        )
+        undo.append(f'if [ -n "$linked" ]; then rm -f {q(enable)}; fi')
+    message = f"bgdeploy: {dest} failed the configuration test ({test}); the previous file is kept"
+    return (
+        "linked=; "
+        + " && ".join(steps)
+        + f" && if {test}; then rm -f {q(backup)}; else "
+        + "; ".join(undo)
+        + f"; echo {q(message)} >&2; exit 1; fi"
+    )
+
+
+def supervisor_update() -> str:
+    """Make supervisord read changed program files and apply them (starts added programs)."""
+    return join("supervisorctl reread", "supervisorctl update")
+
+
+def sql_ident(name: str) -> str:
+    """A PostgreSQL identifier (role or database name), checked, then double-quoted."""
+    if not SQL_NAME.match(name):
+        raise ConfigError(f"database name {name!r} is not valid")
+    return f'"{name}"'
+
+
+def sql_literal(value: str) -> str:
+    """A PostgreSQL string literal (standard_conforming_strings: only ' is special)."""
+    if "\0" in value:
+        raise ConfigError("a NUL byte cannot be part of an SQL string")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def psql(port: int, database: str | None = None) -> str:
+    """``psql`` as the postgres superuser over the local socket, reading SQL on stdin and
+    stopping at the first error. Statements go on stdin so that no value (a password hash)
+    shows in process lists or in pyinfra's output."""
+    target = f" -d {q(database)}" if database else ""
+    return f"cd / && sudo -u postgres psql -X -q -v ON_ERROR_STOP=1 -p {int(port)}{target}"
+
+
+def psql_query(port: int, sql: str, database: str | None = None) -> str:
+    """One read-only query as the postgres superuser; rows unaligned, ``|`` between fields."""
+    target = f" -d {q(database)}" if database else ""
+    return f"cd / && sudo -u postgres psql -X -tA -p {int(port)}{target} -c {q(sql)}"
+
+
+# On-call commands (bgdeploy emergency, history) ----------------------------------------------
+
+
+def tail(path: str, lines: int, follow: bool = False) -> str:
+    """The last ``lines`` lines of a log (``follow``: and every new one, across rotations)."""
+    return f"tail -n {int(lines)} {'-F ' if follow else ''}{q(path)}"
+
+
+def live_artisan(settings: Settings, *words: str) -> str:
+    """``php artisan WORDS`` in the live colour (through ``current``), as the php-fpm user, so
+    the caches it writes stay writable by php-fpm."""
+    return as_user(settings.php_fpm_user, artisan(f"{settings.app_root}/current", *words))
+
+
+CACHE_CLEARS = ("optimize:clear", "config:clear", "route:clear", "view:clear", "cache:clear")
+CACHE_WARMS = ("config:cache", "route:cache", "view:cache", "event:cache", "optimize")
+
+
+def clear_and_warm_caches(settings: Settings) -> str:
+    """The runbook's cache clears, then the caches warmed again, in the live colour."""
+    return join(*(live_artisan(settings, word) for word in (*CACHE_CLEARS, *CACHE_WARMS)))
+
+
+def restart_workers(settings: Settings) -> str:
+    """Workers finish their current job, then restart (``queue:restart`` + supervisor)."""
+    return join(
+        live_artisan(settings, "queue:restart"),
+        f"supervisorctl restart {q(settings.app_name + '-worker:*')}",
+    )
+
+
+def redis_cli(port: int) -> str:
+    """``redis-cli`` reading its commands (``AUTH`` first) on stdin: no password in argv."""
+    return f"redis-cli -p {int(port)}"
+
+
+def journal_append(settings: Settings, entry: Any) -> str:
+    """Append a journal entry on a host, as the deploy user (the journal's owner)."""
+    from bgdeploy.journal import journal_append_command
+
+    directory = settings.journal_path.rsplit("/", 1)[0]
+    return join(
+        f"install -d -o {q(settings.deploy_user)} -m 0750 {q(directory)}",
+        as_user(settings.deploy_user, journal_append_command(settings.journal_path, entry)),
+    )
+
+
+def redis_wait_protected(address: str, port: int, seconds: int = 10) -> str:
+    """Wait until Redis answers on ``address:port`` and refuses an unauthenticated client
+    (``NOAUTH``); fails after ``seconds``. Proves a restart took the new bind and password."""
+    probe = f"redis-cli -h {q(address)} -p {int(port)} ping 2>&1 | grep -q NOAUTH"
+    message = f"bgdeploy: redis does not answer on {address}:{port} with a password required"
+    return (
+        f"for i in $(seq {int(seconds) * 4}); do if {probe}; then exit 0; fi; sleep 0.25; done; "
+        f"echo {q(message)} >&2; exit 1"
+    )
+
+
+# In-place release (deploys/release.py) -------------------------------------------------------
+#
+# Commands that change the live colour run in it with ``umask 002``: the colour and the shared
+# storage are group-writable by php-fpm's group, and what a deploy writes there stays so.
+
+SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SHA_WORD = re.compile(r"^[0-9a-f]{7,64}$")
+MIGRATION_PATH = re.compile(r"^database/migrations/[A-Za-z0-9_.-]+\.php$")
+
+
+def lock_acquire(path: str, content: str) -> str:
+    """Create the deploy lock atomically (``set -C``: O_EXCL) holding ``content``.
+
+    Prints ``bgdeploy-lock: acquired``, or ``bgdeploy-lock: held`` and the holder's lock;
+    exits 0 either way (the caller reads which).
+    """
+    directory = path.rsplit("/", 1)[0]
+    return (
+        f"mkdir -p {q(directory)} && "
+        f"if ( set -C; printf '%s\\n' {q(content)} > {q(path)} ) 2>/dev/null; "
+        f"then echo 'bgdeploy-lock: acquired'; "
+        f"else echo 'bgdeploy-lock: held'; cat {q(path)} 2>/dev/null; true; fi"
+    )
+
+
+def lock_release(path: str, run: str) -> str:
+    """Remove the deploy lock if deploy ``run`` holds it (never someone else's); prints
+    ``released`` or ``not held``."""
+    if not re.match(r"^[A-Za-z0-9_-]{1,64}$", run):
+        raise ConfigError(f"deploy run id {run!r} is not valid")
+    return (
+        f"if grep -qF {q(chr(34) + 'run' + chr(34) + ':' + chr(34) + run + chr(34))} "
+        f"{q(path)} 2>/dev/null; then rm -f {q(path)} && echo released; else echo 'not held'; fi"
+    )
+
+
+def lock_read(path: str) -> str:
+    """Print the deploy lock's content (nothing when there is no lock)."""
+    return f"cat {q(path)} 2>/dev/null || true"
+
+
+def lock_break(path: str) -> str:
+    """Print the deploy lock's content, then remove it (``bgdeploy unlock``)."""
+    return f"if [ -e {q(path)} ]; then cat {q(path)}; echo; rm -f {q(path)}; fi"
+
+
+def in_dir(directory: str, command: str) -> str:
+    """``command`` in ``directory``, with ``umask 002`` (files stay group-writable)."""
+    return f"cd {q(directory)} && umask 002 && {command}"
+
+
+def _sha(sha: str) -> str:
+    if not SHA_WORD.match(sha):
+        raise ConfigError(f"commit id {sha!r} is not valid")
+    return sha
+
+
+def live_colour_dir(app_root: str) -> str:
+    """Print the directory of the live colour (``<app_root>/<target of current>``)."""
+    root = q(app_root)
+    return f'c=$(basename "$(readlink {root}/current)") && echo {root}/"$c"'
+
+
+def release_facts(app_root: str, repository: str) -> str:
+    """Read what a release needs to know about a web host, changing nothing but ``.git``.
+
+    Prints ``key=value`` lines: ``colour`` (the target of ``current``), ``app_key`` (yes/no:
+    ``shared/.env`` has a non-empty APP_KEY; the value is never printed), ``free_kb`` (free disk
+    under ``app_root``), ``head`` (the commit checked out in the live colour, empty before the
+    first deploy), ``built`` (the commit last deployed there successfully, see
+    :func:`mark_built`), one ``dirty=`` line per locally changed tracked file. Then the live
+    colour is made a git repository of ``repository`` when it is not one yet (shared
+    ``storage/`` left out of its checkout) and fetched; ``fetch=ok`` or ``fetch=failed``
+    follows, git's error on stderr.
+    """
+    root = q(app_root)
+    return (
+        f'c=$(basename "$(readlink {root}/current 2>/dev/null)"); echo "colour=$c"; '
+        f'case "$c" in blue|green) ;; *) exit 0;; esac; d={root}/"$c"; '
+        f'if grep -Eq "^APP_KEY=[\\"\']?[^\\"\' ]" {root}/shared/.env 2>/dev/null; '
+        f"then echo app_key=yes; else echo app_key=no; fi; "
+        f"echo \"free_kb=$(df -Pk {root} | awk 'NR==2 {{print $4}}')\"; "
+        f'if [ -d "$d/.git" ]; then echo "head=$(git -C "$d" rev-parse -q --verify HEAD)"; '
+        f'echo "built=$(cat "$d/.git/bgdeploy-built" 2>/dev/null)"; '
+        f'git -C "$d" status --porcelain --untracked-files=no | sed "s/^/dirty=/"; '
+        f'else echo head=; fi; cd "$d" && {git_ensure_repo(repository)} && {git_fetch()} '
+        f"&& echo fetch=ok || echo fetch=failed"
+    )
+
+
+def git_ensure_repo(repository: str) -> str:
+    """In the current directory: a git repository whose ``origin`` is ``repository``, with the
+    shared ``storage/`` left out of its checkout (a sparse checkout), so the link to
+    ``shared/storage`` is never touched by git."""
+    sparse = "printf '%s\\n' '/*' '!/storage/' > .git/info/sparse-checkout"
+    return (
+        f"{{ [ -d .git ] || {{ git init -q && git config core.sparseCheckout true && "
+        f"mkdir -p .git/info && {sparse}; }}; }} && "
+        f"{{ git remote set-url origin {q(repository)} 2>/dev/null || "
+        f"git remote add origin {q(repository)}; }}"
+    )
+
+
+def git_fetch() -> str:
+    """Fetch every branch and tag of ``origin`` into the current repository (tags forced:
+    a moved tag is followed)."""
+    return "git fetch -q --prune --force --tags origin '+refs/heads/*:refs/remotes/origin/*'"
+
+
+def git_resolve(ref: str) -> str:
+    """Print each commit ``ref`` names in the current repository, one ``kind sha`` per line:
+    ``tag``, ``branch`` (``origin``'s), ``full`` (a full ref name) or ``commit`` (a sha)."""
+    from bgdeploy.refs import is_sha, validate_ref
+
+    validate_ref(ref)
+    checks: list[tuple[str, str]] = []
+    if ref.startswith("refs/heads/"):
+        checks.append(("branch", "refs/remotes/origin/" + ref.removeprefix("refs/heads/")))
+    elif ref.startswith("refs/"):
+        checks.append(("full", ref))
+    else:
+        checks += [("tag", f"refs/tags/{ref}"), ("branch", f"refs/remotes/origin/{ref}")]
+        if is_sha(ref):
+            checks.append(("commit", ref))
+    return (
+        "; ".join(
+            f's=$(git rev-parse -q --verify {q(name + "^{commit}")}) && echo {kind} "$s"'
+            for kind, name in checks
+        )
+        + "; true"
+    )
+
+
+def mark_built(directory: str, sha: str) -> str:
+    """Record that ``directory`` is built and healthy at ``sha`` (``.git/bgdeploy-built``):
+    deploying that commit again is then a no-op. A checkout whose build failed is never
+    marked, so deploying it again rebuilds it."""
+    return f"printf '%s\\n' {_sha(sha)} > {q(directory + '/.git/bgdeploy-built')}"
+
+
+def git_checkout(sha: str) -> str:
+    """Check out exactly ``sha`` (detached) in the current repository. Local changes to
+    tracked files make it fail rather than be lost."""
+    return f"git -c advice.detachedHead=false checkout -q --detach {_sha(sha)}"
+
+
+def git_force_checkout(sha: str) -> str:
+    """Check out ``sha`` over whatever a failed deploy left (restoring the previous release)."""
+    return f"git -c advice.detachedHead=false checkout -q -f --detach {_sha(sha)}"
+
+
+def link_shared(app_root: str, group: str) -> str:
+    """In a colour: ``.env`` and ``storage`` link to ``shared/``; ``bootstrap/cache`` is
+    writable by php-fpm's ``group`` (caches are rebuilt by the deploy user and php-fpm)."""
+    shared = f"{app_root}/shared"
+    return join(
+        f"ln -sfn {q(shared + '/.env')} .env",
+        f"{{ [ -L storage ] || {{ rm -rf storage && ln -s {q(shared + '/storage')} storage; }}; }}",
+        "mkdir -p bootstrap/cache",
+        f"chgrp {q(group)} bootstrap/cache",
+        "chmod 2775 bootstrap/cache",
+    )
+
+
+def composer_install() -> str:
+    """The runbook's ``composer install --no-dev --optimize-autoloader``, never prompting."""
+    return "composer install --no-dev --optimize-autoloader --no-interaction --no-progress"
+
+
+def npm_ci() -> str:
+    """``npm ci``: exactly the lock file's packages."""
+    return "npm ci --no-audit --no-fund"
+
+
+def npm_build() -> str:
+    """``npm run build``: the front-end assets."""
+    return "npm run build"
+
+
+def artisan_here(*words: str) -> str:
+    """``php artisan WORDS`` in the current directory (each word checked, then quoted)."""
+    return artisan(".", *words).removeprefix("cd . && ")
+
+
+def warm_caches() -> str:
+    """``config:cache``, ``route:cache``, ``view:cache``, ``event:cache``, ``optimize``."""
+    return join(*(artisan_here(word) for word in CACHE_WARMS))
+
+
+def storage_link() -> str:
+    """``php artisan storage:link`` unless ``public/storage`` already is a link."""
+    return f"{{ [ -L public/storage ] || {artisan_here('storage:link')}; }}"
+
+
+def migrate() -> str:
+    """``php artisan migrate --force``: pending migrations, each in a transaction on
+    PostgreSQL (a failed one leaves the schema as it was)."""
+    return artisan_here("migrate", "--force", "--no-interaction")
+
+
+def queue_restart() -> str:
+    """``php artisan queue:restart``: workers finish their job, then exit (supervisor restarts
+    them)."""
+    return artisan_here("queue:restart")
+
+
+def supervisor_restart(program: str) -> str:
+    """Restart every process of a supervisor program (``NAME:*``)."""
+    if not SERVICE_NAME.match(program):
+        raise ConfigError(f"supervisor program {program!r} is not valid")
+    return f"supervisorctl restart {q(program + ':*')}"
+
+
+def health_probe(port: int, path: str) -> str:
+    """One request to ``http://127.0.0.1:PORT/PATH`` through nginx: prints the HTTP status and
+    the ``X-Release`` header (``000`` when nothing answered). Never fails."""
+    if not re.match(r"^/[A-Za-z0-9_./-]*$", path):
+        raise ConfigError(f"health path {path!r} is not valid")
+    url = f"http://127.0.0.1:{int(port)}{path}"
+    return (
+        f"curl -s -m 5 -o /dev/null -H 'Cache-Control: no-cache' "
+        f"-w '%{{http_code}} %header{{x-release}}\\n' {q(url)} || true"
+    )
+
+
+def migration_files(sha: str) -> str:
+    """List the migration files of commit ``sha`` (current repository)."""
+    return f"git ls-tree --name-only {_sha(sha)} database/migrations/"
+
+
+def show_files(sha: str, paths: list[str]) -> str:
+    """Print files of commit ``sha``, each after a line ``==> bgdeploy-file PATH``."""
+    parts = []
+    for path in paths:
+        if not MIGRATION_PATH.match(path):
+            raise ConfigError(f"migration path {path!r} is not valid")
+        parts.append(f"echo {q('==> bgdeploy-file ' + path)} && git show {q(sha + ':' + path)}")
+    _sha(sha)
+    return join(*parts) if parts else "true"
+
+
+def applied_migrations(port: int, database: str) -> str:
+    """Print the migrations recorded in the database's ``migrations`` table (nothing when the
+    table does not exist yet), as the postgres superuser on the db host."""
+    exists = psql_query(port, "SELECT to_regclass('migrations') IS NOT NULL", database)
+    rows = psql_query(port, "SELECT migration FROM migrations ORDER BY 1", database)
+    return f'if [ "$({exists})" = t ]; then {rows}; fi'
+
+
+def snapshot_create(backups_dir: str, name: str, database: str, port: int, keep: int) -> str:
+    """A verified database snapshot, to run as the postgres user on the db host.
+
+    Checks free disk first (at least twice the previous dump; before the first one, the
+    database's size), then ``pg_dump -Fc`` to ``<backups_dir>/<name>.dump``, reads it back
+    completely (``pg_restore -f /dev/null``: ``--list`` alone misses a truncated dump), writes
+    the ``<name>.dump.sha256`` sidecar, makes both 0600 and keeps the newest ``keep`` dumps.
+    Prints ``bgdeploy-snapshot: NAME SIZE SHA256``.
+    """
+    if not SNAPSHOT_NAME.match(name):
+        raise ConfigError(f"snapshot name {name!r} is not valid")
+    if not 1 <= int(keep) <= 1000:
+        raise ConfigError(f"snapshot_keep {keep!r} must be from 1 to 1000")
+    dump, tmp = f"{name}.dump", f"{name}.dump.tmp"
+    size_sql = "SELECT pg_database_size(current_database()) / 1024"
+    script = "; ".join(
+        [
+            "set -e",
+            f"cd {q(backups_dir)}",
+            "umask 077",
+            f"trap 'rm -f {tmp}' EXIT",
+            "prev=$(ls -1t -- *.dump 2>/dev/null | head -n 1)",
+            'if [ -n "$prev" ]; then need=$(( $(stat -c %s -- "$prev") * 2 / 1024 )); '
+            f"else need=$(psql -X -tA -p {int(port)} -d {q(database)} -c {q(size_sql)}); fi",
+            "free=$(df -Pk . | awk 'NR==2 {print $4}')",
+            'if [ "$free" -lt "$need" ]; then echo "bgdeploy-snapshot: not enough disk in '
+            f'{backups_dir}: $free KiB free, $need KiB needed (twice the previous dump)" >&2; '
+            "exit 1; fi",
+            f"pg_dump -Fc -Z 6 --no-owner -p {int(port)} -f {tmp} {q(database)}",
+            f"pg_restore -f /dev/null {tmp}",
+            f"mv -f {tmp} {dump}",
+            f"sha256sum {dump} > {dump}.sha256",
+            f"chmod 0600 {dump} {dump}.sha256",
+            f"ls -1t -- *.dump | tail -n +{int(keep) + 1} | "
+            'while read -r old; do rm -f -- "$old" "$old.sha256"; done',
+            f'echo "bgdeploy-snapshot: {name} $(stat -c %s {dump}) $(cut -d" " -f1 {dump}.sha256)"',
+        ]
+    )
+    return as_user("postgres", script)
+
+
+def as_root(command: str) -> str:
+    """Run a shell command as root through ``sudo -n`` (fails instead of prompting)."""
+    return f"sudo -n -H sh -c {q(command)}"
+
+
+def restart_live_workers(settings: Settings, directory: str) -> str:
+    """``queue:restart`` in ``directory``, then a restart of the supervisor program (when the
+    environment has queue workers)."""
+    restart = in_dir(directory, queue_restart())
+    if settings.queue_workers:
+        restart = join(restart, as_root(supervisor_restart(f"{settings.app_name}-worker")))
+    return restart
+
+
+def release_steps(
+    settings: Settings, directory: str, sha: str, restore: bool = False
+) -> list[tuple[str, str]]:
+    """The in-place release of ``sha`` in ``directory`` (a colour) once its ``.git`` is
+    fetched, as ``(step, command)`` pairs in order, migrations left out.
+
+    The release path runs them one operation each (its checkout refuses to overwrite local
+    changes); restoring a previous release (``restore``: after a failure, an interrupted
+    deploy, or a rollback) runs them all with the previous commit, its checkout forced.
+    """
+    checkout = git_force_checkout(sha) if restore else git_checkout(sha)
+    links = link_shared(settings.app_root, settings.php_fpm_group)
+    return [
+        ("check out", in_dir(directory, join(checkout, links))),
+        ("composer install", in_dir(directory, composer_install())),
+        ("npm ci", in_dir(directory, npm_ci())),
+        ("npm run build", in_dir(directory, npm_build())),
+        ("caches", in_dir(directory, warm_caches())),
+        ("storage link", in_dir(directory, storage_link())),
+        ("reload php-fpm", as_root(php_fpm_reload(settings.php_version))),
+        ("reload nginx", as_root(nginx_reload())),
+        ("restart workers", restart_live_workers(settings, directory)),
+    ]

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,17 +172,46 @@ def run_deploy(
     )
     captured: list[str] = []
     assert proc.stderr is not None and proc.stdout is not None
-    for line in proc.stderr:
-        captured.append(line)
-        if stream:
-            sys.stderr.write(line)
-    stdout = proc.stdout.read()
-    code = proc.wait()
+    # stdout (the JSON) is read on its own thread: reading it only after stderr would deadlock
+    # once the JSON outgrows the pipe buffer (64 KiB: a larger fleet).
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        for line in proc.stderr:
+            captured.append(line)
+            if stream:
+                sys.stderr.write(line)
+        code = proc.wait()
+        reader.join()
+        stdout = out[0] if out else ""
+    except BaseException:
+        # Ctrl-C (or any error) here: pyinfra must not go on changing hosts behind our back.
+        stop_process(proc)
+        raise
     try:
         parsed = json.loads(stdout) if stdout.strip() else {}
     except json.JSONDecodeError:
         raise OperationFailed(f"pyinfra printed no JSON result (exit {code})") from None
     return DeployRun(code, parsed.get("results", {}), "".join(captured))
+
+
+def stop_process(proc: subprocess.Popen[str], grace: float = 5.0) -> None:
+    """Stop a pyinfra run: SIGINT, then SIGTERM, then SIGKILL, ``grace`` seconds apart.
+
+    When pyinfra's process ends its SSH connections close, and commands still running on the
+    hosts under a terminal (the release's build steps) get SIGHUP.
+    """
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def current_settings() -> Settings:
