@@ -1,0 +1,342 @@
+"""``bgdeploy deploy`` and ``bgdeploy unlock``: the operator's side of the in-place release.
+
+:func:`deploy` checks everything it can without connecting (the ref's syntax, the inventory,
+every host's settings, the deploy window), then runs ``deploys/release.py`` through pyinfra,
+exactly as an operator would by hand, and reads back the per-host record the deploy file keeps
+(:class:`~bgdeploy.release_report.ReleaseReport`). Bad input raises
+:class:`~bgdeploy.errors.ConfigError` (exit 2) and a closed window
+:class:`~bgdeploy.errors.PolicyRefusal` (exit 3), both before pyinfra starts.
+
+When the operator presses Ctrl-C, pyinfra is stopped (its build commands run under a terminal
+on the hosts, so they stop with it) and :func:`recover` puts every host the deploy had touched
+back on its previous commit and build, journals the interruption and releases the lock: the
+live release keeps serving.
+
+:func:`unlock` breaks a lock left behind by a deploy that died, and journals it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bgdeploy import commands, journal, lock, refs, remote, runner, windows
+from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
+from bgdeploy.release_report import ReleaseReport, StepResult
+from bgdeploy.settings import Settings
+
+DEPLOY_FILE = "deploys/release.py"
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    """A checked ``bgdeploy deploy``: what pyinfra will be asked to do."""
+
+    env: str
+    ref: str
+    force: bool
+    allow_destructive: bool
+    reason: str | None
+    emergency_reason: str | None
+    window: windows.WindowDecision
+
+    def data(self, run_id: str, report_path: str) -> dict[str, Any]:
+        """The ``--data`` values for ``deploys/release.py``."""
+        data: dict[str, Any] = {
+            "ref": self.ref,
+            "force": self.force,
+            "allow_destructive": self.allow_destructive,
+            "bgdeploy_run_id": run_id,
+            "bgdeploy_report": report_path,
+        }
+        if self.reason:
+            data["reason"] = self.reason
+        if self.emergency_reason:
+            data["emergency_reason"] = self.emergency_reason
+        return data
+
+
+def check_request(
+    env: str,
+    ref: str | None,
+    *,
+    force: bool = False,
+    allow_destructive: bool = False,
+    emergency: bool = False,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> DeployRequest:
+    """Check a deploy request without connecting to any host.
+
+    + env: the inventory (``inventories/ENV.py``)
+    + ref: branch, tag or commit; None deploys group_data's ``ref``
+    + emergency, reason: ``--emergency --reason TEXT`` overrides the deploy window
+
+    Raises :class:`ConfigError` (exit 2) for a bad ref, environment, setting or option, and
+    :class:`PolicyRefusal` (exit 3) outside the deploy window, with the next window.
+    """
+    if ref is not None:
+        refs.validate_ref(ref)
+    if reason is not None and not reason.strip():
+        raise ConfigError("--reason is empty: say why")
+    if emergency and not reason:
+        raise ConfigError("--emergency needs --reason TEXT: the override is journaled")
+    data: dict[str, Any] = {"force": force, "allow_destructive": allow_destructive}
+    if ref is not None:
+        data["ref"] = ref
+    environment = runner.check_environment(env, data)
+    settings = environment.settings[environment.web[0]]
+    chosen = refs.validate_ref(ref if ref is not None else settings.ref)
+    emergency_reason = reason.strip() if emergency and reason else None
+    decision = windows.decide(
+        settings.window, now or datetime.now(UTC), emergency_reason=emergency_reason
+    )
+    if not decision.allowed:
+        raise PolicyRefusal(
+            decision.describe() + "\n(an emergency deploy: --emergency --reason TEXT)"
+        )
+    return DeployRequest(
+        env=env,
+        ref=chosen,
+        force=force,
+        allow_destructive=allow_destructive,
+        reason=reason.strip() if reason and not emergency else None,
+        emergency_reason=emergency_reason,
+        window=decision,
+    )
+
+
+class Interrupted(Exception):
+    """The deploy was stopped with Ctrl-C; ``report`` says what the recovery did."""
+
+    def __init__(self, report: ReleaseReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
+
+
+def deploy(
+    request: DeployRequest, stream: bool = True, progress: Progress = _quiet
+) -> ReleaseReport:
+    """Run the release and return its report (see :meth:`ReleaseReport.exit_code`).
+
+    Raises :class:`Interrupted` after a Ctrl-C, once the hosts are recovered.
+    """
+    run_id = lock.new_run_id()
+    with tempfile.TemporaryDirectory(prefix="bgdeploy-release-") as tmp:
+        report_path = str(Path(tmp) / "report.json")
+        data = request.data(run_id, report_path)
+        try:
+            result = runner.run_deploy(request.env, DEPLOY_FILE, data, stream=stream)
+        except KeyboardInterrupt:
+            progress("interrupted: stopping pyinfra and restoring the hosts it changed")
+            report = ReleaseReport.load(report_path) or ReleaseReport(
+                env=request.env, ref=request.ref, run=run_id
+            )
+            recover(request.env, report, progress)
+            raise Interrupted(report) from None
+        report = ReleaseReport.load(report_path)
+    if report is None:
+        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        raise OperationFailed(
+            f"pyinfra stopped before the release started (exit {result.returncode}):\n{tail}"
+        )
+    if report.refusal is None and result.returncode != 0 and report.ok:
+        # pyinfra failed where the release did not record it (a lost connection).
+        report.error = report.error or f"pyinfra exited {result.returncode}"
+        for outcome in report.web_hosts:
+            if outcome.host in result.failed_hosts and outcome.result in ("ok", "unchanged"):
+                outcome.result = "failed"
+    return report
+
+
+# After Ctrl-C
+# ------------
+
+
+def recover(env: str, report: ReleaseReport, progress: Progress = _quiet) -> ReleaseReport:
+    """Put back what an interrupted deploy changed, host by host, over SSH (Fabric).
+
+    On every web host whose lock this deploy holds (``report.run``): a host that was not done
+    goes back to its previous commit and build (the same steps as the release's restore, from
+    :func:`bgdeploy.commands.release_steps`) and is checked healthy; the interruption is
+    journaled; the lock is released. Another deploy's lock is never touched.
+    """
+    environment = runner.check_environment(env)
+    targets = remote.targets(env, ("web",))
+
+    def task(connection: Any, target: remote.Target) -> str:
+        settings = environment.settings[target.name]
+        outcome = report.host(target.name, ["web"])
+        held = connection.run(
+            commands.lock_read(settings.lock_path), hide=True, warn=True, in_stream=False
+        )
+        holder = lock.parse_lock(held.stdout)
+        if holder is None or holder.run != report.run:
+            if outcome.result == "pending":
+                outcome.result = "skipped"
+                outcome.message = "interrupted before this host was locked"
+            return outcome.message
+        detail = _recover_host(connection, settings, outcome, report, progress)
+        entry = journal.new_entry(
+            "deploy_fail",
+            host=target.name,
+            env=env,
+            ref=report.ref,
+            sha=report.sha,
+            sha_before=outcome.sha_before,
+            colour=outcome.colour if outcome.colour in ("blue", "green") else None,
+            result="failed",
+            steps=[journal.Step(s.name, s.seconds, s.result) for s in outcome.steps],
+            message=f"interrupted (Ctrl-C): {detail}",
+            details={"run": report.run, "strategy": "in-place", "interrupted": True},
+        )
+        connection.run(
+            commands.join(
+                journal.journal_append_command(settings.journal_path, entry),
+                commands.lock_release(settings.lock_path, report.run),
+            ),
+            hide=True,
+            warn=True,
+            in_stream=False,
+        )
+        return detail
+
+    for result in remote.run_tasks(targets, task):
+        outcome = report.host(result.host, ["web"])
+        if not result.ok:
+            outcome.result = "failed"
+            outcome.message = f"recovery failed: {result.error}"
+        progress(f"{result.host}: {outcome.message or outcome.result}")
+    report.error = "interrupted (Ctrl-C)"
+    return report
+
+
+def _recover_host(
+    connection: Any,
+    settings: Settings,
+    outcome: Any,
+    report: ReleaseReport,
+    progress: Progress,
+) -> str:
+    if outcome.result in ("ok", "unchanged", "rolled_back"):
+        outcome.message = f"{outcome.result} before the interruption; left as it is"
+        return outcome.message
+    outcome.result = "interrupted"
+    if not outcome.code_changed:
+        outcome.message = "interrupted before anything changed"
+        return outcome.message
+    if not outcome.sha_before or not outcome.colour:
+        outcome.message = "interrupted during the first deploy of this colour: nothing to restore"
+        return outcome.message
+    directory = f"{settings.app_root}/{outcome.colour}"
+    progress(f"{outcome.host}: restoring {outcome.sha_before[:12]} in {directory}")
+    for step, command in commands.release_steps(
+        settings, directory, outcome.sha_before, restore=True
+    ):
+        started = time.monotonic()
+        done = connection.run(command, hide=True, warn=True, in_stream=False, pty=True)
+        ok = done.exited == 0
+        outcome.steps.append(
+            StepResult(f"restore: {step}", round(time.monotonic() - started, 2),
+                       "ok" if ok else "failed", "" if ok else done.stdout.strip()[-500:])
+        )  # fmt: skip
+        if not ok:
+            outcome.result = "failed"
+            outcome.message = (
+                f"interrupted; RESTORE FAILED at {step}: the host may serve a broken release"
+            )
+            return outcome.message
+    healthy = _wait_healthy(connection, settings, outcome.sha_before)
+    outcome.sha_after = outcome.sha_before
+    outcome.message = f"interrupted; previous release {outcome.sha_before[:12]} restored" + (
+        "" if healthy else ", but it is NOT healthy"
+    )
+    if not healthy:
+        outcome.result = "failed"
+    return outcome.message
+
+
+def _wait_healthy(connection: Any, settings: Settings, sha: str) -> bool:
+    deadline = time.monotonic() + settings.health_deadline
+    command = commands.health_probe(settings.public_port, settings.health_path)
+    while True:
+        done = connection.run(command, hide=True, warn=True, in_stream=False)
+        status, _, header = (done.stdout.strip().splitlines() or [""])[-1].partition(" ")
+        if status == "200" and header.strip() in ("", sha):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(settings.health_interval)
+
+
+# Breaking a stale lock
+# ---------------------
+
+
+@dataclass
+class UnlockResult:
+    """One web host's lock: whose it was (None: there was none), or why it could not be read."""
+
+    host: str
+    ok: bool
+    holder: lock.LockInfo | None = None
+    error: str = ""
+
+    def describe(self) -> str:
+        if not self.ok:
+            return f"FAILED: {self.error}"
+        if self.holder is None:
+            return "no lock"
+        return f"broke the lock of {self.holder.describe()}"
+
+
+def unlock(env: str, reason: str | None = None) -> list[UnlockResult]:
+    """Remove the deploy lock on every web host of ``env`` and journal whose lock it was."""
+    environment = runner.check_environment(env)
+    results: dict[str, UnlockResult] = {}
+
+    def task(connection: Any, target: remote.Target) -> str:
+        settings = environment.settings[target.name]
+        done = connection.run(
+            commands.lock_break(settings.lock_path), hide=True, warn=True, in_stream=False
+        )
+        if done.exited != 0:
+            raise remote.CommandFailed(done)
+        holder = lock.parse_lock(done.stdout)
+        results[target.name] = UnlockResult(target.name, True, holder)
+        if holder is not None:
+            entry = journal.new_entry(
+                "unlock",
+                host=target.name,
+                env=env,
+                ref=holder.ref if holder.ref != "unknown" else None,
+                result="ok",
+                reason=reason,
+                message=f"broke the deploy lock of {holder.describe()}",
+                details={"run": holder.run, "lock": holder.to_json()},
+            )
+            connection.run(
+                journal.journal_append_command(settings.journal_path, entry),
+                hide=True,
+                warn=True,
+                in_stream=False,
+            )
+        return "unlocked"
+
+    outcome = []
+    for result in remote.run_tasks(remote.targets(env, ("web",)), task):
+        outcome.append(
+            results.get(result.host, UnlockResult(result.host, result.ok, error=result.error))
+        )
+    return outcome

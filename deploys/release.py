@@ -1,0 +1,41 @@
+"""The in-place release: the runbook's "Manual Deployment", automated and made safe.
+
+    pyinfra -y inventories/ENV.py deploys/release.py --data ref=v2.4.0   (or: bgdeploy deploy ENV)
+
+The live colour (the target of ``current``) is updated where it stands, on every web host in
+parallel (in batches of ``rolling_batch`` when that is set). Before any operation: settings,
+the deploy window (``--data emergency_reason=...`` overrides it), a held lock, the ref
+(resolved once to one commit) and destructive migrations (``--data allow_destructive=true``)
+are checked. Whatever fails later, the previous release comes back on the hosts it left, the
+journal says what happened and the lock is released. ``--data force=true`` deploys a commit
+that is already live. Quote a numeric ref as JSON: ``--data 'ref="0123"'``.
+"""
+
+from pyinfra import host
+
+from bgdeploy import release
+from bgdeploy.runner import current_settings
+
+# Checked before anything is added: a refusal stops the run here, on every host.
+run = release.begin(current_settings)
+release.guard(run)
+
+release.take_lock(run)
+release.preflight(run)
+
+for batch in host.loop(range(len(run.batches))):
+    release.check_out(run, batch)
+    release.install_dependencies(run, batch)
+    release.snapshot_database(run, batch)
+    release.run_migrations(run, batch)
+    release.warm_caches(run, batch)
+    release.link_storage(run, batch)
+    release.reload_php_fpm(run, batch)
+    release.reload_nginx(run, batch)
+    release.restart_workers(run, batch)
+    release.verify_health(run, batch)
+    release.restore_on_failure(run, batch)
+
+release.write_journal(run)
+release.release_lock(run)
+release.finish(run)
