@@ -7,6 +7,7 @@ machine-readable output on stdout; progress goes to stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -24,10 +25,12 @@ from bgdeploy import (
     remote,
     runner,
     sandbox,
+    smoke,
+    switch,
     windows,
 )
 from bgdeploy import settings as settings_mod
-from bgdeploy.errors import BgdeployError
+from bgdeploy.errors import BgdeployError, PolicyRefusal
 
 
 def _progress(line: str) -> None:
@@ -172,14 +175,14 @@ def deploy_cmd(
 
 
 def _print_release(report: Any, as_json: bool, release_report: Any) -> None:
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
-        return
     if report.refusal is not None:
         click.echo(f"bgdeploy: {report.refusal['message']}", err=True)
-        if all(o.result == "pending" for o in report.web_hosts):
-            return  # refused before any host was touched: the message says it all
-    click.echo(release_report.format_table(report))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    elif report.refusal is None or any(o.result != "pending" for o in report.web_hosts):
+        click.echo(release_report.format_table(report))
+    else:
+        click.echo(report.summary())  # refused before any host was touched
 
 
 @cli.command("unlock")
@@ -380,6 +383,91 @@ def flags_cmd(env: str, action: str, name: str | None, value: str | None, as_jso
         return
     click.echo(f"{action} {name or ''} on {outcome['host']}; flags now:".replace("  ", " "))
     click.echo(json.dumps(outcome["flags"], indent=2))
+
+
+@cli.command("smoke")
+@_env_argument
+@click.option("--idle", is_flag=True, help="Test the idle colour (through the preview listener).")
+@_handle_errors
+def smoke_cmd(env: str, idle: bool) -> None:
+    """The runbook's five smoke tests on every web host: health, homepage, API authentication,
+    database connectivity, cache."""
+    results, checks = smoke.run(env, idle=idle)
+    for host, host_checks in checks.items():
+        for check in host_checks:
+            click.echo(
+                f"{host:<12} {'ok' if check.ok else 'FAILED':<6} {check.name:<20} {check.detail}"
+            )
+    _finish(results)
+
+
+@cli.command("status")
+@_env_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the colours as JSON.")
+@_handle_errors
+def status_cmd(env: str, as_json: bool) -> None:
+    """The live colour of every web host and the commit each colour holds."""
+    environment = runner.check_environment(env)
+    settings = environment.settings[environment.web[0]]
+    fleet = switch.FabricFleet(remote.targets(env, ("web",)))
+    try:
+        colours = switch.read_colours(fleet, settings)
+    finally:
+        fleet.close()
+    if as_json:
+        click.echo(
+            json.dumps({name: dataclasses.asdict(c) for name, c in colours.items()}, indent=2)
+        )
+    else:
+        click.echo(f"{'host':<12} {'live':<6} {'blue':<14} {'green':<14} note")
+        for name, c in colours.items():
+            note = c.error or ("" if c.consistent else f"current -> {c.current or '?'}")
+            cells = [
+                (c.heads.get(colour) or "-")[:12] + ("" if c.ready(colour) else "*")
+                for colour in switch.COLOURS
+            ]
+            click.echo(f"{name:<12} {c.live or '?':<6} {cells[0]:<14} {cells[1]:<14} {note}")
+        click.echo("* not built and verified at that commit")
+    try:
+        switch.live_colour(colours)
+    except BgdeployError as error:
+        click.echo(str(error), err=True)
+        sys.exit(error.exit_code)
+
+
+@cli.command("switch")
+@_env_argument
+@click.argument("colour", type=click.Choice(switch.COLOURS))
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke tests of COLOUR before switching.")
+@click.option("--force", is_flag=True, help="Switch even to a colour not marked built.")
+@click.option("--reason", help="Why (journaled).")
+@_handle_errors
+def switch_cmd(env: str, colour: str, no_smoke: bool, force: bool, reason: str | None) -> None:
+    """Switch every web host to COLOUR (all hosts or none), after smoke-testing it."""
+    environment = runner.check_environment(env)
+    settings = environment.settings[environment.web[0]]
+    fleet = switch.FabricFleet(remote.targets(env, ("web",)))
+    try:
+        colours = switch.read_colours(fleet, settings)
+        already = all(c.consistent and c.live == colour for c in colours.values())
+        if already:
+            click.echo(f"every web host already serves {colour}: nothing to do")
+            return
+        if not no_smoke:
+            smoke_colour = colour if any(c.live != colour for c in colours.values()) else None
+            results, _ = smoke.run(env, idle=True, colour=smoke_colour)
+            if any(not r.ok for r in results):
+                click.echo(remote.format_results(results, "smoke tests of " + colour))
+                raise PolicyRefusal(f"{colour} failed its smoke tests: not switched")
+        report = switch.switch(fleet, settings, colour, reason=reason, force=force, colours=colours)
+    finally:
+        fleet.close()
+    click.echo(remote.format_results(report.results, "switch"))
+    if not report.ok:
+        click.echo(
+            "switch failed" + (": every host was switched back" if report.undone else ""), err=True
+        )
+        sys.exit(1)
 
 
 def _print_run_summary(result: runner.DeployRun) -> None:

@@ -277,7 +277,7 @@ def live_colour_dir(app_root: str) -> str:
     return f'c=$(basename "$(readlink {root}/current)") && echo {root}/"$c"'
 
 
-def release_facts(app_root: str, repository: str) -> str:
+def release_facts(app_root: str, repository: str, idle: bool = False) -> str:
     """Read what a release needs to know about a web host, changing nothing but ``.git``.
 
     Prints ``key=value`` lines: ``colour`` (the target of ``current``), ``app_key`` (yes/no:
@@ -290,8 +290,10 @@ def release_facts(app_root: str, repository: str) -> str:
     follows, git's error on stderr.
     """
     root = q(app_root)
+    # idle: the same, for the colour that does not serve (a blue-green deploy builds it).
+    swap = 'case "$c" in blue) c=green;; green) c=blue;; esac; ' if idle else ""
     return (
-        f'c=$(basename "$(readlink {root}/current 2>/dev/null)"); echo "colour=$c"; '
+        f'c=$(basename "$(readlink {root}/current 2>/dev/null)"); {swap}echo "colour=$c"; '
         f'case "$c" in blue|green) ;; *) exit 0;; esac; d={root}/"$c"; '
         f'if grep -Eq "^APP_KEY=[\\"\']?[^\\"\' ]" {root}/shared/.env 2>/dev/null; '
         f"then echo app_key=yes; else echo app_key=no; fi; "
@@ -422,9 +424,7 @@ def queue_restart() -> str:
 
 def supervisor_restart(program: str) -> str:
     """Restart every process of a supervisor program (``NAME:*``)."""
-    if not SERVICE_NAME.match(program):
-        raise ConfigError(f"supervisor program {program!r} is not valid")
-    return f"supervisorctl restart {q(program + ':*')}"
+    return supervisor_control("restart", program)
 
 
 def health_probe(port: int, path: str) -> str:
@@ -510,12 +510,32 @@ def as_root(command: str) -> str:
 
 
 def restart_live_workers(settings: Settings, directory: str) -> str:
-    """``queue:restart`` in ``directory``, then a restart of the supervisor program (when the
-    environment has queue workers)."""
-    restart = in_dir(directory, queue_restart())
-    if settings.queue_workers:
-        restart = join(restart, as_root(supervisor_restart(f"{settings.app_name}-worker")))
-    return restart
+    """Restart the queue workers on the new code: the supervisor program is stopped (each
+    worker finishes its job), ``queue:restart`` is signalled in ``directory`` (for workers
+    elsewhere), and the program started again.
+
+    Not ``queue:restart`` followed by ``supervisorctl restart``: a worker that exits for the
+    queue restart is respawned, and a stop that reaches the new process in its first seconds
+    waits the program's whole ``stopwaitsecs`` (90 s, measured) before supervisor kills it.
+    """
+    signal = in_dir(directory, queue_restart())
+    if not settings.queue_workers:
+        return signal
+    program = f"{settings.app_name}-worker"
+    return join(
+        as_root(supervisor_control("stop", program)),
+        signal,
+        as_root(supervisor_control("start", program)),
+    )
+
+
+def supervisor_control(action: str, program: str) -> str:
+    """``supervisorctl stop|start|restart NAME:*`` (every process of the program)."""
+    if action not in ("stop", "start", "restart"):
+        raise ConfigError(f"supervisor action {action!r} is not stop, start or restart")
+    if not SERVICE_NAME.match(program):
+        raise ConfigError(f"supervisor program {program!r} is not valid")
+    return f"supervisorctl {action} {q(program + ':*')}"
 
 
 def release_steps(
@@ -541,3 +561,120 @@ def release_steps(
         ("reload nginx", as_root(nginx_reload())),
         ("restart workers", restart_live_workers(settings, directory)),
     ]
+
+
+# Smoke tests (bgdeploy smoke, blue-green before a switch) ------------------------------------
+
+SMOKE_REQUESTS = (
+    # name, path, with the API token
+    ("health", "/api/health", False),
+    ("homepage", "/", False),
+    ("api auth", "/api/me", True),
+    ("api without token", "/api/me", False),
+    ("database", "/api/visa-applications", True),
+)
+
+
+def smoke_requests(port: int) -> str:
+    """The runbook's smoke-test requests against ``127.0.0.1:PORT`` on a host (the public
+    listener, or the preview listener for the idle colour).
+
+    The API token arrives on stdin (first line) and reaches curl on stdin too, so it never
+    shows in a process list. For each request one line: ``bgdeploy-smoke NAME|STATUS|X-RELEASE
+    |X-COLOUR|SECONDS|BODY`` (the body cut to 4 KiB, newlines removed). Never fails.
+    """
+    lines = [
+        "IFS= read -r token || true",
+        "body=$(mktemp) && trap 'rm -f \"$body\"' EXIT",
+    ]
+    for name, path, auth in SMOKE_REQUESTS:
+        url = q(f"http://127.0.0.1:{int(port)}{path}")
+        header = 'printf "Authorization: Bearer %s\\n" "$token"' if auth else "printf ''"
+        lines.append(
+            f"meta=$({header} | curl -s -m 10 -H @- -H 'Accept: application/json' "
+            f'-o "$body" -w \'%{{http_code}}|%header{{x-release}}|%header{{x-colour}}|'
+            f"%{{time_total}}' {url} || true)"
+        )
+        lines.append(
+            f"printf 'bgdeploy-smoke {name}|%s|%s\\n' \"$meta\" "
+            '"$(head -c 4096 "$body" | tr -d \'\\n\\r\')"'
+        )
+    return "\n".join(lines)
+
+
+# The blue-green colour switch (bgdeploy/switch.py) --------------------------------------------
+
+SWITCH_NEW = ".bgdeploy-new"
+SWITCH_PREV = ".bgdeploy-prev"
+
+
+def colour_facts(app_root: str, live_include: str, idle_include: str) -> str:
+    """Print ``key=value`` lines about both colours of a web host: ``current`` (the target of
+    ``current``), ``live`` and ``idle`` (the colours the nginx includes serve), and for each
+    colour ``blue_head``/``green_head`` (its checked-out commit) and ``blue_built``/
+    ``green_built`` (the commit it was last built and verified at). Never fails."""
+    root = q(app_root)
+    lines = [
+        f'echo "current=$(basename "$(readlink {root}/current 2>/dev/null)")"',
+        f"echo \"live=$(sed -n 's/^# bgdeploy colour: //p' {q(live_include)} 2>/dev/null)\"",
+        f"echo \"idle=$(sed -n 's/^# bgdeploy colour: //p' {q(idle_include)} 2>/dev/null)\"",
+    ]
+    for colour in ("blue", "green"):
+        d = f"{root}/{colour}"
+        lines.append(f'echo "{colour}_head=$(git -C {d} rev-parse -q --verify HEAD 2>/dev/null)"')
+        lines.append(f'echo "{colour}_built=$(cat {d}/.git/bgdeploy-built 2>/dev/null)"')
+    return "; ".join(lines) + "; true"
+
+
+def write_file(path: str, content: str, mode: str = "0644") -> str:
+    """Write ``content`` to ``path`` (no secret: the content is part of the command)."""
+    if not re.match(r"^0[0-7]{3}$", mode):
+        raise ConfigError(f"file mode {mode!r} is not valid")
+    return f"printf '%s' {q(content)} > {q(path)} && chmod {mode} {q(path)}"
+
+
+def switch_prepare(live_include: str, idle_include: str, live: str, idle: str) -> str:
+    """Phase 1 of a switch: the new includes written beside the old ones (nothing changes)."""
+    return join(
+        write_file(live_include + SWITCH_NEW, live), write_file(idle_include + SWITCH_NEW, idle)
+    )
+
+
+def switch_apply(live_include: str, idle_include: str) -> str:
+    """Phase 2 of a switch: keep the old includes, rename the new ones over them (atomic),
+    ``nginx -t``, reload (graceful: requests in flight finish). A failing test puts the old
+    includes back and fails."""
+    steps = []
+    for path in (live_include, idle_include):
+        steps.append(f"cp -p {q(path)} {q(path + SWITCH_PREV)}")
+    for path in (live_include, idle_include):
+        steps.append(f"mv -fT {q(path + SWITCH_NEW)} {q(path)}")
+    restore = "; ".join(f"mv -fT {q(p + SWITCH_PREV)} {q(p)}" for p in (live_include, idle_include))
+    undo = f"{{ {restore}; echo 'bgdeploy: nginx -t failed, switch undone' >&2; exit 1; }}"
+    return join(*steps) + f" && {{ {nginx_test()} || {undo}; }} && {service('nginx', 'reload')}"
+
+
+def switch_undo(live_include: str, idle_include: str) -> str:
+    """Undo phase 2 on a host that switched: the old includes back, ``nginx -t``, reload."""
+    steps = [
+        f"if [ -e {q(p + SWITCH_PREV)} ]; then mv -fT {q(p + SWITCH_PREV)} {q(p)}; fi"
+        for p in (live_include, idle_include)
+    ]
+    return join(*steps, nginx_reload())
+
+
+def switch_cleanup(live_include: str, idle_include: str) -> str:
+    """Remove what a switch left beside the includes."""
+    paths = [
+        p + suffix for p in (live_include, idle_include) for suffix in (SWITCH_NEW, SWITCH_PREV)
+    ]
+    return "rm -f " + " ".join(q(p) for p in paths)
+
+
+def move_current(app_root: str, colour: str) -> str:
+    """Point ``current`` at ``colour`` atomically (a new link renamed over the old one)."""
+    if colour not in ("blue", "green"):
+        raise ConfigError(f"colour {colour!r} is not blue or green")
+    root = q(app_root)
+    new = f"{root}/current.bgdeploy-new"
+    return f"ln -sfn {colour} {new} && mv -fT {new} {root}/current"

@@ -102,10 +102,15 @@ def logs(
     def task(connection: Any, target: remote.Target) -> str:
         path = log_path(host_settings(target, env), source)
         stream = _Prefixed(target.name, out, lock)
-        result = connection.sudo(
-            commands.tail(path, lines, follow), hide=True, warn=True, out_stream=stream,
-            err_stream=stream, in_stream=False, timeout=None if follow else 60,
-        )  # fmt: skip
+        result = remote.sudo(
+            connection,
+            commands.tail(path, lines, follow),
+            hide=False,
+            warn=True,
+            out_stream=stream,
+            err_stream=stream,
+            timeout=None if follow else 60,
+        )
         if stream.partial:
             stream.write("\n")
         if result.exited != 0:
@@ -151,7 +156,7 @@ def restart(env: str, services: Sequence[str]) -> list[remote.HostResult]:
         for service in wanted:
             group = "db" if service == "redis" else "web"
             if group in target.groups:
-                connection.sudo(restart_command(service, settings), hide=True, in_stream=False)
+                remote.sudo(connection, restart_command(service, settings))
                 done.append(service)
         record(connection, settings, target, "restart", f"restarted {', '.join(done) or 'nothing'}")
         return "restarted " + (", ".join(done) or "nothing here")
@@ -171,7 +176,7 @@ def clear_caches(env: str, flush_redis: bool = False) -> list[remote.HostResult]
         settings = host_settings(target, env)
         done = []
         if "web" in target.groups:
-            connection.sudo(commands.clear_and_warm_caches(settings), hide=True, in_stream=False)
+            remote.sudo(connection, commands.clear_and_warm_caches(settings))
             done.append("caches cleared and warmed")
         if flush_redis and "db" in target.groups:
             connection.run(
@@ -212,4 +217,4 @@ def record(
         "emergency", host=target.name, env=settings.env, result="ok", message=what,
         details={"action": action},
     )  # fmt: skip
-    connection.sudo(commands.journal_append(settings, entry), hide=True, in_stream=False)
+    remote.sudo(connection, commands.journal_append(settings, entry))

@@ -54,15 +54,15 @@ def change(
     def task(connection: Any, target: remote.Target) -> str:
         settings = settings_mod.from_data(target.data, env)
         if action != "list":
-            connection.sudo(commands.live_artisan(settings, *words), hide=True, in_stream=False)
+            remote.sudo(connection, commands.live_artisan(settings, *words))
             entry = journal.new_entry(
                 "flag", host=target.name, env=env, result="ok",
                 message=f"{action} {name}" + (f" {value}" if value else ""),
                 details={"flag": name, "action": action, "value": value},
             )  # fmt: skip
-            connection.sudo(commands.journal_append(settings, entry), hide=True, in_stream=False)
+            remote.sudo(connection, commands.journal_append(settings, entry))
         listed = commands.live_artisan(settings, "feature:list", "--json")
-        return connection.sudo(listed, hide=True, in_stream=False).stdout
+        return remote.sudo(connection, listed).stdout
 
     failures = []
     for target in remote.targets(env, ("web",)):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bgdeploy import runner
+from bgdeploy import commands, runner
 from bgdeploy.errors import ConfigError
 from bgdeploy.settings import ROOT
 
@@ -124,6 +124,13 @@ class HostResult:
         return self.error or f"exit {self.exit_code}"
 
 
+def sudo(connection: Any, command: str, **kwargs: Any) -> Any:
+    """Run a whole shell command as root on a Fabric connection (see ``commands.as_root``)."""
+    kwargs.setdefault("hide", True)
+    kwargs.setdefault("in_stream", False)
+    return connection.run(commands.as_root(command), **kwargs)
+
+
 def describe_error(error: BaseException) -> str:
     """One line an operator can act on, for a connection or command failure."""
     import paramiko
@@ -190,8 +197,9 @@ def run_all(
 
     def task(connection: Any, target: Target) -> str | None:
         text = command(target) if callable(command) else command
-        method = connection.sudo if sudo else connection.run
-        result = method(text, hide=True, warn=True, timeout=timeout, in_stream=False)
+        if sudo:
+            text = commands.as_root(text)
+        result = connection.run(text, hide=True, warn=True, timeout=timeout, in_stream=False)
         outputs[target.name] = result
         if result.exited != 0:
             raise CommandFailed(result)

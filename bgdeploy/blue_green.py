@@ -1,0 +1,302 @@
+"""The blue-green deploy: build the idle colour, smoke-test it, switch, watch, keep the old.
+
+``deploys/blue_green.py`` reads like the runbook's ``deploy-blue-green.sh``::
+
+    determine the live colour     on every web host, before anything changes: hosts that
+                                  disagree stop the deploy (``bgdeploy switch`` repairs that)
+    lock, preflight               as the in-place release, for the idle colour
+    build the idle colour         check out, composer, npm, caches: the release's own steps
+    snapshot and migrate          once; destructive migrations are refused outright (both
+                                  colours share the database: the live one must keep working)
+    smoke-test the idle colour    the runbook's five smoke tests through the preview listener;
+                                  a colour that fails is never switched to
+    switch                        every web host or none (:mod:`bgdeploy.switch`)
+    monitor                       health on every host for ``monitor_window``; a failure
+                                  switches back automatically
+    keep the old colour           untouched and warm, for ``bgdeploy rollback``
+
+The build steps are :mod:`bgdeploy.release`'s, run with the idle colour as their directory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pyinfra import logger
+from pyinfra.api import StringCommand
+
+from bgdeploy import commands, release, smoke, switch
+from bgdeploy import settings as settings_mod
+from bgdeploy.errors import BgdeployError
+from bgdeploy.release import DeployRefused, ReleaseRun
+
+T = TypeVar("T")
+
+
+class PyinfraFleet:
+    """The web hosts of a pyinfra run, for :func:`bgdeploy.switch.switch`: commands over
+    pyinfra's own connections, hosts in parallel on gevent (as pyinfra runs them)."""
+
+    def __init__(self, state: Any, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.hosts = {name: state.inventory.get_host(name) for name in names}
+
+    def run(
+        self, name: str, command: str, sudo: bool = False, stdin: str | None = None
+    ) -> tuple[bool, str, str]:
+        text = commands.as_root(command) if sudo else command
+        try:
+            ok, output = self.hosts[name].run_shell_command(
+                StringCommand(text), print_output=False, _stdin=stdin, _timeout=120
+            )
+        except Exception as error:
+            return False, "", f"{type(error).__name__}: {error}"
+        return bool(ok), output.stdout, output.stderr
+
+    def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]:
+        from gevent.pool import Pool
+
+        return list(Pool(max(1, len(names))).map(function, names))
+
+
+@dataclass
+class BlueGreen:
+    """What the blue-green deploy decided, shared by every host's operations."""
+
+    live: str = ""
+    idle: str = ""
+    colours: dict[str, switch.HostColours] = field(default_factory=dict)
+    already: bool = False
+    smoke_failed: list[str] = field(default_factory=list)
+    switched: bool = False
+    switched_back: bool = False
+
+
+def state_of(run: ReleaseRun) -> BlueGreen:
+    from pyinfra import state
+
+    real = release._real(state)
+    found = getattr(real, "_bgdeploy_blue_green", None)
+    if found is None:
+        found = BlueGreen()
+        real._bgdeploy_blue_green = found
+    return found
+
+
+def begin(settings_factory: Callable[[], settings_mod.Settings]) -> ReleaseRun:
+    """Join (or start) the blue-green deploy for the current host; checks as the release."""
+    run = release.begin(settings_factory, strategy="blue-green")
+    run.allow_destructive = False  # never for blue-green: the live colour shares the schema
+    return run
+
+
+def guard(run: ReleaseRun) -> None:
+    """Before any operation: the release's checks (lock, ref, destructive migrations, which
+    are refused outright here), and one live colour on every web host."""
+    from pyinfra import host, state
+
+    try:
+        release.guard(run)
+    except DeployRefused as refusal:
+        if refusal.kind != "destructive":
+            raise
+        message = (
+            "blue-green refuses migrations that drop or rename: both colours share the "
+            "database, and the live colour would break on the new schema.\n"
+            + refusal.message.split("\nDeploy with", 1)[0]
+            + "\nSplit the change (add now, drop in a later release), or deploy in-place with "
+            "--allow-destructive."
+        )
+        run.report.refusal = {"kind": "destructive", "message": message}
+        run.save()
+        raise DeployRefused("destructive", message) from None
+    if release._real(host).name != run.migrate_host:
+        return
+    bg = state_of(run)
+    settings = run.hosts[run.migrate_host].settings
+    fleet = PyinfraFleet(release._real(state), run.web_order)
+    bg.colours = switch.read_colours(fleet, settings)
+    try:
+        bg.live = switch.live_colour(bg.colours)
+    except BgdeployError as error:
+        raise run.refuse("colours", str(error)) from None
+    bg.idle = switch.other(bg.live)
+    bg.already = not run.force and all(
+        c.heads.get(bg.live) == run.sha and c.ready(bg.live) for c in bg.colours.values()
+    )
+
+
+def _add(name: str, function: Callable[..., bool], when: Callable[[], bool], **kwargs: Any) -> None:
+    release._add(name, function, when, **kwargs)
+
+
+def skip_if_live(run: ReleaseRun) -> None:
+    """A commit that every host already serves (built and verified) changes nothing."""
+    _, name = release._current()
+    _add(
+        "Already live?",
+        _skip_if_live,
+        lambda: state_of(run).already and run.hosts[name].is_web,
+        run=run,
+    )
+
+
+def _skip_if_live(state: Any, host: Any, run: ReleaseRun) -> bool:
+    bg = state_of(run)
+    hostrun = run.hosts[host.name]
+    hostrun.deploying = False
+    hostrun.outcome.result = "unchanged"
+    hostrun.outcome.colour = bg.live
+    hostrun.outcome.sha_before = hostrun.outcome.sha_after = run.sha
+    hostrun.outcome.message = f"already live at {run.sha} ({bg.live})"
+    logger.info(f"{host.print_prefix}already live at {run.sha} ({bg.live}): nothing to do")
+    return True
+
+
+def build_idle_colour(run: ReleaseRun) -> None:
+    """The release's own steps, in the idle colour: check out, composer, npm, snapshot and
+    migrations (once), caches, storage link, a graceful php-fpm reload."""
+    release.check_out(run, 0)
+    release.install_dependencies(run, 0)
+    release.snapshot_database(run, 0)
+    release.run_migrations(run, 0)
+    release.warm_caches(run, 0)
+    release.link_storage(run, 0)
+    release.reload_php_fpm(run, 0)
+
+
+def smoke_test_idle(run: ReleaseRun) -> None:
+    """The five smoke tests through each host's preview listener; a pass marks the colour
+    built and verified at the commit (only such a colour is ever switched to)."""
+    _, name = release._current()
+    _add("Smoke-test the idle colour", _smoke, lambda: run.changing(name, 0), run=run)
+
+
+def _smoke(state: Any, host: Any, run: ReleaseRun) -> bool:
+    bg = state_of(run)
+    hostrun = run.hosts[host.name]
+    settings = hostrun.settings
+    started = time.monotonic()
+    token = settings_mod.secrets_from_env(("API_TOKEN",))["API_TOKEN"]
+    fleet = PyinfraFleet(state, [host.name])
+    _, out, _ = fleet.run(
+        host.name, commands.smoke_requests(settings.preview_port), stdin=token + "\n"
+    )
+    checks = smoke.evaluate(smoke.parse(out), run.sha, bg.idle)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        message = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+        release._record(hostrun, "smoke tests", started, False, message)
+        release._fail(hostrun, "smoke tests", f"the {bg.idle} colour failed: {message}", host)
+        release._abort_batch(run, 0, host.name, "smoke tests")
+        bg.smoke_failed.append(host.name)
+        return False
+    ok, out, err = fleet.run(host.name, commands.mark_built(hostrun.live_dir, run.sha or ""))
+    release._record(hostrun, "smoke tests", started, ok, "" if ok else (err or out))
+    return ok
+
+
+def switch_colours(run: ReleaseRun) -> None:
+    """Switch every web host to the new colour, or none (run once, for the whole fleet)."""
+    _, name = release._current()
+
+    def when() -> bool:
+        bg = state_of(run)
+        return (
+            name == run.web_order[0]
+            and not bg.already
+            and run.report.refusal is None
+            and run.aborted is None
+            and 0 not in run.aborted_batches
+            and all(
+                run.hosts[h].deploying and run.hosts[h].outcome.failed_step is None
+                for h in run.web_order
+            )
+        )
+
+    _add("Switch colours", _switch, when, run=run)
+
+
+def _switch(state: Any, host: Any, run: ReleaseRun) -> bool:
+    bg = state_of(run)
+    settings = run.hosts[host.name].settings
+    fleet = PyinfraFleet(state, run.web_order)
+    colours = switch.read_colours(fleet, settings)
+    report = switch.switch(
+        fleet, settings, bg.idle, who=run.who, reason=run.reason, colours=colours
+    )
+    for result in report.results:
+        hostrun = run.hosts[result.host]
+        release._record(
+            hostrun, "switch", time.monotonic() - result.seconds, result.ok, result.error
+        )
+        hostrun.outcome.colour = bg.idle
+        if result.ok:
+            hostrun.outcome.sha_before = colours[result.host].heads.get(bg.live) or None
+            hostrun.outcome.sha_after = run.sha
+        else:
+            release._fail(hostrun, "switch", result.error, host)
+    bg.switched = not report.undone
+    run.save()
+    return report.ok
+
+
+def monitor(run: ReleaseRun) -> None:
+    """Watch health on every web host for ``monitor_window`` seconds after the switch; a
+    failure switches every host back to the old colour (still built and warm)."""
+    _, name = release._current()
+    _add(
+        "Monitor health",
+        _monitor,
+        lambda: name == run.web_order[0] and state_of(run).switched,
+        run=run,
+    )
+
+
+def _monitor(state: Any, host: Any, run: ReleaseRun) -> bool:
+    bg = state_of(run)
+    settings = run.hosts[host.name].settings
+    fleet = PyinfraFleet(state, run.web_order)
+    probe = commands.health_probe(settings.public_port, settings.health_path)
+    deadline = time.monotonic() + settings.monitor_window
+    started = time.monotonic()
+    problem = ""
+    while True:
+        answers = dict(
+            zip(run.web_order, fleet.map(lambda n: fleet.run(n, probe), run.web_order), strict=True)
+        )
+        for name, (_, out, _) in answers.items():
+            status, _, served = (out.strip().splitlines() or [""])[-1].partition(" ")
+            if status != "200" or (served.strip() and served.strip() != run.sha):
+                problem = f"{name}: {settings.health_path} answered {status or 'nothing'}"
+        if problem or time.monotonic() >= deadline:
+            break
+        time.sleep(settings.health_interval)
+    for name in run.web_order:
+        hostrun = run.hosts[name]
+        release._record(hostrun, "monitor health", started, not problem, problem)
+        if not problem:
+            hostrun.outcome.result = "ok"
+            hostrun.outcome.message = f"{bg.idle} live, healthy for {settings.monitor_window:g} s"
+    if not problem:
+        run.save()
+        return True
+    logger.error(f"health failed after the switch ({problem}): switching back to {bg.live}")
+    report = switch.switch(fleet, settings, bg.live, who=run.who, reason=f"automatic: {problem}")
+    bg.switched_back = report.ok
+    for result in report.results:
+        hostrun = run.hosts[result.host]
+        hostrun.outcome.failed_step = "monitor health"
+        hostrun.outcome.sha_after = hostrun.outcome.sha_before
+        hostrun.outcome.colour = bg.live
+        if result.ok:
+            hostrun.outcome.result = "rolled_back"
+            hostrun.outcome.message = f"{problem}; switched back to {bg.live} automatically"
+        else:
+            hostrun.outcome.result = "failed"
+            hostrun.outcome.message = f"{problem}; SWITCH BACK FAILED: {result.error}"
+    run.save()
+    return False
