@@ -271,10 +271,12 @@ def _sha(sha: str) -> str:
     return sha
 
 
-def live_colour_dir(app_root: str) -> str:
-    """Print the directory of the live colour (``<app_root>/<target of current>``)."""
+def live_colour_dir(app_root: str, idle: bool = False) -> str:
+    """Print the directory of the live colour (``<app_root>/<target of current>``), or with
+    ``idle`` of the other colour."""
     root = q(app_root)
-    return f'c=$(basename "$(readlink {root}/current)") && echo {root}/"$c"'
+    swap = ' && case "$c" in blue) c=green;; green) c=blue;; esac' if idle else ""
+    return f'c=$(basename "$(readlink {root}/current)"){swap} && echo {root}/"$c"'
 
 
 def release_facts(app_root: str, repository: str, idle: bool = False) -> str:

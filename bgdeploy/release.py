@@ -540,7 +540,7 @@ def _release_facts(
         command = f"{prefix} && {{ {command}; }}"
     if sha:
         command = (
-            f"{{ {command}; }}; d=$({commands.live_colour_dir(settings.app_root)}) && "
+            f"{{ {command}; }}; d=$({commands.live_colour_dir(settings.app_root, idle)}) && "
             f'if git -C "$d" cat-file -e {commands.q(sha + "^{commit}")} 2>/dev/null; '
             "then echo target=present; else echo target=missing; fi"
         )
