@@ -287,6 +287,9 @@ def _monitor(state: Any, host: Any, run: ReleaseRun) -> bool:
     logger.error(f"health failed after the switch ({problem}): switching back to {bg.live}")
     report = switch.switch(fleet, settings, bg.live, who=run.who, reason=f"automatic: {problem}")
     bg.switched_back = report.ok
+    # The release that failed once live is never switched or rolled back to again.
+    bad_dir = f"{settings.app_root}/{bg.idle}"
+    fleet.map(lambda n: fleet.run(n, commands.unmark_built(bad_dir), sudo=True), run.web_order)
     for result in report.results:
         hostrun = run.hosts[result.host]
         hostrun.outcome.failed_step = "monitor health"

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from bgdeploy import (
+    commands,
     emergency,
     flags,
     history,
@@ -30,7 +31,7 @@ from bgdeploy import (
     windows,
 )
 from bgdeploy import settings as settings_mod
-from bgdeploy.errors import BgdeployError, PolicyRefusal
+from bgdeploy.errors import BgdeployError, OperationFailed, PolicyRefusal
 
 
 def _progress(line: str) -> None:
@@ -134,20 +135,30 @@ def provision_cmd(env: str, limit: tuple[str, ...]) -> None:
     is_flag=True,
     help="Let pending migrations drop or rename (a verified snapshot is taken first).",
 )
+@click.option(
+    "--strategy",
+    type=click.Choice(("in-place", "blue-green")),
+    default="in-place",
+    show_default=True,
+    help="in-place (deploys/release.py) or blue-green (deploys/blue_green.py).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the per-host result as JSON.")
 @_handle_errors
 def deploy_cmd(
     env: str,
     ref: str | None,
+    strategy: str,
     force: bool,
     emergency: bool,
     reason: str | None,
     allow_destructive: bool,
     as_json: bool,
 ) -> None:
-    """Deploy REF to ENV in place (the runbook's manual deployment, pyinfra
+    """Deploy REF to ENV. In place (the runbook's manual deployment, pyinfra
     deploys/release.py): lock, preflight, checkout, composer, npm, snapshot and migrations,
-    caches, reloads, workers, health. A failure restores the previous release.
+    caches, reloads, workers, health; a failure restores the previous release. Blue-green
+    (deploys/blue_green.py): the idle colour is built the same way, smoke-tested, switched to
+    on every host or none, watched, and switched back on failure.
 
     Exit 0 deployed (or already live), 1 failed, 2 bad input, 3 refused (window, lock,
     destructive migration). Ends with a table: host, sha before -> after, result, duration.
@@ -161,10 +172,11 @@ def deploy_cmd(
         allow_destructive=allow_destructive,
         emergency=emergency,
         reason=reason,
+        strategy=strategy,
     )
     if request.window.emergency:
         click.echo(request.window.describe(), err=True)
-    click.echo(f"deploying {request.ref} to {env} (in place)", err=True)
+    click.echo(f"deploying {request.ref} to {env} ({strategy})", err=True)
     try:
         report = deploying.deploy(request, progress=_progress)
     except deploying.Interrupted as interrupted:
@@ -467,6 +479,56 @@ def switch_cmd(env: str, colour: str, no_smoke: bool, force: bool, reason: str |
         click.echo(
             "switch failed" + (": every host was switched back" if report.undone else ""), err=True
         )
+        sys.exit(1)
+
+
+@cli.command("rollback")
+@_env_argument
+@click.option("--no-smoke", is_flag=True, help="Skip the smoke tests of the previous colour.")
+@click.option("--reason", help="Why (journaled).")
+@_handle_errors
+def rollback_cmd(env: str, no_smoke: bool, reason: str | None) -> None:
+    """Bring the previous release back: switch every web host to the other colour when it
+    still holds the previous release, built and verified (seconds). The release left is
+    journaled as rolled back."""
+    environment = runner.check_environment(env)
+    settings = environment.settings[environment.web[0]]
+    fleet = switch.FabricFleet(remote.targets(env, ("web",)))
+    try:
+        colours = switch.read_colours(fleet, settings)
+        live = switch.live_colour(colours)
+        previous = switch.other(live)
+        missing = [name for name, c in colours.items() if not c.ready(previous)]
+        if missing:
+            raise OperationFailed(
+                f"the {previous} colour does not hold a built, verified release on "
+                f"{', '.join(missing)}: there is nothing to switch back to. Deploy the previous "
+                f"release by its commit (`bgdeploy history {env}` shows it): "
+                f"`bgdeploy deploy {env} --ref SHA`"
+            )
+        if not no_smoke:
+            results, _ = smoke.run(env, idle=True, colour=previous)
+            if any(not r.ok for r in results):
+                click.echo(remote.format_results(results, f"smoke tests of {previous}"))
+                raise PolicyRefusal(f"the previous colour {previous} failed its smoke tests")
+        why = reason or "rollback"
+        report = switch.switch(fleet, settings, previous, reason=why, colours=colours)
+        if report.ok:
+            bad = {name: c.heads.get(live, "") for name, c in colours.items()}
+            left = f"{settings.app_root}/{live}"
+            for name in fleet.names:
+                # The release left is never picked as a rollback target again.
+                fleet.run(name, commands.unmark_built(left), sudo=True)
+                entry = journal.new_entry(
+                    "rollback", host=name, env=env, colour=previous,
+                    sha=colours[name].heads.get(previous) or None, sha_before=bad[name] or None,
+                    result="ok", reason=why, details={"bad_release": bad[name], "from": live},
+                )  # fmt: skip
+                fleet.run(name, commands.journal_append(settings, entry), sudo=True)
+    finally:
+        fleet.close()
+    click.echo(remote.format_results(report.results, f"rollback {live} -> {previous}"))
+    if not report.ok:
         sys.exit(1)
 
 

@@ -180,11 +180,8 @@ def clear_and_warm_caches(settings: Settings) -> str:
 
 
 def restart_workers(settings: Settings) -> str:
-    """Workers finish their current job, then restart (``queue:restart`` + supervisor)."""
-    return join(
-        live_artisan(settings, "queue:restart"),
-        f"supervisorctl restart {q(settings.app_name + '-worker:*')}",
-    )
+    """Restart the live colour's queue workers (see :func:`restart_live_workers`)."""
+    return restart_live_workers(settings, f"{settings.app_root}/current")
 
 
 def redis_cli(port: int) -> str:
@@ -356,6 +353,13 @@ def mark_built(directory: str, sha: str) -> str:
     deploying that commit again is then a no-op. A checkout whose build failed is never
     marked, so deploying it again rebuilds it."""
     return f"printf '%s\\n' {_sha(sha)} > {q(directory + '/.git/bgdeploy-built')}"
+
+
+def unmark_built(directory: str) -> str:
+    """Forget that ``directory`` was built and verified (a release rolled back from, or that
+    failed once live): it is then never switched or rolled back to until it is deployed
+    again."""
+    return f"rm -f {q(directory + '/.git/bgdeploy-built')}"
 
 
 def git_checkout(sha: str) -> str:

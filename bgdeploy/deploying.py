@@ -31,6 +31,8 @@ from bgdeploy.release_report import ReleaseReport, StepResult
 from bgdeploy.settings import Settings
 
 DEPLOY_FILE = "deploys/release.py"
+DEPLOY_FILES = {"in-place": DEPLOY_FILE, "blue-green": "deploys/blue_green.py"}
+STRATEGIES = tuple(DEPLOY_FILES)
 
 Progress = Callable[[str], None]
 
@@ -50,6 +52,12 @@ class DeployRequest:
     reason: str | None
     emergency_reason: str | None
     window: windows.WindowDecision
+    strategy: str = "in-place"
+
+    @property
+    def deploy_file(self) -> str:
+        """The pyinfra deploy file of the strategy."""
+        return DEPLOY_FILES[self.strategy]
 
     def data(self, run_id: str, report_path: str) -> dict[str, Any]:
         """The ``--data`` values for ``deploys/release.py``."""
@@ -76,6 +84,7 @@ def check_request(
     emergency: bool = False,
     reason: str | None = None,
     now: datetime | None = None,
+    strategy: str = "in-place",
 ) -> DeployRequest:
     """Check a deploy request without connecting to any host.
 
@@ -86,6 +95,13 @@ def check_request(
     Raises :class:`ConfigError` (exit 2) for a bad ref, environment, setting or option, and
     :class:`PolicyRefusal` (exit 3) outside the deploy window, with the next window.
     """
+    if strategy not in DEPLOY_FILES:
+        raise ConfigError(f"--strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if strategy == "blue-green" and allow_destructive:
+        raise ConfigError(
+            "--allow-destructive is for in-place deploys: blue-green never runs migrations "
+            "that drop or rename (the live colour shares the database)"
+        )
     if ref is not None:
         refs.validate_ref(ref)
     if reason is not None and not reason.strip():
@@ -114,6 +130,7 @@ def check_request(
         reason=reason.strip() if reason and not emergency else None,
         emergency_reason=emergency_reason,
         window=decision,
+        strategy=strategy,
     )
 
 
@@ -137,7 +154,7 @@ def deploy(
         report_path = str(Path(tmp) / "report.json")
         data = request.data(run_id, report_path)
         try:
-            result = runner.run_deploy(request.env, DEPLOY_FILE, data, stream=stream)
+            result = runner.run_deploy(request.env, request.deploy_file, data, stream=stream)
         except KeyboardInterrupt:
             progress("interrupted: stopping pyinfra and restoring the hosts it changed")
             report = ReleaseReport.load(report_path) or ReleaseReport(

@@ -288,3 +288,27 @@ return new class extends Migration
     }
 };
 """
+
+
+def test_cli_strategy_script_and_rollback(bg: sandbox.SandboxState) -> None:
+    before = served_by(bg)
+    (live,) = {colour for _, colour, _ in before.values()}
+    other = "blue" if live == "green" else "green"
+    (release,) = {sha for _, _, sha in before.values()}
+    ref = "v2" if release == bg.releases["v1"] else "v1"
+    env = sandbox_run_env(bg)
+    deploy = ["bgdeploy", "deploy", "sandbox", "--strategy", "blue-green", "--ref", ref]
+    proc = run(deploy, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {v[1:] for v in served_by(bg).values()} == {(other, bg.releases[ref])}
+    # The runbook's own interface: --rollback switches back to the colour left, in seconds.
+    proc = run(["scripts/deploy-blue-green.sh", "--rollback", "--env", "sandbox"], env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert served_by(bg) == before
+    history = json.loads(run(["bgdeploy", "history", "sandbox", "--json"], env=env).stdout)
+    rollbacks = [e for e in history if e["event"] == "rollback"]
+    assert {e["details"]["bad_release"] for e in rollbacks[-2:]} == {bg.releases[ref]}
+    # The release left is never a rollback target again.
+    again = run(["bgdeploy", "rollback", "sandbox"], env=env)
+    assert again.returncode == 1 and "nothing to switch back to" in again.stderr
+    assert served_by(bg) == before
