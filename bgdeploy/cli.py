@@ -439,7 +439,12 @@ def status_cmd(env: str, as_json: bool) -> None:
                 for colour in switch.COLOURS
             ]
             click.echo(f"{name:<12} {c.live or '?':<6} {cells[0]:<14} {cells[1]:<14} {note}")
-        click.echo("* not built and verified at that commit")
+        if any(
+            not c.ready(colour) and c.heads.get(colour)
+            for c in colours.values()
+            for colour in switch.COLOURS
+        ):
+            click.echo("* not built and verified at that commit")
     try:
         switch.live_colour(colours)
     except BgdeployError as error:

@@ -13,4 +13,9 @@ if [ "${1:-}" = down ]; then
 fi
 bgdeploy sandbox up --name "$name" --web "${WEB_HOSTS:-2}"
 bgdeploy provision sandbox
+echo "== release v1, in place (the live colour, blue)" >&2
+bgdeploy deploy sandbox --ref v1
+echo "== release v2, blue-green (build green, smoke-test, switch, watch)" >&2
+bgdeploy deploy sandbox --strategy blue-green --ref v2
+bgdeploy status sandbox
 bgdeploy sandbox status --name "$name"
