@@ -283,8 +283,12 @@ def _warn_unreadable(found: history.History) -> None:
 
 
 @cli.group("emergency")
-def emergency_group() -> None:
-    """The runbook's emergency commands: logs, restarts, cache clears, database checks."""
+@click.argument("env")
+@click.pass_context
+def emergency_group(ctx: click.Context, env: str) -> None:
+    """The runbook's emergency commands on ENV: logs, restarts, cache clears, database checks
+    (bgdeploy emergency ENV ACTION ...)."""
+    ctx.obj = env
 
 
 _env_argument = click.argument("env")
@@ -299,7 +303,7 @@ def _finish(results: list[remote.HostResult], what: str = "result") -> None:
 
 
 @emergency_group.command("logs")
-@_env_argument
+@click.pass_obj
 @click.option(
     "--source", type=click.Choice(emergency.LOG_SOURCES), default="laravel", show_default=True
 )
@@ -317,7 +321,7 @@ def emergency_logs(env: str, source: str, lines: int, follow: bool) -> None:
 
 
 @emergency_group.command("restart")
-@_env_argument
+@click.pass_obj
 @click.argument("services", nargs=-1, type=click.Choice(emergency.RESTARTABLE))
 @_handle_errors
 def emergency_restart(env: str, services: tuple[str, ...]) -> None:
@@ -326,7 +330,7 @@ def emergency_restart(env: str, services: tuple[str, ...]) -> None:
 
 
 @emergency_group.command("clear-caches")
-@_env_argument
+@click.pass_obj
 @click.option("--flush-redis", is_flag=True, help="Also FLUSHALL Redis (asks first).")
 @_yes_option
 @_handle_errors
@@ -341,7 +345,7 @@ def emergency_clear_caches(env: str, flush_redis: bool, yes: bool) -> None:
 
 
 @emergency_group.command("db-connections")
-@_env_argument
+@click.pass_obj
 @_handle_errors
 def emergency_db_connections(env: str) -> None:
     """Connections to PostgreSQL by database and state."""
@@ -351,7 +355,7 @@ def emergency_db_connections(env: str) -> None:
 
 
 @emergency_group.command("kill-long-queries")
-@_env_argument
+@click.pass_obj
 @click.option("--older-than", default=5, show_default=True, type=int, help="Minutes.")
 @_yes_option
 @_handle_errors
@@ -366,7 +370,7 @@ def emergency_kill_long_queries(env: str, older_than: int, yes: bool) -> None:
 
 
 @emergency_group.command("table-sizes")
-@_env_argument
+@click.pass_obj
 @_handle_errors
 def emergency_table_sizes(env: str) -> None:
     """The ten largest tables of the app's database."""

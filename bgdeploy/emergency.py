@@ -13,7 +13,6 @@ import io
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from bgdeploy import commands, journal, remote
@@ -118,14 +117,6 @@ def logs(
         return path
 
     return remote.run_tasks(hosts, task)
-
-
-@dataclass(frozen=True)
-class Action:
-    """What an emergency action does on one kind of host: the hosts' group, the command."""
-
-    group: str
-    build: Any  # Callable[[Settings], str]
 
 
 def restart_command(service: str, settings: Settings) -> str:

@@ -1,0 +1,88 @@
+"""Blue-green switch timings on 2 web hosts (a sandbox of its own).
+
+    .venv/bin/python bench/switch.py [--rounds 5]
+
+Prints: the switch time (from the start of the switch until both hosts serve the new colour
+through their public ports), per round and the median; and the whole-process time of
+`bgdeploy rollback sandbox` as an operator runs it from a terminal. Targets (issue 5): switch
+at most 1 s, rollback command at most 3 s. Asserts nothing; about 3 minutes with setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from bgdeploy import remote, runner, sandbox, switch
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def bgdeploy(*args: str) -> float:
+    started = time.monotonic()
+    subprocess.run([str(BIN / "bgdeploy"), *args], cwd=ROOT, check=True, capture_output=True)
+    return time.monotonic() - started
+
+
+def serves(state: sandbox.SandboxState, colour: str) -> bool:
+    def one(port: int) -> bool:
+        return httpx.get(f"http://127.0.0.1:{port}/", timeout=5).headers.get("X-Colour") == colour
+
+    ports = [web.ports["http"] for web in state.group("web")]
+    with ThreadPoolExecutor(len(ports)) as pool:
+        return all(pool.map(one, ports))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    os.environ.setdefault("BGDEPLOY_STATE_DIR", tempfile.mkdtemp(prefix="bgdeploy-bench-"))
+    name = "bench-switch"
+    os.environ["BGDEPLOY_SANDBOX"] = name
+    client = sandbox.docker_client()
+    sandbox.down(name, client=client)
+    state = sandbox.up(name, web=2, client=client)
+    try:
+        bgdeploy("provision", "sandbox")
+        bgdeploy("deploy", "sandbox", "--ref", "v1")
+        bgdeploy("deploy", "sandbox", "--strategy", "blue-green", "--ref", "v2")
+        environment = runner.check_environment("sandbox")
+        settings = environment.settings[environment.web[0]]
+        fleet = switch.FabricFleet(remote.targets("sandbox", ("web",)))
+        times = []
+        try:
+            colour = "green"
+            for number in range(args.rounds):
+                colour = switch.other(colour)
+                started = time.monotonic()
+                report = switch.switch(fleet, settings, colour, reason="bench")
+                while not serves(state, colour):
+                    time.sleep(0.01)
+                times.append(time.monotonic() - started)
+                status = "ok" if report.ok else "FAILED"
+                print(
+                    f"switch {number + 1} to {colour:<5} {times[-1]:6.2f} s  {status}", flush=True
+                )
+            if colour != "green":
+                switch.switch(fleet, settings, "green", reason="bench")
+        finally:
+            fleet.close()
+        print(f"switch, 2 web hosts, median of {len(times)}: {statistics.median(times):.2f} s")
+        print(f"bgdeploy rollback sandbox (whole process): {bgdeploy('rollback', 'sandbox'):.2f} s")
+    finally:
+        sandbox.down(name, client=client)
+
+
+if __name__ == "__main__":
+    main()
