@@ -58,20 +58,7 @@ def cli(name: str, *args: str, check: bool = True) -> float:
 
 
 def connect(state: sandbox.SandboxState, name: str) -> paramiko.SSHClient:
-    target = next(h for h in state.hosts if h.name == name)
-    client = paramiko.SSHClient()
-    client.load_host_keys(state.known_hosts)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(
-        "127.0.0.1",
-        port=target.ports["ssh"],
-        username="deploy",
-        key_filename=state.key_file,
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=10,
-    )
-    return client
+    return sandbox.ssh_client(state, name)
 
 
 def run(client: paramiko.SSHClient, command: str, pty: bool = False) -> str:

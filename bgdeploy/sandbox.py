@@ -366,6 +366,27 @@ def status(name: str = "default", client: Any = None) -> dict[str, Any]:
     return {"name": state.name, "hosts": hosts, "releases": state.releases}
 
 
+def ssh_client(state: SandboxState, host: str) -> Any:
+    """A plain paramiko client to one sandbox host as ``deploy``, with strict host keys (the
+    tests' and benchmarks' direct line; bgdeploy's own commands go through pyinfra or Fabric)."""
+    import paramiko
+
+    target = next(h for h in state.hosts if h.name == host)
+    client = paramiko.SSHClient()
+    client.load_host_keys(state.known_hosts)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(
+        "127.0.0.1",
+        port=target.ports["ssh"],
+        username="deploy",
+        key_filename=state.key_file,
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=10,
+    )
+    return client
+
+
 def probe_health(base_url: str, path: str = "api/health") -> str:
     """One look at a web host's health endpoint: ``healthy``, ``unhealthy (503)``, ...
 

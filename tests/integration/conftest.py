@@ -80,20 +80,7 @@ def run(
 
 def ssh(state: sandbox.SandboxState, host: str) -> paramiko.SSHClient:
     """A strict SSH client to one sandbox host, as the deploy user."""
-    target = next(h for h in state.hosts if h.name == host)
-    client = paramiko.SSHClient()
-    client.load_host_keys(state.known_hosts)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(
-        "127.0.0.1",
-        port=target.ports["ssh"],
-        username="deploy",
-        key_filename=state.key_file,
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=10,
-    )
-    return client
+    return sandbox.ssh_client(state, host)
 
 
 def sh(
