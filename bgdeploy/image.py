@@ -14,6 +14,7 @@ machine itself does.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -168,11 +169,37 @@ def base_image(client: Any, mirror: str, progress: Progress = _quiet) -> str:
     return build_debootstrap_base(client, mirror, progress)
 
 
+BUILD_LOCK = Path(tempfile.gettempdir()) / "bgdeploy-image-build.lock"
+"""Held while the image is built: side-by-side sandboxes wait for one build, never race it."""
+
+
 def ensure_image(client: Any, progress: Progress = _quiet, force: bool = False) -> str:
-    """Build the target image unless the current recipe's image exists; returns its tag."""
+    """Build the target image unless the current recipe's image exists; returns its tag.
+
+    Concurrent callers (two sandboxes started at once) build it once: the others wait for the
+    build lock and then find the image.
+    """
     tag = image_tag()
     if not force and _has_image(client, tag):
         return tag
+    with BUILD_LOCK.open("a") as lock_file:
+        if not _try_lock(lock_file):
+            progress("another process is building the sandbox image: waiting for it")
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if not force and _has_image(client, tag):
+            return tag
+        return _build(client, tag, progress)
+
+
+def _try_lock(lock_file: Any) -> bool:
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _build(client: Any, tag: str, progress: Progress) -> str:
     main, security = apt_mirrors()
     base = base_image(client, main, progress)
     progress(f"building {tag} on {base} (1 to 2 minutes)")
