@@ -276,14 +276,17 @@ def live_colour_dir(app_root: str, idle: bool = False) -> str:
     return f'c=$(basename "$(readlink {root}/current)"){swap} && echo {root}/"$c"'
 
 
-def release_facts(app_root: str, repository: str, idle: bool = False) -> str:
+def release_facts(
+    app_root: str, repository: str, idle: bool = False, secrets: tuple[str, ...] = ()
+) -> str:
     """Read what a release needs to know about a web host, changing nothing but ``.git``.
 
     Prints ``key=value`` lines: ``colour`` (the target of ``current``), ``app_key`` (yes/no:
     ``shared/.env`` has a non-empty APP_KEY; the value is never printed), ``free_kb`` (free disk
     under ``app_root``), ``head`` (the commit checked out in the live colour, empty before the
     first deploy), ``built`` (the commit last deployed there successfully, see
-    :func:`mark_built`), one ``dirty=`` line per locally changed tracked file. Then the live
+    :func:`mark_built`), one ``dirty=`` line per locally changed tracked file, one
+    ``missing_secret=NAME`` line per name of ``secrets`` that ``shared/.env`` lacks. Then the live
     colour is made a git repository of ``repository`` when it is not one yet (shared
     ``storage/`` left out of its checkout) and fetched; ``fetch=ok`` or ``fetch=failed``
     follows, git's error on stderr.
@@ -296,6 +299,7 @@ def release_facts(app_root: str, repository: str, idle: bool = False) -> str:
         f'case "$c" in blue|green) ;; *) exit 0;; esac; d={root}/"$c"; '
         f'if grep -Eq "^APP_KEY=[\\"\']?[^\\"\' ]" {root}/shared/.env 2>/dev/null; '
         f"then echo app_key=yes; else echo app_key=no; fi; "
+        f"{_missing_secrets(app_root + '/shared/.env', secrets)}"
         f"echo \"free_kb=$(df -Pk {root} | awk 'NR==2 {{print $4}}')\"; "
         f'if [ -d "$d/.git" ]; then echo "head=$(git -C "$d" rev-parse -q --verify HEAD)"; '
         f'echo "built=$(cat "$d/.git/bgdeploy-built" 2>/dev/null)"; '
@@ -303,6 +307,20 @@ def release_facts(app_root: str, repository: str, idle: bool = False) -> str:
         f'else echo head=; fi; cd "$d" && {git_ensure_repo(repository)} && {git_fetch()} '
         f"&& echo fetch=ok || echo fetch=failed"
     )
+
+
+def _missing_secrets(env_file: str, names: tuple[str, ...]) -> str:
+    """``missing_secret=NAME`` for each of ``names`` without a non-empty value in ``env_file``
+    (values are never printed)."""
+    parts = []
+    for name in names:
+        if not re.match(r"^[A-Z][A-Z0-9_]{0,63}$", name):
+            raise ConfigError(f"secret name {name!r} is not valid")
+        parts.append(
+            f'grep -Eq "^{name}=[\\"\']?[^\\"\' ]" {q(env_file)} 2>/dev/null '
+            f"|| echo missing_secret={name}; "
+        )
+    return "".join(parts)
 
 
 def git_ensure_repo(repository: str) -> str:
@@ -483,17 +501,13 @@ def snapshot_create(backups_dir: str, name: str, database: str, port: int, keep:
     if not 1 <= int(keep) <= 1000:
         raise ConfigError(f"snapshot_keep {keep!r} must be from 1 to 1000")
     dump, tmp = f"{name}.dump", f"{name}.dump.tmp"
-    size_sql = "SELECT pg_database_size(current_database()) / 1024"
     script = "; ".join(
         [
             "set -e",
             f"cd {q(backups_dir)}",
             "umask 077",
             f"trap 'rm -f {tmp}' EXIT",
-            "prev=$(ls -1t -- *.dump 2>/dev/null | head -n 1)",
-            'if [ -n "$prev" ]; then need=$(( $(stat -c %s -- "$prev") * 2 / 1024 )); '
-            f"else need=$(psql -X -tA -p {int(port)} -d {q(database)} -c {q(size_sql)}); fi",
-            "free=$(df -Pk . | awk 'NR==2 {print $4}')",
+            *_snapshot_need(database, port),
             'if [ "$free" -lt "$need" ]; then echo "bgdeploy-snapshot: not enough disk in '
             f'{backups_dir}: $free KiB free, $need KiB needed (twice the previous dump)" >&2; '
             "exit 1; fi",
@@ -508,6 +522,67 @@ def snapshot_create(backups_dir: str, name: str, database: str, port: int, keep:
         ]
     )
     return as_user("postgres", script)
+
+
+def _snapshot_need(database: str, port: int) -> list[str]:
+    """Shell lines (in the backups directory) setting ``need`` and ``free`` in KiB: a snapshot
+    needs twice the previous dump, or before the first one the database's size."""
+    size_sql = "SELECT pg_database_size(current_database()) / 1024"
+    return [
+        "prev=$(ls -1t -- *.dump 2>/dev/null | head -n 1)",
+        'if [ -n "$prev" ]; then need=$(( $(stat -c %s -- "$prev") * 2 / 1024 )); '
+        f"else need=$(psql -X -tA -p {int(port)} -d {q(database)} -c {q(size_sql)}); fi",
+        "free=$(df -Pk . | awk 'NR==2 {print $4}')",
+    ]
+
+
+def snapshot_space(backups_dir: str, database: str, port: int) -> str:
+    """Print ``need_kb=N``, ``free_kb=N`` and ``db_kb=N`` for the next snapshot on the db host
+    (the rule :func:`snapshot_create` enforces), as the postgres user. Changes nothing."""
+    size_sql = "SELECT pg_database_size(current_database()) / 1024"
+    script = "; ".join(
+        [
+            "set -e",
+            f"cd {q(backups_dir)}",
+            *_snapshot_need(database, port),
+            f"db=$(psql -X -tA -p {int(port)} -d {q(database)} -c {q(size_sql)})",
+            'echo "need_kb=$need"; echo "free_kb=$free"; echo "db_kb=$db"',
+        ]
+    )
+    return as_user("postgres", script)
+
+
+def git_is_ancestor(sha: str, branch: str) -> str:
+    """Print ``yes`` when commit ``sha`` is reachable from ``origin``'s ``branch``, ``no`` when
+    not, ``missing`` when ``origin`` has no such branch (current repository)."""
+    from bgdeploy.refs import validate_ref
+
+    validate_ref(branch)
+    tip = q(f"refs/remotes/origin/{branch}")
+    return (
+        f"if ! git rev-parse -q --verify {tip} >/dev/null; then echo missing; "
+        f"elif git merge-base --is-ancestor {_sha(sha)} {tip}; then echo yes; else echo no; fi"
+    )
+
+
+def git_changed_files(base: str, sha: str, directory: str) -> str:
+    """``git diff --name-status BASE SHA -- DIRECTORY/``: files added (A), modified (M) or
+    deleted (D) from commit ``base`` to ``sha`` (current repository)."""
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$", directory) or ".." in directory:
+        raise ConfigError(f"directory {directory!r} is not valid")
+    return f"git diff --no-renames --name-status {_sha(base)} {_sha(sha)} -- {q(directory + '/')}"
+
+
+def show_optional_file(sha: str, path: str) -> str:
+    """Print file ``path`` of commit ``sha`` after a line ``==> bgdeploy-file PATH``, or only
+    ``==> bgdeploy-missing PATH`` when that commit has no such file."""
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$", path) or ".." in path:
+        raise ConfigError(f"file path {path!r} is not valid")
+    spec = q(f"{_sha(sha)}:{path}")
+    return (
+        f"if git cat-file -e {spec} 2>/dev/null; then echo {q('==> bgdeploy-file ' + path)} "
+        f"&& git show {spec}; else echo {q('==> bgdeploy-missing ' + path)}; fi"
+    )
 
 
 def as_root(command: str) -> str:
