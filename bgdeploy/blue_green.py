@@ -31,7 +31,7 @@ from pyinfra.api import StringCommand
 from bgdeploy import commands, release, smoke, switch
 from bgdeploy import settings as settings_mod
 from bgdeploy.errors import BgdeployError
-from bgdeploy.release import DeployRefused, ReleaseRun
+from bgdeploy.release import ReleaseRun
 
 T = TypeVar("T")
 
@@ -98,21 +98,8 @@ def guard(run: ReleaseRun) -> None:
     are refused outright here), and one live colour on every web host."""
     from pyinfra import host, state
 
-    try:
-        release.guard(run)
-    except DeployRefused as refusal:
-        if refusal.kind != "destructive":
-            raise
-        message = (
-            "blue-green refuses migrations that drop or rename: both colours share the "
-            "database, and the live colour would break on the new schema.\n"
-            + refusal.message.split("\nDeploy with", 1)[0]
-            + "\nSplit the change (add now, drop in a later release), or deploy in-place with "
-            "--allow-destructive."
-        )
-        run.report.refusal = {"kind": "destructive", "message": message}
-        run.save()
-        raise DeployRefused("destructive", message) from None
+    # Destructive migrations are refused in blue-green's words (bgdeploy.preflight).
+    release.guard(run)
     if release._real(host).name != run.migrate_host:
         return
     bg = state_of(run)

@@ -237,6 +237,40 @@ def window_cmd(env: str, at: str, as_json: bool) -> None:
         sys.exit(3)
 
 
+@cli.command("preflight")
+@click.argument("env")
+@click.option("--ref", help="Branch, tag or commit to check (default: group_data's ref).")
+@click.option(
+    "--strategy",
+    type=click.Choice(("in-place", "blue-green")),
+    default="in-place",
+    show_default=True,
+    help="The deploy to check for (blue-green refuses every destructive migration).",
+)
+@click.option(
+    "--allow-destructive", is_flag=True, help="As the deploy's flag: drops and renames warn."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the checklist as JSON.")
+@_handle_errors
+def preflight_cmd(
+    env: str, ref: str | None, strategy: str, allow_destructive: bool, as_json: bool
+) -> None:
+    """The runbook's pre-deployment checklist for REF on ENV, each line pass, warn or fail:
+    the ref, on main, pending and destructive migrations, feature flag removal dates, secrets,
+    the deploy window, the lock, disk on the web hosts and for the database snapshot. The
+    same checks start every deploy.
+
+    Exit 0 ready (warnings allowed), 3 a check failed, 1 a host could not be read, 2 bad
+    input (checked before any connection).
+    """
+    from bgdeploy import preflight
+
+    request, environment = preflight.check_request(env, ref, strategy, allow_destructive)
+    result = preflight.run(request, environment)
+    click.echo(result.to_json() if as_json else result.format_table())
+    sys.exit(result.exit_code())
+
+
 @cli.command("history")
 @click.argument("env")
 @click.option("--last", type=click.IntRange(1, 100_000), help="Only the last N lines per host.")

@@ -61,6 +61,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import python
 
 from bgdeploy import commands, journal, lock, migrations, refs, windows
+from bgdeploy import preflight as checklist
 from bgdeploy.errors import BgdeployError
 from bgdeploy.release_report import HostOutcome, ReleaseReport, StepResult
 from bgdeploy.settings import Settings
@@ -424,7 +425,8 @@ def guard(release: ReleaseRun) -> None:
     """Before any operation: on the designated migrate host, check that no deploy holds the
     lock, resolve the ref to exactly one commit, list the pending migrations and refuse
     destructive ones (unless ``allow_destructive``). Reads only (and fetches into the live
-    colour's ``.git``); raises :class:`DeployRefused`."""
+    colour's ``.git``); raises :class:`DeployRefused`. The checks are
+    :mod:`bgdeploy.preflight`'s, the same ``bgdeploy preflight`` prints."""
     from pyinfra import host, state
 
     real_host, real_state = _real(host), _real(state)
@@ -432,35 +434,17 @@ def guard(release: ReleaseRun) -> None:
         return
     settings = release.hosts[real_host.name].settings
     ok, out, _ = _sh(real_host, commands.lock_read(settings.lock_path))
-    holder = lock.parse_lock(out) if ok else None
-    if holder is not None:
-        raise release.refuse(
-            "lock",
-            f"the deploy lock on {real_host.name} is held by {holder.describe()}: wait for "
-            f"that deploy to finish (or, if it died, `bgdeploy unlock {release.env}`)",
-        )
+    locked = checklist.check_lock(real_host.name, lock.parse_lock(out) if ok else None, release.env)
+    if locked.failed:
+        raise release.refuse("lock", locked.detail)
     _, live_dir, error = _release_facts(real_host, settings, None)
     if error:
         raise release.refuse("error", f"{real_host.name}: {error}")
     _, out, _ = _sh(real_host, commands.in_dir(live_dir, commands.git_resolve(release.ref)))
-    found = {}
-    for line in out.splitlines():
-        kind, _, sha = line.strip().partition(" ")
-        if refs.FULL_SHA.match(sha):
-            found.setdefault(sha, []).append(kind)
-    if not found:
-        raise release.refuse(
-            "bad_ref",
-            f"ref {release.ref!r} is not a branch, tag or commit of {settings.repository}",
-        )
-    if len(found) > 1:
-        names = "; ".join(f"{'/'.join(kinds)} {sha[:12]}" for sha, kinds in found.items())
-        raise release.refuse(
-            "bad_ref",
-            f"ref {release.ref!r} names more than one commit ({names}): deploy the commit "
-            "itself, or refs/tags/... or refs/heads/...",
-        )
-    release.sha = next(iter(found))
+    sha, resolved = checklist.resolve_ref(release.ref, out, settings.repository)
+    if sha is None:
+        raise release.refuse("bad_ref", resolved.detail)
+    release.sha = sha
     release.report.sha = release.sha
     _check_migrations(release, real_state, real_host, settings, live_dir)
     release.save()
@@ -498,36 +482,21 @@ def _check_migrations(
     )
     if not ok:
         raise release.refuse("error", f"{real_host.name}: cannot read migrations: {_tail(err)}")
-    scans = [migrations.scan_source(source, name) for name, source in _split_files(out).items()]
+    scans = [
+        migrations.scan_source(source, name) for name, source in checklist.split_files(out).items()
+    ]
     for scan in scans:
         if scan.needs_review and not scan.allowed:
             logger.warning(f"{real_host.name}: migration to review: {migrations.format_scan(scan)}")
-    blocking = [scan for scan in scans if scan.destructive and not scan.allowed]
-    if not blocking:
-        return
-    text = "\n".join(migrations.format_scan(scan) for scan in blocking)
-    if not release.allow_destructive:
-        raise release.refuse(
-            "destructive",
-            "pending migrations drop or rename (the running release may break, and only the "
-            f"snapshot can bring the data back):\n{text}\n"
-            "Deploy with --allow-destructive (a verified snapshot is taken first), or mark a "
-            "reviewed migration with '// bgdeploy: allow-destructive <reason>'.",
-        )
-    release.destructive = [scan.name for scan in blocking]
-    logger.warning(f"destructive migrations allowed (--allow-destructive):\n{text}")
+    check = checklist.check_destructive(scans, release.allow_destructive, release.strategy)
+    if check.failed:
+        raise release.refuse("destructive", check.detail)
+    if check.status == checklist.WARN and check.items:
+        release.destructive = list(check.items)
+        logger.warning(f"destructive migrations {check.detail}")
 
 
-def _split_files(output: str) -> dict[str, str]:
-    files: dict[str, list[str]] = {}
-    current: str | None = None
-    for line in output.splitlines(keepends=True):
-        if line.startswith("==> bgdeploy-file "):
-            current = line.removeprefix("==> bgdeploy-file ").strip().rsplit("/", 1)[-1]
-            files[current] = []
-        elif current is not None:
-            files[current].append(line)
-    return {name: "".join(lines) for name, lines in files.items()}
+_split_files = checklist.split_files  # files of commands.show_files, by file name
 
 
 def _release_facts(
@@ -535,7 +504,9 @@ def _release_facts(
 ) -> tuple[dict[str, Any], str, str]:
     """(facts, live colour dir, error) of a web host, fetching its repository (``idle``: of
     the idle colour, which a blue-green deploy builds)."""
-    command = commands.release_facts(settings.app_root, settings.repository, idle)
+    command = commands.release_facts(
+        settings.app_root, settings.repository, idle, checklist.SECRET_NAMES
+    )
     if prefix:
         command = f"{prefix} && {{ {command}; }}"
     if sha:
@@ -545,15 +516,7 @@ def _release_facts(
             "then echo target=present; else echo target=missing; fi"
         )
     ok, out, err = _sh(host, command)
-    facts: dict[str, Any] = {"dirty": []}
-    for line in out.splitlines():
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        if key == "dirty":
-            facts["dirty"].append(value)
-        else:
-            facts[key] = value.strip()
+    facts = checklist.parse_facts(out)
     colour = facts.get("colour", "")
     live_dir = f"{settings.app_root}/{colour}"
     if colour not in ("blue", "green"):
@@ -654,22 +617,10 @@ def _preflight(state: Any, host: Any, release: ReleaseRun) -> bool:
     run.outcome.sha_after = run.outcome.sha_before
     problems = [error] if error else []
     if not error:
-        if facts.get("app_key") != "yes":
-            problems.append(f"{settings.app_root}/shared/.env has no APP_KEY")
-        free_kb = int(facts.get("free_kb") or 0)
-        if free_kb < settings.min_free_disk_mb * 1024:
-            problems.append(
-                f"only {free_kb // 1024} MB free under {settings.app_root} "
-                f"(min_free_disk_mb = {settings.min_free_disk_mb})"
-            )
-        if facts["dirty"]:
-            shown = "\n".join(f"  {line}" for line in facts["dirty"][:20])
-            problems.append(
-                f"the live colour {live_dir} has local changes (bgdeploy never overwrites "
-                f"them; commit or discard them by hand):\n{shown}"
-            )
-        if facts.get("target") != "present":
-            problems.append(f"commit {release.sha} is not in the repository fetched here")
+        # The same checks as `bgdeploy preflight`: secrets, disk, clean checkout, the commit.
+        facts.setdefault("target", "missing")
+        checks = checklist.host_checks(host.name, facts, settings, live_dir, release.sha)
+        problems += [check.detail for check in checks if check.failed]
     if problems:
         message = "\n".join(problems)
         _record(run, "preflight", started, False, message)
