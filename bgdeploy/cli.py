@@ -390,16 +390,22 @@ def emergency_db_connections(env: str) -> None:
 
 @emergency_group.command("kill-long-queries")
 @click.pass_obj
-@click.option("--older-than", default=5, show_default=True, type=int, help="Minutes.")
+@click.option(
+    "--older-than",
+    default="5m",
+    show_default=True,
+    help="Age of the queries to end: 30s, 5m, 2h (a bare number is minutes).",
+)
 @_yes_option
 @_handle_errors
-def emergency_kill_long_queries(env: str, older_than: int, yes: bool) -> None:
-    """Terminate queries active for longer than --older-than minutes (asks first)."""
-    listed = emergency.db_query(env, emergency.long_queries_sql(older_than, False), "list")
+def emergency_kill_long_queries(env: str, older_than: str, yes: bool) -> None:
+    """Terminate queries active for longer than --older-than (asks first)."""
+    seconds = emergency.parse_age(older_than)
+    listed = emergency.db_query(env, emergency.long_queries_sql(seconds, False), "list")
     click.echo(remote.format_results(listed, "pid|running for|query"))
     if not yes:
         click.confirm("Terminate these queries?", abort=True)
-    sql = emergency.long_queries_sql(older_than, True)
+    sql = emergency.long_queries_sql(seconds, True)
     _finish(emergency.db_query(env, sql, "kill-long-queries", journaled=True), "pid|terminated")
 
 
@@ -409,6 +415,114 @@ def emergency_kill_long_queries(env: str, older_than: int, yes: bool) -> None:
 def emergency_table_sizes(env: str) -> None:
     """The ten largest tables of the app's database."""
     _finish(emergency.db_query(env, emergency.TABLE_SIZES_SQL, "table-sizes"), "table|size")
+
+
+@cli.group("snapshot")
+@click.argument("env")
+@click.pass_context
+def snapshot_group(ctx: click.Context, env: str) -> None:
+    """Database snapshots on ENV's db host (backups_dir: NAME.dump + NAME.dump.sha256).
+
+    \b
+    bgdeploy snapshot prod list
+    bgdeploy snapshot prod create [--name NAME]
+    bgdeploy snapshot prod verify ID          # sha256 and pg_restore read it
+    bgdeploy snapshot prod restore ID [--yes] # scratch database first, then the swap
+    """
+    ctx.obj = env
+
+
+@snapshot_group.command("create")
+@click.pass_obj
+@click.option("--name", help="The snapshot's name (default: <UTC time>-manual).")
+@_handle_errors
+def snapshot_create(env: str, name: str | None) -> None:
+    """Take a verified snapshot now (pg_dump -Fc, read back whole, sha256 sidecar, 0600;
+    the newest snapshot_keep kept)."""
+    from bgdeploy import snapshots
+
+    _finish(snapshots.create(env, name), "snapshot")
+
+
+@snapshot_group.command("list")
+@click.pass_obj
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@_handle_errors
+def snapshot_list(env: str, as_json: bool) -> None:
+    """The snapshots on the db host, newest first."""
+    from bgdeploy import snapshots
+
+    found = snapshots.list_snapshots(env)
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in found], indent=2))
+    else:
+        click.echo(snapshots.format_list(found))
+
+
+@snapshot_group.command("verify")
+@click.pass_obj
+@click.argument("snapshot_id", metavar="ID")
+@_handle_errors
+def snapshot_verify(env: str, snapshot_id: str) -> None:
+    """Check a snapshot: its sha256 against the sidecar, and that pg_restore reads it."""
+    from bgdeploy import snapshots
+
+    _finish(snapshots.verify(env, snapshot_id), "verify")
+
+
+@snapshot_group.command("restore")
+@click.pass_obj
+@click.argument("snapshot_id", metavar="ID")
+@_yes_option
+@_handle_errors
+def snapshot_restore(env: str, snapshot_id: str, yes: bool) -> None:
+    """Restore snapshot ID into ENV's database (asks first).
+
+    The snapshot is verified, the deploy lock taken on every web host, the dump restored
+    into a scratch database; only when that succeeded is every web host put in maintenance
+    mode (php artisan down), the scratch database swapped in under the live name, and every
+    host brought back (php artisan up, workers restarted), also on failure. The replaced
+    database is kept as DB_before_restore. A failure leaves the live database untouched.
+    """
+    from bgdeploy import snapshots
+
+    def confirm(question: str) -> None:
+        if not yes:
+            click.confirm(question, abort=True)
+
+    report = snapshots.restore(env, snapshot_id, confirm, progress=_progress)
+    click.echo(remote.format_results(report.results, f"restore {report.name}"))
+    if not report.ok:
+        click.echo(f"bgdeploy: {report.error or 'restore failed'}", err=True)
+        sys.exit(1)
+
+
+@cli.group("db")
+@click.argument("env")
+@click.pass_context
+def db_group(ctx: click.Context, env: str) -> None:
+    """The app's database on ENV, beyond snapshots (bgdeploy db ENV ACTION)."""
+    ctx.obj = env
+
+
+@db_group.command("fresh")
+@click.pass_obj
+@click.option("--seed", is_flag=True, help="Seed the database afterwards (db:seed).")
+@_yes_option
+@_handle_errors
+def db_fresh(env: str, seed: bool, yes: bool) -> None:
+    """php artisan migrate:fresh [--seed]: drop every table and migrate again, once, from the
+    migrate host (asks first). Only for environments marked production = False in
+    group_data (staging, the sandbox); elsewhere refused with exit 3 before any connection."""
+    from bgdeploy import snapshots
+
+    environment = snapshots.check_fresh_allowed(env)
+    if not yes:
+        click.confirm(
+            f"migrate:fresh drops every table of {env}'s database and migrates again"
+            + (" (then seeds it)" if seed else "") + ". Continue?", abort=True,
+        )  # fmt: skip
+    _finish(snapshots.migrate_fresh(environment, seed), "migrate:fresh")
 
 
 @cli.command("flags")

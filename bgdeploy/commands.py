@@ -585,6 +585,166 @@ def show_optional_file(sha: str, path: str) -> str:
     )
 
 
+def snapshot_id(name: str) -> str:
+    """A snapshot's name, checked: letters, digits, ``.``, ``_``, ``-`` (no ``/``, no leading
+    dot), at most 128 characters; a trailing ``.dump`` is dropped (``snapshot list`` names)."""
+    base = name.removesuffix(".dump") if isinstance(name, str) else ""
+    if not SNAPSHOT_NAME.match(base):
+        raise ConfigError(
+            f"snapshot name {name!r} is not valid (letters, digits, '.', '_', '-'; "
+            "no '/', not starting with '.')"
+        )
+    return base
+
+
+SNAPSHOT_LIST_PREFIX = "bgdeploy-snapshot-list "
+
+
+def snapshot_list(backups_dir: str) -> str:
+    """List the snapshots in ``backups_dir``, newest first, as the postgres user: one line
+    ``bgdeploy-snapshot-list NAME|BYTES|TAKEN (UTC)|SIDECAR (yes/no)`` per ``.dump``."""
+    line = (
+        f"printf '{SNAPSHOT_LIST_PREFIX}%s|%s|%s|%s\\n' \"${{f%.dump}}\" "
+        '"$(stat -c %s -- "$f")" "$(date -u -r "$f" +%Y-%m-%dT%H:%M:%SZ)" '
+        '"$(if [ -f "$f.sha256" ]; then echo yes; else echo no; fi)"'
+    )
+    script = (
+        f"cd {q(backups_dir)} && {{ ls -1t -- *.dump 2>/dev/null || true; }} | "
+        f"while IFS= read -r f; do {line}; done"
+    )
+    return as_user("postgres", script)
+
+
+def snapshot_verify(backups_dir: str, name: str) -> str:
+    """Verify a snapshot, as the postgres user on the db host: the dump's sha256 equals its
+    ``.sha256`` sidecar, ``pg_restore --list`` reads its table of contents, and
+    ``pg_restore -f /dev/null`` reads it whole. Prints ``bgdeploy-verify: NAME ok BYTES SHA256``;
+    otherwise fails with the reason on stderr."""
+    name = snapshot_id(name)
+    dump = f"{name}.dump"
+
+    def fail(why: str) -> str:
+        return f"{{ echo {q('bgdeploy-verify: ' + name + ': ' + why)} >&2; exit 1; }}"
+
+    script = "\n".join(
+        [
+            f"cd {q(backups_dir)} || exit 1",
+            f"[ -f {dump} ] || {fail(f'no {dump} in {backups_dir}')}",
+            f"[ -f {dump}.sha256 ] || {fail(f'{dump}.sha256 is missing')}",
+            f"want=$(cut -d' ' -f1 {dump}.sha256)",
+            f"have=$(sha256sum < {dump} | cut -d' ' -f1)",
+            f'[ "$want" = "$have" ] || {fail("sha256 does not match its .sha256 sidecar")}',
+            f"pg_restore --list {dump} > /dev/null || {fail('pg_restore --list cannot read it')}",
+            f"pg_restore -f /dev/null {dump} || {fail('pg_restore cannot read it whole')}",
+            f'echo "bgdeploy-verify: {name} ok $(stat -c %s {dump}) $have"',
+        ]
+    )
+    return as_user("postgres", script)
+
+
+def _psql_script(port: int) -> str:
+    """``P``: the postgres superuser's psql on the maintenance database (for scripts)."""
+    return f'P="psql -X -q -v ON_ERROR_STOP=1 -p {int(port)} -d postgres"'
+
+
+def snapshot_restore_scratch(
+    backups_dir: str, name: str, port: int, scratch: str, owner: str, before: str
+) -> str:
+    """Restore a snapshot into the empty database ``scratch`` (owned by ``owner``, the app's
+    role, its objects too), as the postgres user on the db host; the live database is not
+    touched. The database a previous restore replaced (``before``) is dropped first (fails
+    while someone is connected to it). Fails, ``scratch`` dropped again, when
+    ``pg_restore`` (one transaction, stop at the first error) fails."""
+    dump = f"{snapshot_id(name)}.dump"
+    create = f"CREATE DATABASE {sql_ident(scratch)} OWNER {sql_ident(owner)} TEMPLATE template0"
+    drop = f"DROP DATABASE IF EXISTS {sql_ident(scratch)}"
+    message = f"bgdeploy-restore: {dump} could not be restored into {scratch}; live not touched"
+    script = "\n".join(
+        [
+            "set -e",
+            f"cd {q(backups_dir)}",
+            _psql_script(port),
+            f"$P -c {q(f'DROP DATABASE IF EXISTS {sql_ident(before)}')}",
+            f"$P -c {q(drop)}",
+            f"$P -c {q(create)}",
+            f"if ! pg_restore --no-owner --role={q(owner)} --single-transaction --exit-on-error "
+            f"-p {int(port)} -d {q(scratch)} {dump}; then "
+            f"$P -c {q(drop)}; echo {q(message)} >&2; exit 1; fi",
+            f"echo {q('bgdeploy-restore: ' + scratch + ' ready')}",
+        ]
+    )
+    return as_user("postgres", script)
+
+
+def drop_database(port: int, database: str) -> str:
+    """Drop a database if it exists, as the postgres user (a scratch restore left behind)."""
+    sql = f"DROP DATABASE IF EXISTS {sql_ident(database)}"
+    return as_user("postgres", f"cd / && {_psql_script(port)} && $P -c {q(sql)}")
+
+
+def database_swap(port: int, live: str, scratch: str, before: str, wait: int = 10) -> str:
+    """Swap the database ``scratch`` in under the name ``live``, as the postgres user.
+
+    New connections to ``live`` are refused (``ALLOW_CONNECTIONS false``), its sessions are
+    terminated (for up to ``wait`` seconds), then in one transaction ``live`` becomes
+    ``before`` and ``scratch`` becomes ``live``. On any failure ``live`` takes connections
+    again, unchanged, and the command fails. Prints ``bgdeploy-swap: ok``.
+    """
+    ident, literal = sql_ident(live), sql_literal(live)
+    for name in (scratch, before):
+        sql_ident(name)
+    # live is a checked name, quoted by sql_literal: nothing reaches SQL unquoted.
+    count = f"SELECT count(*) FROM pg_stat_activity WHERE datname = {literal}"  # noqa: S608
+    terminate = (
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {literal} "  # noqa: S608
+        "AND pid <> pg_backend_pid()"
+    )
+    rename_live = f"ALTER DATABASE {ident} RENAME TO {sql_ident(before)}"
+    rename_scratch = f"ALTER DATABASE {sql_ident(scratch)} RENAME TO {ident}"
+    message = f"bgdeploy-swap: {live} still has sessions or could not be renamed; it is unchanged"
+    script = "\n".join(
+        [
+            "cd /",
+            _psql_script(port),
+            f"$P -c {q(f'ALTER DATABASE {ident} WITH ALLOW_CONNECTIONS false')} || exit 1",
+            "n=unknown",
+            f"for i in $(seq {int(wait) * 5}); do $P -tA -c {q(terminate)} > /dev/null; "
+            f'n=$($P -tA -c {q(count)}); [ "$n" = 0 ] && break; sleep 0.2; done',
+            f'if [ "$n" = 0 ] && $P -1 -c {q(rename_live)} -c {q(rename_scratch)}; then',
+            f"  $P -c {q(f'ALTER DATABASE {sql_ident(before)} WITH ALLOW_CONNECTIONS true')}",
+            "  echo 'bgdeploy-swap: ok'",
+            "else",
+            f"  $P -c {q(f'ALTER DATABASE {ident} WITH ALLOW_CONNECTIONS true')}",
+            f"  echo {q(message)} >&2; exit 1",
+            "fi",
+        ]
+    )
+    return as_user("postgres", script)
+
+
+def maintenance_down(settings: Settings) -> str:
+    """``php artisan down`` in the live colour; prints ``bgdeploy-maintenance: down``, or
+    ``bgdeploy-maintenance: already`` (and changes nothing) when the app was down before."""
+    flag = f"{settings.app_root}/current/storage/framework/down"
+    return (
+        f"if [ -e {q(flag)} ]; then echo 'bgdeploy-maintenance: already'; "
+        f"else {live_artisan(settings, 'down')} > /dev/null && "
+        "echo 'bgdeploy-maintenance: down'; fi"
+    )
+
+
+def maintenance_up(settings: Settings) -> str:
+    """``php artisan up`` in the live colour: the app serves requests again."""
+    return live_artisan(settings, "up")
+
+
+def migrate_fresh(settings: Settings, seed: bool = False) -> str:
+    """``php artisan migrate:fresh --force [--seed]`` in the live colour: every table dropped
+    and migrated again (for environments marked ``production = False`` only)."""
+    words = ["migrate:fresh", "--force", "--no-interaction"] + (["--seed"] if seed else [])
+    return live_artisan(settings, *words)
+
+
 def as_root(command: str) -> str:
     """Run a shell command as root through ``sudo -n`` (fails instead of prompting)."""
     return f"sudo -n -H sh -c {q(command)}"

@@ -10,6 +10,7 @@ first.
 from __future__ import annotations
 
 import io
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -37,18 +38,37 @@ TABLE_SIZES_SQL = (
 )
 
 
-def long_queries_sql(minutes: int, terminate: bool) -> str:
-    """The runbook's query for active queries older than ``minutes`` (terminated or listed)."""
-    if not 1 <= minutes <= 24 * 60:
-        raise ConfigError(f"--older-than must be 1 to 1440 minutes, not {minutes}")
+AGE = re.compile(r"^\s*(\d{1,6})\s*([smh]?)\s*$")
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "": 60}
+MAX_AGE = 24 * 3600
+
+
+def parse_age(text: str | int) -> int:
+    """``--older-than``: ``5s``, ``5m``, ``2h``, or a bare number of minutes, in seconds
+    (1 second to 24 hours)."""
+    found = AGE.match(str(text))
+    seconds = int(found.group(1)) * AGE_UNITS[found.group(2)] if found else 0
+    if not 1 <= seconds <= MAX_AGE:
+        raise ConfigError(
+            f"--older-than must be 1s to 24h (like 30s, 5m, 2h; a bare number is minutes), "
+            f"not {text!r}"
+        )
+    return seconds
+
+
+def long_queries_sql(seconds: int, terminate: bool) -> str:
+    """The runbook's query for active queries older than ``seconds`` (terminated or listed)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= MAX_AGE:
+        raise ConfigError(f"--older-than must be 1 to {MAX_AGE} seconds, not {seconds!r}")
     what = (
         "pid, pg_terminate_backend(pid)"
         if terminate
         else "pid, now() - query_start, left(query, 80)"
     )
-    return (  # minutes is a checked int and `what` a constant: nothing from outside
+    return (  # seconds is a checked int and `what` a constant: nothing from outside
         f"SELECT {what} FROM pg_stat_activity WHERE state = 'active' "  # noqa: S608
-        f"AND pid <> pg_backend_pid() AND query_start < now() - interval '{minutes} minutes'"
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+        f"AND query_start < now() - interval '{seconds} seconds'"
     )
 
 

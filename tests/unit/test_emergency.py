@@ -54,17 +54,31 @@ def test_cache_clear_then_warm_in_the_live_colour(prod: settings.Settings) -> No
     assert command.count(" && ") >= 9
 
 
-@pytest.mark.parametrize("minutes", [0, -5, 10_000])
-def test_long_query_age_is_bounded(minutes: int) -> None:
+@pytest.mark.parametrize("seconds", [0, -5, 86_401])
+def test_long_query_age_is_bounded(seconds: int) -> None:
     with pytest.raises(ConfigError, match="older-than"):
-        emergency.long_queries_sql(minutes, terminate=True)
+        emergency.long_queries_sql(seconds, terminate=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("5s", 5), ("5m", 300), ("5", 300), (" 2h", 7200), ("90s", 90), (7, 420)]
+)
+def test_older_than_takes_seconds_minutes_and_hours(text: str, seconds: int) -> None:
+    assert emergency.parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0s", "25h", "5d", "-5m", "5m; DROP TABLE x", "", "1.5m"])
+def test_older_than_refuses_anything_else(text: str) -> None:
+    with pytest.raises(ConfigError, match="older-than"):
+        emergency.parse_age(text)
 
 
 def test_long_query_sql_lists_or_terminates() -> None:
     assert "pg_terminate_backend" not in emergency.long_queries_sql(5, terminate=False)
     sql = emergency.long_queries_sql(5, terminate=True)
-    assert "pg_terminate_backend(pid)" in sql and "interval '5 minutes'" in sql
+    assert "pg_terminate_backend(pid)" in sql and "interval '5 seconds'" in sql
     assert "pg_backend_pid()" in sql  # never its own session
+    assert "backend_type = 'client backend'" in sql  # never autovacuum or replication
 
 
 def test_prefixed_stream_keeps_lines_whole() -> None:
