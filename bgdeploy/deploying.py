@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bgdeploy import commands, journal, lock, refs, remote, runner, windows
+from bgdeploy import commands, journal, lock, notify, refs, remote, runner, windows
 from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.release_report import ReleaseReport, StepResult
 from bgdeploy.settings import Settings
@@ -53,6 +53,7 @@ class DeployRequest:
     emergency_reason: str | None
     window: windows.WindowDecision
     strategy: str = "in-place"
+    app: str = "bideshgomon"
 
     @property
     def deploy_file(self) -> str:
@@ -131,6 +132,7 @@ def check_request(
         emergency_reason=emergency_reason,
         window=decision,
         strategy=strategy,
+        app=settings.app_name,
     )
 
 
@@ -168,6 +170,9 @@ def deploy(
         raise OperationFailed(
             f"pyinfra stopped before the release started (exit {result.returncode}):\n{tail}"
         )
+    if request.window.emergency and report.refusal is None:
+        for outcome in announce_override(request, report):
+            progress(outcome.line())
     if report.refusal is None and result.returncode != 0 and report.ok:
         # pyinfra failed where the release did not record it (a lost connection).
         report.error = report.error or f"pyinfra exited {result.returncode}"
@@ -175,6 +180,28 @@ def deploy(
             if outcome.host in result.failed_hosts and outcome.result in ("ok", "unchanged"):
                 outcome.result = "failed"
     return report
+
+
+def announce_override(
+    request: DeployRequest, report: ReleaseReport, environ: Mapping[str, str] | None = None
+) -> list[notify.NotifyResult]:
+    """Tell #incidents and #deployments that a deploy overrode the deploy window (the journal
+    already says so, as ``window_override``): why the window was closed, the operator's
+    reason, the release and hosts. Unconfigured webhooks are skipped; never raises."""
+    if not request.window.emergency:
+        return []
+    event = notify.DeployEvent(
+        "window_override",
+        env=request.env,
+        app=request.app,
+        ref=request.ref,
+        sha=report.sha or "",
+        who=report.who or journal.operator_name(),
+        reason=request.emergency_reason or "",
+        details=[f"overriding: {reason}" for reason in request.window.reasons],
+        hosts=[outcome.host for outcome in report.web_hosts],
+    )
+    return notify.notify(event, environ)
 
 
 # After Ctrl-C

@@ -2,15 +2,16 @@
 
 What goes where (runbook, "Automatic Deployment" step 5 and "Automatic Rollback"):
 
-=================  ======================  ==================================================
-event              Slack                   PagerDuty
-=================  ======================  ==================================================
-``started``        deployments             --
-``succeeded``      deployments             resolve the open alert, change event "deployed"
-``promoted``       deployments             resolve the open alert, change event "deployed"
-``rolled_back``    incidents, deployments  trigger (critical) when the rollback was automatic
-``failed``         incidents, deployments  --
-=================  ======================  ==================================================
+=====================  ======================  ==================================================
+event                  Slack                   PagerDuty
+=====================  ======================  ==================================================
+``started``            deployments             --
+``succeeded``          deployments             resolve the open alert, change event "deployed"
+``promoted``           deployments             resolve the open alert, change event "deployed"
+``rolled_back``        incidents, deployments  trigger (critical) when the rollback was automatic
+``failed``             incidents, deployments  --
+``window_override``    incidents, deployments  -- (an emergency deploy outside the deploy window)
+=====================  ======================  ==================================================
 
 The PagerDuty alert has a stable ``dedup_key`` per environment and application
 (:func:`dedup_key`: ``bgdeploy-prod-bideshgomon-deploy``): every automatic rollback updates
@@ -66,7 +67,7 @@ PAGERDUTY_KEY_ENV = "BGDEPLOY_PAGERDUTY_ROUTING_KEY"
 PAGERDUTY_URL_ENV = "BGDEPLOY_PAGERDUTY_URL"
 PAGERDUTY_DEFAULT_URL = "https://events.pagerduty.com"
 
-KINDS = ("started", "succeeded", "promoted", "rolled_back", "failed")
+KINDS = ("started", "succeeded", "promoted", "rolled_back", "failed", "window_override")
 """The deploy events that notify."""
 
 SEVERITIES = ("critical", "error", "warning", "info")
@@ -87,6 +88,7 @@ _TITLES = {
     "promoted": ("Canary promoted", ":white_check_mark:"),
     "rolled_back": ("Deploy rolled back", ":rotating_light:"),
     "failed": ("Deploy failed", ":x:"),
+    "window_override": ("Deploy window overridden", ":warning:"),
 }
 
 
@@ -210,7 +212,7 @@ def slack_channels(kind: str) -> tuple[str, ...]:
     """The Slack channels (``"deployments"``, ``"incidents"``) an event kind goes to."""
     if kind not in KINDS:
         raise ValueError(f"unknown deploy event {kind!r}")
-    if kind in ("rolled_back", "failed"):
+    if kind in ("rolled_back", "failed", "window_override"):
         return ("incidents", "deployments")
     return ("deployments",)
 
