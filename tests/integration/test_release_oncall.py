@@ -4,6 +4,9 @@ kill switch, restarts, cache clears, database checks.
 
 from __future__ import annotations
 
+import shlex
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -11,7 +14,7 @@ import pytest
 
 from bgdeploy import sandbox
 
-from .conftest import run, sandbox_run_env
+from .conftest import run, sandbox_run_env, sh
 
 FLAG = "visa_new_flow_20250601"
 
@@ -93,3 +96,45 @@ def test_database_checks(deployed: sandbox.SandboxState) -> None:
     assert "public.visa_applications" in proc.stdout
     proc = run(["bgdeploy", "emergency", "sandbox", "db-connections"], env=env)
     assert proc.returncode == 0 and "bideshgomon" in proc.stdout
+
+
+def test_kill_long_queries_ends_the_long_query_only(deployed: sandbox.SandboxState) -> None:
+    """Queries of the app's database user from a web host: pg_sleep(60) is ended by
+    ``--older-than 5s``; pg_sleep(2) from the same moment, and pg_sleep(4) started just
+    before the command (never 5 s old), complete normally."""
+    db = deployed.group("db")[0]
+    password = sandbox.load_secrets(deployed.name)["DB_PASSWORD"]
+    outcomes: dict[str, tuple[int, str, float]] = {}
+
+    def query(name: str, seconds: int) -> None:
+        command = (
+            f"PGPASSWORD={shlex.quote(password)} PGAPPNAME=it-{name} psql -X -tA "
+            f"-h {db.private_ip} -U bideshgomon -d bideshgomon -c 'SELECT pg_sleep({seconds})'"
+        )
+        started = time.monotonic()
+        code, out = sh(deployed, "web1", command, timeout=120)
+        outcomes[name] = (code, out, time.monotonic() - started)
+
+    def start(name: str, seconds: int) -> threading.Thread:
+        thread = threading.Thread(target=query, args=(name, seconds), daemon=True)
+        thread.start()
+        return thread
+
+    threads = [start("long", 60), start("short", 2)]
+    time.sleep(6)
+    threads.append(start("young", 4))
+    time.sleep(0.5)
+    proc = run(
+        ["bgdeploy", "emergency", "sandbox", "kill-long-queries", "--older-than", "5s", "--yes"],
+        env=sandbox_run_env(deployed),
+    )
+    for thread in threads:
+        thread.join(timeout=90)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "pg_sleep(60)" in proc.stdout and "pg_sleep(4)" not in proc.stdout
+    code, out, seconds = outcomes["long"]
+    assert code != 0 and "terminating connection due to administrator command" in out, out
+    assert seconds < 30
+    for name in ("short", "young"):
+        code, out, seconds = outcomes[name]
+        assert code == 0 and "terminat" not in out, (name, out)
