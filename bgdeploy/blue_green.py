@@ -45,13 +45,25 @@ class PyinfraFleet:
         self.hosts = {name: state.inventory.get_host(name) for name in names}
 
     def run(
-        self, name: str, command: str, sudo: bool = False, stdin: str | None = None
+        self,
+        name: str,
+        command: str,
+        sudo: bool = False,
+        timeout: float | None = None,
+        stdin: str | None = None,
     ) -> tuple[bool, str, str]:
+        import gevent
+
         text = commands.as_root(command) if sudo else command
+        limit = timeout or switch.COMMAND_TIMEOUT
         try:
-            ok, output = self.hosts[name].run_shell_command(
-                StringCommand(text), print_output=False, _stdin=stdin, _timeout=120
-            )
+            # gevent's timeout also covers opening the channel (a host that stopped answering).
+            with gevent.Timeout(limit + 1):
+                ok, output = self.hosts[name].run_shell_command(
+                    StringCommand(text), print_output=False, _stdin=stdin, _timeout=limit
+                )
+        except gevent.Timeout:
+            return False, "", f"no answer in {limit:g} s: unreachable"
         except Exception as error:
             return False, "", f"{type(error).__name__}: {error}"
         return bool(ok), output.stdout, output.stderr

@@ -853,9 +853,11 @@ def colour_facts(app_root: str, live_include: str, idle_include: str) -> str:
     """Print ``key=value`` lines about both colours of a web host: ``current`` (the target of
     ``current``), ``live`` and ``idle`` (the colours the nginx includes serve), and for each
     colour ``blue_head``/``green_head`` (its checked-out commit) and ``blue_built``/
-    ``green_built`` (the commit it was last built and verified at). Never fails."""
+    ``green_built`` (the commit it was last built and verified at), and ``now``: the host's
+    clock (epoch seconds; a switch's deadline is set by it). Never fails."""
     root = q(app_root)
     lines = [
+        'echo "now=$(date +%s)"',
         f'echo "current=$(basename "$(readlink {root}/current 2>/dev/null)")"',
         f"echo \"live=$(sed -n 's/^# bgdeploy colour: //p' {q(live_include)} 2>/dev/null)\"",
         f"echo \"idle=$(sed -n 's/^# bgdeploy colour: //p' {q(idle_include)} 2>/dev/null)\"",
@@ -881,10 +883,10 @@ def switch_prepare(live_include: str, idle_include: str, live: str, idle: str) -
     )
 
 
-def switch_apply(live_include: str, idle_include: str) -> str:
+def switch_apply(live_include: str, idle_include: str, before_reload: str = "") -> str:
     """Phase 2 of a switch: keep the old includes, rename the new ones over them (atomic),
-    ``nginx -t``, reload (graceful: requests in flight finish). A failing test puts the old
-    includes back and fails."""
+    ``nginx -t``, ``before_reload``, reload (graceful: requests in flight finish). A failing
+    test puts the old includes back and fails."""
     steps = []
     for path in (live_include, idle_include):
         steps.append(f"cp -p {q(path)} {q(path + SWITCH_PREV)}")
@@ -892,7 +894,57 @@ def switch_apply(live_include: str, idle_include: str) -> str:
         steps.append(f"mv -fT {q(path + SWITCH_NEW)} {q(path)}")
     restore = "; ".join(f"mv -fT {q(p + SWITCH_PREV)} {q(p)}" for p in (live_include, idle_include))
     undo = f"{{ {restore}; echo 'bgdeploy: nginx -t failed, switch undone' >&2; exit 1; }}"
-    return join(*steps) + f" && {{ {nginx_test()} || {undo}; }} && {service('nginx', 'reload')}"
+    tested = join(*steps) + f" && {{ {nginx_test()} || {undo}; }}"
+    return join(tested, before_reload, service("nginx", "reload"))
+
+
+def switch_colour(
+    live_include: str,
+    idle_include: str,
+    live: str,
+    idle: str,
+    app_root: str,
+    colour: str,
+    deadline: int | None = None,
+) -> str:
+    """A whole switch of one host to ``colour``, in one round trip: the new includes written
+    (:func:`switch_prepare`) and renamed over the old ones, ``nginx -t``, ``current`` moved,
+    nginx reloaded (:func:`switch_apply`); :func:`switch_revert` undoes it.
+
+    + deadline: the host's clock (epoch seconds) after which the command refuses to start: a
+      switch that reaches a host late (it stopped answering, the switch gave up on it) must
+      not switch it afterwards
+    """
+    guard = ""
+    if deadline is not None:
+        late = "bgdeploy: the switch reached this host after its deadline: not applied"
+        guard = f'{{ [ "$(date +%s)" -lt {int(deadline)} ] || {{ echo {q(late)} >&2; exit 1; }}; }}'
+    return join(
+        guard,
+        switch_prepare(live_include, idle_include, live, idle),
+        switch_apply(live_include, idle_include, move_current(app_root, colour)),
+    )
+
+
+def switch_revert(live_include: str, idle_include: str, app_root: str, colour: str) -> str:
+    """Undo :func:`switch_colour` on a host where it ran, even in part: the old includes back,
+    ``current`` back on ``colour``, nginx tested and reloaded; then the leftovers removed. A
+    host the switch never reached is left as it is."""
+    prev = [(p + SWITCH_PREV, p) for p in (live_include, idle_include)]
+    any_prev = " || ".join(f"[ -e {q(kept)} ]" for kept, _ in prev)
+    back = join(
+        *(f"{{ [ ! -e {q(kept)} ] || mv -fT {q(kept)} {q(path)}; }}" for kept, path in prev),
+        move_current(app_root, colour),
+        nginx_reload(),
+    )
+    return f"{{ if {any_prev}; then {back}; fi; }} && {switch_cleanup(live_include, idle_include)}"
+
+
+def in_background(command: str, on_failure: str = "") -> str:
+    """Start ``command`` detached from the session (``setsid``, no input, output discarded) and
+    go on at once; ``on_failure`` runs when it fails."""
+    body = f"{{ {command}; }} || {{ {on_failure}; }}" if on_failure else command
+    return f"{{ setsid sh -c {q(body)} </dev/null >/dev/null 2>&1 & }}"
 
 
 def switch_undo(live_include: str, idle_include: str) -> str:

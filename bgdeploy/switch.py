@@ -4,28 +4,34 @@ Each web host has two full checkouts, ``blue/`` and ``green/``. nginx's public s
 includes ``/etc/nginx/bideshgomon/live.conf`` (the live colour's document root and php-fpm
 pool); the preview listener includes ``idle.conf``. A switch, on a fleet:
 
-1. reads both colours on every host (which is live, which commit each holds and was built at);
-   the colour switched to must be built on every host;
-2. writes the new includes beside the old ones on every host (nothing changes yet);
-3. on every host at once: renames them over the old ones (atomic), ``nginx -t``, reloads nginx
-   (graceful: requests in flight finish on the old workers). If any host fails, the hosts that
-   switched are switched back, and the switch fails: all hosts or none;
-4. moves ``current`` (an atomic rename) and signals the queue workers to restart after their
-   current job (``queue:restart``; supervisor starts them again through ``current``), so the
-   scheduler and the workers run the new colour; journals the switch on every host.
+1. reads both colours on every host (which is live, which commit each holds and was built at,
+   and the host's clock); the colour switched to must be built on every host;
+2. on every host at once, in one round trip (:func:`bgdeploy.commands.switch_colour`): writes
+   the new includes beside the old ones, keeps the old, renames the new over them (atomic),
+   ``nginx -t``, moves ``current`` (an atomic rename) and reloads nginx (graceful: requests in
+   flight finish on the old workers). A command that reaches a host after the switch gave up
+   on it (:data:`SWITCH_TIMEOUT`) refuses to run, by the host's own clock: a host that was
+   unreachable never switches later behind the operator's back;
+3. if any host failed (or the operator pressed Ctrl-C), every host is put back where it was
+   (:func:`bgdeploy.commands.switch_revert`), and the switch fails: all hosts or none;
+4. on success, in one more round trip: removes what the switch left beside the includes,
+   journals the switch, and signals the queue workers to restart after their current job
+   (``queue:restart``, in the background: supervisor starts them again through ``current``,
+   now the new colour). A failed signal is journaled by the host itself.
 
-The old colour stays as it is, built and warm, so switching back takes seconds. The same code
-runs from the CLI (over Fabric) and from the blue-green deploy file (over pyinfra's
+The old colour stays as it is, built and warm, so switching back takes a second. The same
+code runs from the CLI (over Fabric) and from the blue-green deploy file (over pyinfra's
 connections): :class:`Fleet` is how it reaches the hosts.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from bgdeploy import commands, journal, remote
 from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
@@ -34,6 +40,17 @@ from bgdeploy.settings import Settings
 
 COLOURS = ("blue", "green")
 T = TypeVar("T")
+
+SWITCH_TIMEOUT = 10.0
+"""Seconds each host has to answer each round trip of a switch; a host that does not is
+counted failed (every host goes back)."""
+
+DEADLINE_MARGIN = 4.0
+"""A switch command refuses to start on a host later than ``SWITCH_TIMEOUT - DEADLINE_MARGIN``
+seconds after it was sent (by the host's clock, as read with the colours): it finishes long
+before the switch stops waiting for it."""
+
+COMMAND_TIMEOUT = 120.0
 
 
 def other(colour: str) -> str:
@@ -44,11 +61,14 @@ def other(colour: str) -> str:
 
 
 class Fleet(Protocol):
-    """How the switch reaches the web hosts: run a command on one, run a function on all."""
+    """How the switch reaches the web hosts: run a command on one (``timeout``: seconds to
+    wait for it, then it counts as failed), run a function on all."""
 
     names: list[str]
 
-    def run(self, name: str, command: str, sudo: bool = False) -> tuple[bool, str, str]: ...
+    def run(
+        self, name: str, command: str, sudo: bool = False, timeout: float | None = None
+    ) -> tuple[bool, str, str]: ...
 
     def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]: ...
 
@@ -60,13 +80,34 @@ class FabricFleet:
         self.names = [target.name for target in targets]
         self.connections = {target.name: remote.connect(target) for target in targets}
 
-    def run(self, name: str, command: str, sudo: bool = False) -> tuple[bool, str, str]:
+    def run(
+        self, name: str, command: str, sudo: bool = False, timeout: float | None = None
+    ) -> tuple[bool, str, str]:
+        """Run ``command``; after ``timeout`` seconds without an answer (a host that stopped
+        answering: opening the channel alone would wait for ever) the connection is closed
+        and the command fails."""
         connection = self.connections[name]
-        try:
-            text = commands.as_root(command) if sudo else command
-            result = connection.run(text, hide=True, warn=True, in_stream=False, timeout=120)
-        except Exception as error:
-            return False, "", remote.describe_error(error)
+        limit = timeout or COMMAND_TIMEOUT
+        text = commands.as_root(command) if sudo else command
+        done: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                done["result"] = connection.run(
+                    text, hide=True, warn=True, in_stream=False, timeout=limit
+                )
+            except Exception as error:
+                done["error"] = remote.describe_error(error)
+
+        worker = threading.Thread(target=call, daemon=True)
+        worker.start()
+        worker.join(limit + 1)
+        if worker.is_alive():
+            connection.close()
+            return False, "", f"no answer in {limit:g} s: unreachable"
+        if "error" in done:
+            return False, "", done["error"]
+        result = done["result"]
         return result.exited == 0, result.stdout, result.stderr
 
     def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]:
@@ -80,7 +121,8 @@ class FabricFleet:
 
 @dataclass
 class HostColours:
-    """What one web host says about its colours."""
+    """What one web host says about its colours (``clock``: its time then, in epoch seconds,
+    and ``read_at`` ours)."""
 
     name: str
     current: str = ""
@@ -89,6 +131,8 @@ class HostColours:
     heads: dict[str, str] = field(default_factory=dict)
     built: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    clock: int | None = None
+    read_at: float = field(default_factory=time.time)
 
     def ready(self, colour: str) -> bool:
         """The colour is checked out and was built and verified at that commit."""
@@ -98,6 +142,12 @@ class HostColours:
     @property
     def consistent(self) -> bool:
         return self.live in COLOURS and self.live == self.current and self.idle == other(self.live)
+
+    def deadline(self, seconds: float) -> int | None:
+        """The host's clock ``seconds`` from now (None when its clock was not read)."""
+        if self.clock is None:
+            return None
+        return int(self.clock + (time.time() - self.read_at) + seconds)
 
 
 def parse_facts(name: str, output: str) -> HostColours:
@@ -110,6 +160,8 @@ def parse_facts(name: str, output: str) -> HostColours:
         value = value.strip()
         if key in ("current", "live", "idle"):
             setattr(found, key, value)
+        elif key == "now" and value.isdigit():
+            found.clock = int(value)
         elif key.endswith("_head"):
             found.heads[key.removesuffix("_head")] = value
         elif key.endswith("_built"):
@@ -122,7 +174,7 @@ def read_colours(fleet: Fleet, settings: Settings) -> dict[str, HostColours]:
     command = commands.colour_facts(settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE)
 
     def one(name: str) -> HostColours:
-        ok, out, err = fleet.run(name, command)
+        ok, out, err = fleet.run(name, command, timeout=SWITCH_TIMEOUT)
         facts = parse_facts(name, out)
         if not ok:
             facts.error = err.strip() or "could not read the colours"
@@ -155,7 +207,7 @@ def live_colour(colours: dict[str, HostColours]) -> str:
 
 @dataclass
 class SwitchReport:
-    """What a switch did on each host."""
+    """What a switch did on each host (``undone``: it failed, and every host was put back)."""
 
     colour: str
     previous: dict[str, str]
@@ -178,9 +230,12 @@ def switch(
 ) -> SwitchReport:
     """Switch every web host of ``fleet`` to ``colour``: all hosts or none (see the module).
 
-    ``force``: switch to a colour that is not marked built (an operator's repair).
+    + colours: what :func:`read_colours` said (read again when not given)
+    + force: switch to a colour that is not marked built (an operator's repair)
+
+    A Ctrl-C (``KeyboardInterrupt``) during the switch puts every host back, journals it, and
+    is raised again. Once every host serves ``colour``, a Ctrl-C leaves them there.
     """
-    idle_colour = other(colour)
     colours = colours or read_colours(fleet, settings)
     unreadable = [f"{c.name}: {c.error}" for c in colours.values() if c.error]
     if unreadable:
@@ -192,96 +247,157 @@ def switch(
             "verified is never switched to (deploy it first, or --force)"
         )
     previous = {name: c.live for name, c in colours.items()}
-    live_text = colour_include(settings, colour)
-    idle_text = colour_include(settings, idle_colour)
-    started = {name: time.monotonic() for name in fleet.names}
-
-    def prepare(name: str) -> tuple[bool, str]:
-        ok, out, err = fleet.run(
-            name,
-            commands.switch_prepare(LIVE_INCLUDE, IDLE_INCLUDE, live_text, idle_text),
-            sudo=True,
-        )
-        return ok, (err or out).strip()
-
-    def apply(name: str) -> tuple[bool, str]:
-        ok, out, err = fleet.run(name, commands.switch_apply(LIVE_INCLUDE, IDLE_INCLUDE), sudo=True)
-        return ok, (err or out).strip()
-
-    def cleanup(name: str) -> None:
-        fleet.run(name, commands.switch_cleanup(LIVE_INCLUDE, IDLE_INCLUDE), sudo=True)
-
-    prepared = dict(zip(fleet.names, fleet.map(prepare, fleet.names), strict=True))
-    failed = {name: why for name, (ok, why) in prepared.items() if not ok}
-    if not failed:
-        applied = dict(zip(fleet.names, fleet.map(apply, fleet.names), strict=True))
-        failed = {name: why for name, (ok, why) in applied.items() if not ok}
-        if failed:
-            switched = [name for name, (ok, _) in applied.items() if ok]
-            fleet.map(
-                lambda name: fleet.run(
-                    name, commands.switch_undo(LIVE_INCLUDE, IDLE_INCLUDE), sudo=True
-                ),
-                switched,
-            )
-    fleet.map(cleanup, fleet.names)
+    started = time.monotonic()
+    try:
+        failed = _flip(fleet, settings, colour, colours)
+    except KeyboardInterrupt:
+        failed = {name: "interrupted (Ctrl-C)" for name in fleet.names}
+        _revert(fleet, settings, colours, colour, who, reason, failed, started)
+        raise
     if failed:
-        results = [
-            remote.HostResult(
-                name, False, seconds=time.monotonic() - started[name],
-                error=failed.get(name) or f"switched back ({', '.join(failed)} failed)",
-            )
-            for name in fleet.names
-        ]  # fmt: skip
-        _journal_all(fleet, settings, colours, colour, who, reason, "failed", results)
+        results = _revert(fleet, settings, colours, colour, who, reason, failed, started)
         return SwitchReport(colour, previous, results, undone=True)
-
-    def after(name: str) -> remote.HostResult:
-        ok, out, err = fleet.run(
-            name,
-            # queue:restart: each worker exits after its current job and supervisor starts it
-            # again through `current`, now the new colour (no waiting here for the jobs).
-            commands.join(
-                commands.move_current(settings.app_root, colour),
-                commands.live_artisan(settings, "queue:restart"),
-            ),
-            sudo=True,
+    results = [
+        remote.HostResult(
+            name, True, seconds=time.monotonic() - started,
+            detail=f"{previous[name] or '?'} -> {colour}",
         )
-        detail = f"{previous[name] or '?'} -> {colour}"
-        return remote.HostResult(
-            name, ok, seconds=time.monotonic() - started[name], detail=detail,
-            error="" if ok else f"nginx serves {colour}, but: {(err or out).strip()[-200:]}",
-        )  # fmt: skip
-
-    results = fleet.map(after, fleet.names)
-    _journal_all(fleet, settings, colours, colour, who, reason, "ok", results)
+        for name in fleet.names
+    ]  # fmt: skip
+    _finish(fleet, settings, colours, colour, who, reason, results)
     return SwitchReport(colour, previous, results)
 
 
-def _journal_all(
+def _flip(
+    fleet: Fleet, settings: Settings, colour: str, colours: dict[str, HostColours]
+) -> dict[str, str]:
+    """Every host switched at once; returns the hosts that failed, with why."""
+    live_text = colour_include(settings, colour)
+    idle_text = colour_include(settings, other(colour))
+    late = SWITCH_TIMEOUT - DEADLINE_MARGIN
+
+    def one(name: str) -> tuple[bool, str]:
+        command = commands.switch_colour(
+            LIVE_INCLUDE, IDLE_INCLUDE, live_text, idle_text, settings.app_root, colour,
+            deadline=colours[name].deadline(late),
+        )  # fmt: skip
+        ok, out, err = fleet.run(name, command, sudo=True, timeout=SWITCH_TIMEOUT)
+        return ok, (err or out).strip()[-300:]
+
+    done = dict(zip(fleet.names, fleet.map(one, fleet.names), strict=True))
+    return {name: why or "failed" for name, (ok, why) in done.items() if not ok}
+
+
+def _revert(
     fleet: Fleet,
     settings: Settings,
     colours: dict[str, HostColours],
     colour: str,
     who: str | None,
     reason: str | None,
-    result: str,
+    failed: dict[str, str],
+    started: float,
+) -> list[remote.HostResult]:
+    """Every host back on the colour it served, and the failed switch journaled (one round
+    trip). A host that cannot be put back is named: it needs `bgdeploy switch`."""
+
+    def back(c: HostColours) -> str:
+        return c.current if c.current in COLOURS else c.live if c.live in COLOURS else "blue"
+
+    def one(name: str) -> remote.HostResult:
+        why = failed.get(name) or f"switched back ({', '.join(failed)} failed)"
+        seconds = time.monotonic() - started
+        entry = _entry(settings, colours[name], colour, who, reason, "failed", why, seconds)
+        ok, out, err = fleet.run(
+            name,
+            commands.join(
+                commands.switch_revert(
+                    LIVE_INCLUDE, IDLE_INCLUDE, settings.app_root, back(colours[name])
+                ),
+                commands.journal_append(settings, entry),
+            ),
+            sudo=True,
+            timeout=SWITCH_TIMEOUT,
+        )
+        if not ok:
+            why += f"; NOT PUT BACK on {back(colours[name])}: {(err or out).strip()[-200:]}"
+        return remote.HostResult(name, False, seconds=time.monotonic() - started, error=why)
+
+    return fleet.map(one, fleet.names)
+
+
+def _finish(
+    fleet: Fleet,
+    settings: Settings,
+    colours: dict[str, HostColours],
+    colour: str,
+    who: str | None,
+    reason: str | None,
     results: list[remote.HostResult],
 ) -> None:
+    """After every host switched: leftovers removed, the switch journaled, the workers told
+    to restart (in the background; a failure is journaled by the host)."""
     by_host = {r.host: r for r in results}
 
     def one(name: str) -> None:
-        facts = colours[name]
-        entry = journal.new_entry(
-            "switch", who=who, host=name, env=settings.env, colour=colour,
-            sha=facts.heads.get(colour) or None, sha_before=facts.heads.get(facts.live) or None,
-            result=result if by_host[name].ok or result == "failed" else "failed",
-            reason=reason, message=by_host[name].summary(),
-            steps=[journal.Step("switch", round(by_host[name].seconds, 3), result)],
-            details={"from": facts.live or None},
+        facts, result = colours[name], by_host[name]
+        entry = _entry(settings, facts, colour, who, reason, "ok", result.summary(), result.seconds)
+        workers = _entry(
+            settings, facts, colour, who, reason, "partial",
+            f"nginx serves {colour}, but queue:restart failed: the workers may still run "
+            f"{facts.live or 'the old colour'} (`bgdeploy emergency {settings.env} restart "
+            "workers`)", None,
         )  # fmt: skip
-        ok, _, err = fleet.run(name, commands.journal_append(settings, entry), sudo=True)
+        ok, out, err = fleet.run(
+            name,
+            commands.join(
+                commands.switch_cleanup(LIVE_INCLUDE, IDLE_INCLUDE),
+                commands.journal_append(settings, entry),
+                commands.in_background(
+                    commands.live_artisan(settings, "queue:restart"),
+                    on_failure=commands.journal_append(settings, workers),
+                ),
+            ),
+            sudo=True,
+            timeout=SWITCH_TIMEOUT,
+        )
         if not ok:
-            by_host[name].error += f" (journal not written: {err.strip()[-120:]})"
+            result.error = f"nginx serves {colour}, but: {(err or out).strip()[-200:]}"
+            result.ok = False
 
     fleet.map(one, fleet.names)
+
+
+def _entry(
+    settings: Settings,
+    facts: HostColours,
+    colour: str,
+    who: str | None,
+    reason: str | None,
+    result: str,
+    message: str,
+    seconds: float | None,
+) -> journal.JournalEntry:
+    steps = [] if seconds is None else [journal.Step("switch", round(seconds, 3), result)]
+    return journal.new_entry(
+        "switch", who=who, host=facts.name, env=settings.env, colour=colour,
+        sha=facts.heads.get(colour) or None, sha_before=facts.heads.get(facts.live) or None,
+        result=result, reason=reason, message=message, steps=steps,
+        details={"from": facts.live or None},
+    )  # fmt: skip
+
+
+def recover(
+    fleet: Fleet,
+    settings: Settings,
+    colour: str,
+    who: str | None = None,
+    reason: str = "interrupted deploy",
+) -> SwitchReport | None:
+    """After an interrupted blue-green deploy: every web host back on ``colour``, the colour
+    that was live before it (a half switch undone, a finished one switched back). None when
+    every host already serves ``colour`` and nothing was changed."""
+    colours = read_colours(fleet, settings)
+    if all(c.consistent and c.live == colour for c in colours.values()):
+        return None
+    return switch(fleet, settings, colour, who=who, reason=reason, force=True, colours=colours)

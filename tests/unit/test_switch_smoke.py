@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import subprocess
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from bgdeploy import commands, smoke, switch
+from bgdeploy import commands, runner, smoke, switch
 from bgdeploy.errors import ConfigError, PolicyRefusal
+from bgdeploy.render import NGINX_DIR
+
+T = TypeVar("T")
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40
@@ -71,6 +79,179 @@ def test_switch_apply_restores_on_failed_test(tmp_path: Path) -> None:
     proc = subprocess.run(["sh", "-c", apply], capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and "switch undone" in proc.stderr
     assert live.read_text().endswith("blue\n") and idle.read_text().endswith("green\n")
+
+
+APP_ROOT = "/srv/bgdeploy-unit"
+
+
+class ShellFleet:
+    """Web hosts as directories on this machine, for :func:`switch.switch`: its real commands
+    run with ``sh``, each host's paths moved into its directory; ``nginx -t`` and the nginx
+    reload stand in as ``true`` (or ``false`` where :attr:`broken`), sudo is left out, and
+    ``php artisan queue:restart`` leaves a file in the directory it ran in."""
+
+    def __init__(self, root: Path, names: Sequence[str] = ("web1", "web2")) -> None:
+        self.names = list(names)
+        self.root = root
+        self.broken: set[str] = set()
+        self.interrupt: Callable[[str, str], bool] = lambda name, command: False
+        self.commands: list[tuple[str, str]] = []
+        for name in names:
+            (root / name / "nginx").mkdir(parents=True)
+            for colour in switch.COLOURS:
+                (root / name / "app" / colour).mkdir(parents=True)
+            (root / name / "app" / "current").symlink_to("blue")
+            self.write(name, "live.conf", "blue")
+            self.write(name, "idle.conf", "green")
+
+    def write(self, name: str, include: str, colour: str) -> None:
+        (self.root / name / "nginx" / include).write_text(f"# bgdeploy colour: {colour}\n")
+
+    def localise(self, name: str, command: str) -> str:
+        here = self.root / name
+        text = command.replace(NGINX_DIR, f"{here}/nginx").replace(APP_ROOT, f"{here}/app")
+        test = "false" if name in self.broken else "true"
+        text = text.replace("nginx -t -q", test).replace("service nginx reload", "true")
+        text = re.sub(r"sudo -u \S+ -H ", "", text).replace("install -d -o deploy", "install -d")
+        return text.replace("php artisan queue:restart", "touch queue-restarted")
+
+    def run(
+        self, name: str, command: str, sudo: bool = False, timeout: float | None = None
+    ) -> tuple[bool, str, str]:
+        self.commands.append((name, command))
+        if self.interrupt(name, command):
+            raise KeyboardInterrupt
+        done = subprocess.run(
+            ["sh", "-c", self.localise(name, command)], capture_output=True, text=True, check=False
+        )
+        return done.returncode == 0, done.stdout, done.stderr
+
+    def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]:
+        return [function(name) for name in names]
+
+    def serves(self, name: str) -> tuple[str, str, str]:
+        """(live include's colour, idle include's colour, current's target)."""
+        here = self.root / name
+        found = [
+            (here / "nginx" / f).read_text().splitlines()[0].removeprefix("# bgdeploy colour: ")
+            for f in ("live.conf", "idle.conf")
+        ]
+        return found[0], found[1], (here / "app" / "current").readlink().name
+
+    def journal(self, name: str) -> list[dict[str, object]]:
+        path = self.root / name / "app" / ".bgdeploy" / "journal.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def leftovers(self, name: str) -> list[str]:
+        return sorted(
+            p.name for p in (self.root / name / "nginx").iterdir() if "bgdeploy" in p.name
+        )
+
+
+@pytest.fixture
+def unit_settings() -> object:
+    base = next(iter(runner.check_environment("staging").settings.values()))
+    return dataclasses.replace(base, app_root=APP_ROOT)
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> ShellFleet:
+    return ShellFleet(tmp_path)
+
+
+def blue_live(names: Sequence[str] = ("web1", "web2")) -> dict[str, switch.HostColours]:
+    return {name: facts(name, "blue") for name in names}
+
+
+def wait_for(path: Path, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.exists()
+
+
+def test_switch_moves_every_host_in_one_round_trip(hosts: ShellFleet, unit_settings) -> None:
+    report = switch.switch(hosts, unit_settings, "green", reason="test", colours=blue_live())
+    assert report.ok and not report.undone
+    for name in hosts.names:
+        assert hosts.serves(name) == ("green", "blue", "green")
+        assert hosts.leftovers(name) == []
+        (entry,) = hosts.journal(name)
+        assert (entry["event"], entry["result"], entry["colour"]) == ("switch", "ok", "green")
+        # The workers' restart signal ran in the new colour, in the background.
+        assert wait_for(hosts.root / name / "app" / "green" / "queue-restarted")
+    # Per host: one command switches it, one more cleans up, journals and signals the workers.
+    assert [n for n, _ in hosts.commands] == ["web1", "web2", "web1", "web2"]
+
+
+def test_a_failing_host_puts_every_host_back(hosts: ShellFleet, unit_settings) -> None:
+    hosts.broken.add("web2")
+    report = switch.switch(hosts, unit_settings, "green", colours=blue_live())
+    assert report.undone and not report.ok
+    for name in hosts.names:
+        assert hosts.serves(name) == ("blue", "green", "blue"), name
+        assert hosts.leftovers(name) == []
+        assert [e["result"] for e in hosts.journal(name)] == ["failed"]
+    errors = {r.host: r.error for r in report.results}
+    assert "nginx -t failed" in errors["web2"] and "web2 failed" in errors["web1"]
+
+
+def test_ctrl_c_during_a_switch_puts_every_host_back(hosts: ShellFleet, unit_settings) -> None:
+    # web1 has switched when the interrupt comes, before web2's switch.
+    pressed: list[str] = []
+
+    def ctrl_c(name: str, command: str) -> bool:
+        if name == "web2" and not pressed:
+            pressed.append(command)
+            return True
+        return False
+
+    hosts.interrupt = ctrl_c
+    with pytest.raises(KeyboardInterrupt):
+        switch.switch(hosts, unit_settings, "green", colours=blue_live())
+    for name in hosts.names:
+        assert hosts.serves(name) == ("blue", "green", "blue"), name
+        (entry,) = hosts.journal(name)
+        assert entry["result"] == "failed" and "interrupted" in str(entry["message"])
+
+
+def test_a_switch_that_arrives_late_is_not_applied(hosts: ShellFleet, unit_settings) -> None:
+    colours = blue_live()
+    # web2's clock was read long ago: its deadline is already past when the command runs.
+    colours["web2"].clock = int(time.time()) - 3600
+    colours["web2"].read_at = time.time()
+    colours["web1"].clock = int(time.time())
+    report = switch.switch(hosts, unit_settings, "green", colours=colours)
+    assert report.undone
+    assert "after its deadline" in next(r.error for r in report.results if r.host == "web2")
+    assert all(hosts.serves(name) == ("blue", "green", "blue") for name in hosts.names)
+
+
+def test_failed_worker_signal_is_journaled_by_the_host(hosts: ShellFleet, unit_settings) -> None:
+    local = hosts.localise
+    hosts.localise = lambda name, command: local(name, command).replace(  # type: ignore[method-assign]
+        "touch queue-restarted", "false"
+    )
+    report = switch.switch(hosts, unit_settings, "green", colours=blue_live())
+    assert report.ok
+    deadline = time.monotonic() + 5
+    while len(hosts.journal("web1")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    results = [e["result"] for e in hosts.journal("web1")]
+    assert results == ["ok", "partial"]
+    assert "queue:restart failed" in str(hosts.journal("web1")[1]["message"])
+
+
+def test_recover_puts_a_half_switched_fleet_back(hosts: ShellFleet, unit_settings) -> None:
+    # An interrupted deploy left web1 on green, web2 on blue.
+    hosts.write("web1", "live.conf", "green")
+    hosts.write("web1", "idle.conf", "blue")
+    (hosts.root / "web1" / "app" / "current").unlink()
+    (hosts.root / "web1" / "app" / "current").symlink_to("green")
+    report = switch.recover(hosts, unit_settings, "blue")
+    assert report is not None and report.ok
+    assert all(hosts.serves(name) == ("blue", "green", "blue") for name in hosts.names)
+    assert switch.recover(hosts, unit_settings, "blue") is None, "nothing left to do"
 
 
 def test_move_current_is_a_rename(tmp_path: Path) -> None:
