@@ -581,7 +581,7 @@ def _take_lock(state: Any, host: Any, release: ReleaseRun) -> bool:
 
 def preflight(release: ReleaseRun) -> None:
     """Preflight on every web host, before anything changes: ``current`` points at a colour,
-    ``shared/.env`` has an APP_KEY, enough free disk, the live colour has no local changes,
+    ``shared/.env`` has its secrets, enough free disk, the live colour has no local changes,
     the repository is fetched and has the commit. A host already at the commit is left alone
     (unless ``force``)."""
     _, name = _current()
