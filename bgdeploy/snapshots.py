@@ -142,6 +142,15 @@ def _run(connection: Any, command: str, timeout: float = remote.COMMAND_TIMEOUT)
     return result
 
 
+def _run_plain(connection: Any, command: str) -> Any:
+    """Run ``command`` as the SSH user (the deploy user, who owns the deploy lock, as a
+    release takes it); a non-zero exit raises :class:`remote.CommandFailed`."""
+    result = connection.run(command, hide=True, warn=True, in_stream=False, timeout=60)
+    if result.exited != 0:
+        raise remote.CommandFailed(result)
+    return result
+
+
 def _on_db(where: Place, task: Callable[[Any, Settings], str]) -> remote.HostResult:
     """Run ``task(connection, settings)`` on the db host."""
     return remote.run_tasks([where.db], lambda c, t: task(c, where.settings[t.name]))[0]
@@ -317,7 +326,7 @@ def _take_locks(where: Place, snapshot: str, run_id: str) -> None:
 
     def task(connection: Any, target: remote.Target) -> str:
         path = where.settings[target.name].lock_path
-        out = _run(connection, commands.lock_acquire(path, info.to_json())).stdout
+        out = _run_plain(connection, commands.lock_acquire(path, info.to_json())).stdout
         acquired, holder = lock.parse_acquire_output(out)
         if not acquired:
             raise PolicyRefusal(
@@ -340,7 +349,7 @@ def _release_locks(where: Place, run_id: str, hosts: Sequence[str]) -> None:
     targets = [target for target in where.web if target.name in hosts]
 
     def task(connection: Any, target: remote.Target) -> str:
-        _run(connection, commands.lock_release(where.settings[target.name].lock_path, run_id))
+        _run_plain(connection, commands.lock_release(where.settings[target.name].lock_path, run_id))
         return "unlocked"
 
     if targets:
@@ -386,15 +395,14 @@ def _maintenance_down(where: Place, report: Restore, down: list[str]) -> None:
 
 
 def _finish(where: Place, report: Restore, down: list[str], run_id: str, before: str) -> None:
-    """On every web host, whatever happened: ``php artisan up`` and the workers restarted
-    where this restore put the app down, the lock released, the journal written."""
+    """On every web host, whatever happened: ``php artisan up`` where this restore put the
+    app down, the queue workers restarted after a swap, the lock released, the journal
+    written."""
     result = "ok" if report.swapped else "failed"
     if report.swapped:
         message = f"restored {report.name}; the replaced database is kept as {before}"
     else:
-        message = f"{report.name} not restored: " + (
-            report.db.error if report.db is not None and not report.db.ok else "stopped"
-        )
+        message = f"{report.name} not restored: {report.error or 'interrupted'}"
     entry_details = _restore_details(where, report.name, before)
 
     def task(connection: Any, target: remote.Target) -> str:
@@ -404,11 +412,11 @@ def _finish(where: Place, report: Restore, down: list[str], run_id: str, before:
             if target.name in down:
                 _run(connection, commands.maintenance_up(settings))
                 done.append("up again")
-                if report.swapped:
-                    _run(connection, commands.restart_workers(settings))
-                    done.append("workers restarted")
+            if report.swapped:  # their connections to the replaced database were ended
+                _run(connection, commands.restart_workers(settings))
+                done.append("workers restarted")
         finally:
-            _run(connection, commands.lock_release(settings.lock_path, run_id))
+            _run_plain(connection, commands.lock_release(settings.lock_path, run_id))
             entry = journal.new_entry(
                 "snapshot_restore", host=target.name, env=where.env, result=result,
                 message=message, details=entry_details,

@@ -173,6 +173,7 @@ def test_restore_round_trip(snap: sandbox.SandboxState) -> None:
     with Poller(snap) as poller:
         restored = bgdeploy(snap, "snapshot", "sandbox", "restore", "it-base", "--yes")
         time.sleep(0.5)
+    print(restored.stdout, restored.stderr)
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert rows(snap) == kept  # the later row is gone, the rest exactly as it was
     # Every host was in maintenance mode during the swap, and serves again after it.
@@ -261,6 +262,28 @@ def test_restore_failing_on_one_host_leaves_every_host_up(snap: sandbox.SandboxS
     assert f"{DB}_restore" not in databases(snap)
     for web in WEB:
         assert api(snap, web).status_code == 200
+
+
+def test_restore_is_refused_while_a_deploy_holds_the_lock(snap: sandbox.SandboxState) -> None:
+    created = bgdeploy(snap, "snapshot", "sandbox", "create", "--name", "it-lock")
+    assert created.returncode == 0, created.stdout + created.stderr
+    add_rows(snap, "Kept While Locked")
+    live = rows(snap)
+    holder = json.dumps(
+        {"host": "ci", "owner": "ci@runner", "pid": 7, "ref": "v9", "run": "0123456789ab",
+         "time": "2026-11-28T06:00:00Z"}, separators=(",", ":"),
+    )  # fmt: skip
+    lock = f"{APP_ROOT}/.bgdeploy/lock"
+    sh(snap, "web2", f"printf '%s\\n' {shlex.quote(holder)} > {lock}")
+    try:
+        refused = bgdeploy(snap, "snapshot", "sandbox", "restore", "it-lock", "--yes")
+        assert locks(snap) == {"web1": False, "web2": True}  # web1's lock given back
+    finally:
+        sh(snap, "web2", f"rm -f {lock}")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "ci@runner" in refused.stderr
+    assert rows(snap) == live
+    assert down_files(snap) == {"web1": False, "web2": False}
 
 
 def test_migrate_fresh_only_where_not_production(snap: sandbox.SandboxState) -> None:
