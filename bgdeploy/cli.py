@@ -17,21 +17,18 @@ from typing import Any
 import click
 
 from bgdeploy import (
-    commands,
     emergency,
     flags,
     history,
     journal,
-    postmortem,
     remote,
     runner,
-    sandbox,
     smoke,
     switch,
     windows,
 )
 from bgdeploy import settings as settings_mod
-from bgdeploy.errors import BgdeployError, OperationFailed, PolicyRefusal
+from bgdeploy.errors import BgdeployError, PolicyRefusal
 
 
 def _progress(line: str) -> None:
@@ -79,6 +76,8 @@ _name_option = click.option(
 @_handle_errors
 def sandbox_up(name: str, web: int, single: bool, as_json: bool) -> None:
     """Start a sandbox, building its image first when the recipe changed."""
+    from bgdeploy import sandbox  # lazily: docker and the monitoring image (CLI start-up time)
+
     layout = "one host (web and db)" if single else f"{web} web host(s) and a db host"
     click.echo(f"sandbox {name}: starting {layout}", err=True)
     sandbox.up(name, web=1 if single else web, single=single, progress=_progress)
@@ -91,6 +90,8 @@ def sandbox_up(name: str, web: int, single: bool, as_json: bool) -> None:
 @_handle_errors
 def sandbox_status(name: str, as_json: bool) -> None:
     """Each container of a sandbox, its ports, and whether its SSH server answers."""
+    from bgdeploy import sandbox
+
     report = sandbox.status(name)
     _print_status(report, as_json)
     if not all(host["ready"] for host in report["hosts"]):
@@ -102,6 +103,8 @@ def sandbox_status(name: str, as_json: bool) -> None:
 @_handle_errors
 def sandbox_down(name: str) -> None:
     """Remove a sandbox's containers, network and files (and nothing else)."""
+    from bgdeploy import sandbox
+
     removed = sandbox.down(name)
     for item in removed:
         click.echo(f"removed {item}")
@@ -294,6 +297,8 @@ def history_cmd(env: str, last: int | None, as_json: bool) -> None:
 @_handle_errors
 def postmortem_cmd(env: str, since: str, until: str | None, output: str | None) -> None:
     """The runbook's postmortem template, with the timeline filled from the journals."""
+    from bgdeploy import postmortem
+
     start = windows.parse_at(since, "Asia/Dhaka")
     end = windows.parse_at(until, "Asia/Dhaka") if until else None
     found = history.read(env)
@@ -641,50 +646,48 @@ def switch_cmd(env: str, colour: str, no_smoke: bool, force: bool, reason: str |
 
 @cli.command("rollback")
 @_env_argument
+@click.option("--to", "to", help="The release to go back to: tag, branch or commit.")
+@click.option(
+    "--migrations",
+    type=int,
+    help="Also undo the last N migrations (migrate:rollback --step=N), after a snapshot.",
+)
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke tests of the previous colour.")
 @click.option("--reason", help="Why (journaled).")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-host result as JSON.")
 @_handle_errors
-def rollback_cmd(env: str, no_smoke: bool, reason: str | None) -> None:
-    """Bring the previous release back: switch every web host to the other colour when it
-    still holds the previous release, built and verified (seconds). The release left is
-    journaled as rolled back."""
-    environment = runner.check_environment(env)
-    settings = environment.settings[environment.web[0]]
-    fleet = switch.FabricFleet(remote.targets(env, ("web",)))
+def rollback_cmd(
+    env: str,
+    to: str | None,
+    migrations: int | None,
+    no_smoke: bool,
+    reason: str | None,
+    as_json: bool,
+) -> None:
+    """Bring the previous release back on every web host.
+
+    When the other colour holds the previous release, built and verified, on every host:
+    switch to it (seconds, after its smoke tests). Otherwise in place: the previous good
+    commit from the journals (or --to REF) is checked out and built again in the live
+    colour under the deploy lock, caches, reloads, workers, health. The release left is
+    journaled as bad and never picked again. --migrations N first snapshots the database,
+    then runs migrate:rollback --step=N once. Exit 0 done, 1 a host failed (the others are
+    reported), 2 bad input, 3 refused (host key, lock, smoke tests).
+    """
+    from bgdeploy import rollback
+
+    request = rollback.check_request(env, to, migrations, reason, no_smoke)
     try:
-        colours = switch.read_colours(fleet, settings)
-        live = switch.live_colour(colours)
-        previous = switch.other(live)
-        missing = [name for name, c in colours.items() if not c.ready(previous)]
-        if missing:
-            raise OperationFailed(
-                f"the {previous} colour does not hold a built, verified release on "
-                f"{', '.join(missing)}: there is nothing to switch back to. Deploy the previous "
-                f"release by its commit (`bgdeploy history {env}` shows it): "
-                f"`bgdeploy deploy {env} --ref SHA`"
-            )
-        if not no_smoke:
-            results, _ = smoke.run(env, idle=True, colour=previous)
-            if any(not r.ok for r in results):
-                click.echo(remote.format_results(results, f"smoke tests of {previous}"))
-                raise PolicyRefusal(f"the previous colour {previous} failed its smoke tests")
-        why = reason or "rollback"
-        report = switch.switch(fleet, settings, previous, reason=why, colours=colours)
-        if report.ok:
-            bad = {name: c.heads.get(live, "") for name, c in colours.items()}
-            left = f"{settings.app_root}/{live}"
-            for name in fleet.names:
-                # The release left is never picked as a rollback target again.
-                fleet.run(name, commands.unmark_built(left), sudo=True)
-                entry = journal.new_entry(
-                    "rollback", host=name, env=env, colour=previous,
-                    sha=colours[name].heads.get(previous) or None, sha_before=bad[name] or None,
-                    result="ok", reason=why, details={"bad_release": bad[name], "from": live},
-                )  # fmt: skip
-                fleet.run(name, commands.journal_append(settings, entry), sudo=True)
-    finally:
-        fleet.close()
-    click.echo(remote.format_results(report.results, f"rollback {live} -> {previous}"))
+        report = rollback.rollback(request, progress=_progress)
+    except rollback.SmokeRefused as refused:
+        click.echo(remote.format_results(refused.report.results, "smoke tests"))
+        raise
+    for note in report.notes:
+        click.echo(note, err=True)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(remote.format_results(report.results, report.heading()))
     if not report.ok:
         sys.exit(1)
 

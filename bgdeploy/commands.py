@@ -440,6 +440,14 @@ def migrate() -> str:
     return artisan_here("migrate", "--force", "--no-interaction")
 
 
+def migrate_rollback(steps: int) -> str:
+    """``php artisan migrate:rollback --step=N --force``: the ``down()`` of the last ``steps``
+    migrations, run with the code that has them (``bgdeploy rollback --migrations N``)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 100:
+        raise ConfigError(f"migration steps {steps!r} must be a whole number from 1 to 100")
+    return artisan_here("migrate:rollback", f"--step={steps}", "--force", "--no-interaction")
+
+
 def queue_restart() -> str:
     """``php artisan queue:restart``: workers finish their job, then exit (supervisor restarts
     them)."""
@@ -818,27 +826,31 @@ SMOKE_REQUESTS = (
 
 def smoke_requests(port: int) -> str:
     """The runbook's smoke-test requests against ``127.0.0.1:PORT`` on a host (the public
-    listener, or the preview listener for the idle colour).
+    listener, or the preview listener for the idle colour), all at once: the time of the
+    slowest, not of the five.
 
     The API token arrives on stdin (first line) and reaches curl on stdin too, so it never
-    shows in a process list. For each request one line: ``bgdeploy-smoke NAME|STATUS|X-RELEASE
-    |X-COLOUR|SECONDS|BODY`` (the body cut to 4 KiB, newlines removed). Never fails.
+    shows in a process list. For each request, in order, one line: ``bgdeploy-smoke
+    NAME|STATUS|X-RELEASE|X-COLOUR|SECONDS|BODY`` (the body cut to 4 KiB, newlines removed).
+    Never fails.
     """
     lines = [
         "IFS= read -r token || true",
-        "body=$(mktemp) && trap 'rm -f \"$body\"' EXIT",
+        "d=$(mktemp -d) && trap 'rm -rf \"$d\"' EXIT",
     ]
-    for name, path, auth in SMOKE_REQUESTS:
+    for number, (_name, path, auth) in enumerate(SMOKE_REQUESTS):
         url = q(f"http://127.0.0.1:{int(port)}{path}")
         header = 'printf "Authorization: Bearer %s\\n" "$token"' if auth else "printf ''"
         lines.append(
-            f"meta=$({header} | curl -s -m 10 -H @- -H 'Accept: application/json' "
-            f'-o "$body" -w \'%{{http_code}}|%header{{x-release}}|%header{{x-colour}}|'
-            f"%{{time_total}}' {url} || true)"
+            f"{{ {header} | curl -s -m 10 -H @- -H 'Accept: application/json' "
+            f'-o "$d/{number}.body" -w \'%{{http_code}}|%header{{x-release}}|%header{{x-colour}}|'
+            f'%{{time_total}}\' {url} > "$d/{number}.meta" || true; }} &'
         )
+    lines.append("wait")
+    for number, (name, _path, _auth) in enumerate(SMOKE_REQUESTS):
         lines.append(
-            f"printf 'bgdeploy-smoke {name}|%s|%s\\n' \"$meta\" "
-            '"$(head -c 4096 "$body" | tr -d \'\\n\\r\')"'
+            f'printf \'bgdeploy-smoke {name}|%s|%s\\n\' "$(cat "$d/{number}.meta" 2>/dev/null)" '
+            f'"$(head -c 4096 "$d/{number}.body" 2>/dev/null | tr -d \'\\n\\r\')"'
         )
     return "\n".join(lines)
 

@@ -385,7 +385,7 @@ def format_history(entries: Sequence[JournalEntry]) -> str:
             entry.colour or "-",
             entry.result or "-",
             entry.who or "-",
-            _short(entry.reason or entry.message or "", _REASON_WIDTH),
+            _short(_note(entry), _REASON_WIDTH),
         )
         for entry in entries
     ]
@@ -409,6 +409,15 @@ def release_label(entry: JournalEntry) -> str:
     if sha:
         return sha[:7]
     return ref or "-"
+
+
+def _note(entry: JournalEntry) -> str:
+    """The reason (or message), and the release a rollback left as bad."""
+    text = entry.reason or entry.message or ""
+    bad = entry.details.get("bad_release")
+    if isinstance(bad, str) and bad and bad[:7] not in text:
+        text = f"{text} (left {bad[:7]}: bad)".strip()
+    return text
 
 
 def _short(text: str, width: int) -> str:

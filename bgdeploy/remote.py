@@ -49,9 +49,11 @@ def _path(value: Any) -> str | None:
     return str(path if path.is_absolute() else ROOT / path)
 
 
-def targets(env: str, groups: Sequence[str] = ("web",)) -> list[Target]:
-    """The hosts of ``inventories/ENV.py`` in any of ``groups``, in inventory order."""
-    inventory = runner.load_inventory(env)
+def targets(env: str, groups: Sequence[str] = ("web",), inventory: Any = None) -> list[Target]:
+    """The hosts of ``inventories/ENV.py`` in any of ``groups``, in inventory order
+    (``inventory``: the one already loaded, e.g. by :func:`bgdeploy.runner.check_environment`).
+    """
+    inventory = runner.load_inventory(env) if inventory is None else inventory
     found: list[Target] = []
     for host in inventory:
         if not any(group in host.groups for group in groups):

@@ -1,0 +1,286 @@
+"""`bgdeploy rollback` on a sandbox of its own: in place, --to, refusals, --migrations,
+switching back (blue-green), and a host that is down.
+
+The fleet (2 web hosts, a db host) is provisioned and given v1 then v2 in place (v2 adds a
+migration). The tests run in this order, each starting from where the previous one left
+the fleet; the stopped host comes last (its container is not started again).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bgdeploy import sandbox, sshkeys
+
+from .conftest import run, sandbox_run_env, sh, unique_name
+
+APP_ROOT = "/var/www/bideshgomon"
+JOURNAL = f"{APP_ROOT}/.bgdeploy/journal.jsonl"
+LOCK = f"{APP_ROOT}/.bgdeploy/lock"
+BACKUPS = "/var/backups/bideshgomon"
+V2_MIGRATION = "2025_07_01_000000_add_passport_country_to_visa_applications_table"
+WEB = ("web1", "web2")
+
+
+@pytest.fixture(scope="module")
+def fleet_v2(docker_client: Any) -> Iterator[sandbox.SandboxState]:
+    name = unique_name("rb")
+    state = sandbox.up(name, web=2, client=docker_client)
+    try:
+        env = sandbox_run_env(state)
+        for args in (["provision", "sandbox"], ["deploy", "sandbox", "--ref", "v1"],
+                     ["deploy", "sandbox", "--ref", "v2"]):  # fmt: skip
+            proc = run(["bgdeploy", *args], env=env)
+            assert proc.returncode == 0, (args, proc.stderr[-4000:])
+        yield state
+    finally:
+        sandbox.down(name, client=docker_client)
+
+
+def rollback(state: sandbox.SandboxState, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(["bgdeploy", "rollback", "sandbox", *args], env=sandbox_run_env(state))
+
+
+def served(state: sandbox.SandboxState, hosts: tuple[str, ...] = WEB) -> dict[str, Any]:
+    """Each web host's /api/health through its public port: (status, X-Release, X-Colour)."""
+    found = {}
+    for web in state.group("web"):
+        if web.name in hosts:
+            response = httpx.get(f"http://127.0.0.1:{web.ports['http']}/api/health", timeout=15)
+            found[web.name] = (
+                response.status_code,
+                response.headers.get("X-Release", ""),
+                response.headers.get("X-Colour", ""),
+            )
+    return found
+
+
+def releases(state: sandbox.SandboxState, hosts: tuple[str, ...] = WEB) -> dict[str, Any]:
+    return {name: (status, release) for name, (status, release, _) in served(state, hosts).items()}
+
+
+def journal(state: sandbox.SandboxState, host: str) -> list[dict[str, Any]]:
+    _code, out = sh(state, host, f"cat {JOURNAL} 2>/dev/null || true")
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def history(state: sandbox.SandboxState) -> list[dict[str, Any]]:
+    proc = run(["bgdeploy", "history", "sandbox", "--json"], env=sandbox_run_env(state))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def psql(state: sandbox.SandboxState, sql: str) -> str:
+    code, out = sh(state, "db", f"cd / && sudo -u postgres psql -X -d bideshgomon -tAc {q(sql)}")
+    assert code == 0, out
+    return out.strip()
+
+
+def q(text: str) -> str:
+    return shlex.quote(text)
+
+
+def logins(docker_client: Any, state: sandbox.SandboxState) -> dict[str, int]:
+    """How many SSH logins each container's sshd has accepted so far."""
+    return {
+        h.name: docker_client.containers.get(h.container)
+        .logs()
+        .decode()
+        .count("Accepted publickey")
+        for h in state.hosts
+    }
+
+
+def table_row(output: str, host: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith(f"{host} "))
+
+
+# In place
+# --------
+
+
+def test_rollback_in_place_to_the_previous_release(fleet_v2: sandbox.SandboxState) -> None:
+    state = fleet_v2
+    v1, v2 = state.releases["v1"], state.releases["v2"]
+    assert releases(state) == {name: (200, v2) for name in WEB}
+    proc = rollback(state, "--reason", "v2 breaks logins")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    # Every host serves v1 through nginx, healthy.
+    assert releases(state) == {name: (200, v1) for name in WEB}
+    for name in WEB:
+        assert "ok" in table_row(proc.stdout, name) and f"{v2[:12]} -> {v1[:12]}" in proc.stdout
+        assert sh(state, name, f"test -e {LOCK}")[0] != 0  # the lock was released
+        entry = journal(state, name)[-1]
+        assert (entry["event"], entry["result"], entry["sha"]) == ("rollback", "ok", v1)
+        assert entry["details"]["bad_release"] == v2 and entry["reason"] == "v2 breaks logins"
+        steps = [step["name"] for step in entry["steps"]]
+        assert steps[0] == "check out" and "composer install" in steps
+        assert steps[-2:] == ["restart workers", "verify health"]
+    # The history shows v2 as the bad release left.
+    rollbacks = [e for e in history(state) if e["event"] == "rollback"]
+    assert {(e["host"], e["details"]["bad_release"]) for e in rollbacks} == {
+        ("web1", v2),
+        ("web2", v2),
+    }
+    table = run(["bgdeploy", "history", "sandbox"], env=sandbox_run_env(state)).stdout
+    assert "rollback" in table and f"v2 breaks logins (left {v2[:7]}: bad)" in table
+
+    # A second rollback never picks v2 again: there is nothing before v1.
+    count = {name: len(journal(state, name)) for name in WEB}
+    again = rollback(state)
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "nothing to roll back to" in again.stderr and "--to REF" in again.stderr
+    assert releases(state) == {name: (200, v1) for name in WEB}
+    assert {name: len(journal(state, name)) for name in WEB} == count
+
+
+def test_rollback_to_a_given_release_and_hostile_refs(
+    fleet_v2: sandbox.SandboxState, docker_client: Any
+) -> None:
+    state = fleet_v2
+    v2 = state.releases["v2"]
+    before = logins(docker_client, state)
+    for hostile in ("v1; rm -rf /", "--upload-pack=x", "$(touch /tmp/pwned)"):
+        proc = rollback(state, f"--to={hostile}")
+        assert proc.returncode == 2, (hostile, proc.stdout, proc.stderr)
+        assert "not allowed" in proc.stderr or "starts with '-'" in proc.stderr
+    assert logins(docker_client, state) == before  # refused before any connection
+
+    # v2 was marked bad, but named explicitly (by its commit) it is rolled back to.
+    proc = rollback(state, "--to", v2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    assert releases(state) == {name: (200, v2) for name in WEB}
+    assert "marked bad" in proc.stderr
+    assert journal(state, "web1")[-1]["details"]["to"] == v2
+
+
+def test_changed_host_key_and_held_lock_are_refused(fleet_v2: sandbox.SandboxState) -> None:
+    state = fleet_v2
+    v2 = state.releases["v2"]
+    count = {name: len(journal(state, name)) for name in WEB}
+    known_hosts = Path(state.known_hosts)
+    original = known_hosts.read_text()
+    web2 = state.group("web")[1]
+    impostor = sshkeys.generate_keypair(Path(state.directory) / "impostor", "impostor")
+    changed = [
+        line
+        for line in original.splitlines()
+        if not line.startswith(f"[127.0.0.1]:{web2.ports['ssh']} ")
+    ]
+    changed.append(sshkeys.known_hosts_line("127.0.0.1", web2.ports["ssh"], impostor))
+    known_hosts.write_text("\n".join(changed) + "\n")
+    try:
+        proc = rollback(state, "--to", "v1")
+    finally:
+        known_hosts.write_text(original)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "web2" in proc.stderr and "host key CHANGED" in proc.stderr
+    # Nothing ran anywhere: no journal line, no lock, same release.
+    assert {name: len(journal(state, name)) for name in WEB} == count
+    assert releases(state) == {name: (200, v2) for name in WEB}
+
+    stale = (
+        '{"host":"old-laptop","owner":"carol@old-laptop","pid":1,"ref":"v9",'
+        '"run":"deadbeef0000","time":"2026-01-01T00:00:00Z"}'
+    )
+    assert sh(state, "web2", f"printf '%s\\n' {q(stale)} > {LOCK}")[0] == 0
+    try:
+        proc = rollback(state, "--to", "v1")
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert "held by carol@old-laptop" in proc.stderr
+        assert sh(state, "web1", f"test -e {LOCK}")[0] != 0  # its own lock was given back
+        assert releases(state) == {name: (200, v2) for name in WEB}
+        assert {name: len(journal(state, name)) for name in WEB} == count
+    finally:
+        sh(state, "web2", f"rm -f {LOCK}")
+
+
+def test_rollback_with_migrations_snapshots_first(fleet_v2: sandbox.SandboxState) -> None:
+    state = fleet_v2
+    v1, v2 = state.releases["v1"], state.releases["v2"]
+    column = (
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'visa_applications' AND column_name = 'passport_country'"
+    )
+    assert psql(state, column) == "1"  # v2's migration is applied
+    proc = rollback(state, "--to", "v1", "--migrations", "1", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    report = json.loads(proc.stdout)
+    assert report["strategy"] == "in place" and report["target"] == v1
+    snapshot = report["snapshot"]
+    assert snapshot["host"] == "db" and snapshot["name"].endswith(v2[:12])
+    assert snapshot["migrated_on"] == "web1"
+    # The snapshot exists, its checksum holds and it reads back whole.
+    path = snapshot["path"]
+    check = f"cd {BACKUPS} && sha256sum -c {path}.sha256 && pg_restore -l {path} | grep -c TABLE"
+    code, out = sh(state, "db", f"cd / && sudo -u postgres sh -c {q(check)}")
+    assert code == 0 and ": OK" in out, out
+    assert snapshot["sha256"] in sh(state, "db", f"sudo cat {path}.sha256")[1]
+    # The migration's column is gone, and so is its row in the migrations table.
+    assert psql(state, column) == "0"
+    assert psql(state, f"SELECT count(*) FROM migrations WHERE migration = '{V2_MIGRATION}'") == "0"
+    assert releases(state) == {name: (200, v1) for name in WEB}
+    web1 = journal(state, "web1")[-1]
+    assert web1["details"]["migrations_rolled_back"] == 1
+    assert web1["details"]["snapshot"] == snapshot["name"]
+
+
+# Blue-green: switching back
+# --------------------------
+
+
+def test_switch_back_after_a_blue_green_deploy(fleet_v2: sandbox.SandboxState) -> None:
+    state = fleet_v2
+    v1, v2 = state.releases["v1"], state.releases["v2"]
+    env = sandbox_run_env(state)
+    proc = run(
+        ["bgdeploy", "deploy", "sandbox", "--strategy", "blue-green", "--ref", "v2"], env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert {v for v in served(state).values()} == {(200, v2, "green")}
+    started = time.monotonic()
+    proc = rollback(state)
+    seconds = time.monotonic() - started
+    print(f"bgdeploy rollback (switch back), whole process: {seconds:.2f} s")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "switch back" in proc.stdout and "(blue)" in proc.stdout
+    assert {v for v in served(state).values()} == {(200, v1, "blue")}
+    for name in WEB:
+        entry = journal(state, name)[-1]
+        assert entry["event"] == "rollback" and entry["details"]["bad_release"] == v2
+        assert entry["details"]["strategy"] == "switch back"
+        # The colour left is no longer marked built: never switched back to.
+        assert sh(state, name, f"test -e {APP_ROOT}/green/.git/bgdeploy-built")[0] != 0
+    again = rollback(state)
+    assert again.returncode == 1 and "nothing to switch back to" in again.stderr
+    assert {v for v in served(state).values()} == {(200, v1, "blue")}
+
+
+# A host that is down
+# -------------------
+
+
+def test_stopped_host_is_reported_and_the_others_roll_back(
+    fleet_v2: sandbox.SandboxState, docker_client: Any
+) -> None:
+    state = fleet_v2
+    v1, v2 = state.releases["v1"], state.releases["v2"]
+    assert releases(state) == {name: (200, v1) for name in WEB}
+    web2 = state.group("web")[1]
+    docker_client.containers.get(web2.container).stop(timeout=5)
+    proc = rollback(state, "--to", "v2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED" in table_row(proc.stdout, "web2") and "unreachable" in proc.stdout
+    assert "ok" in table_row(proc.stdout, "web1")
+    assert releases(state, ("web1",)) == {"web1": (200, v2)}
+    entry = journal(state, "web1")[-1]
+    assert (entry["event"], entry["result"], entry["sha"]) == ("rollback", "ok", v2)
