@@ -293,7 +293,7 @@ def _monitor(state: Any, host: Any, run: ReleaseRun) -> bool:
         hostrun = run.hosts[result.host]
         hostrun.outcome.failed_step = "monitor health"
         hostrun.outcome.sha_after = hostrun.outcome.sha_before
-        hostrun.outcome.colour = bg.live
+        # outcome.colour stays the colour this deploy built (a recovery reads it).
         if result.ok:
             hostrun.outcome.result = "rolled_back"
             hostrun.outcome.message = f"{problem}; switched back to {bg.live} automatically"

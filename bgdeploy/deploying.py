@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bgdeploy import commands, journal, lock, notify, refs, remote, runner, windows
-from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
+from bgdeploy import commands, journal, lock, notify, refs, remote, runner, switch, windows
+from bgdeploy.errors import BgdeployError, ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.release_report import ReleaseReport, StepResult
 from bgdeploy.settings import Settings
 
@@ -162,7 +162,7 @@ def deploy(
             report = ReleaseReport.load(report_path) or ReleaseReport(
                 env=request.env, ref=request.ref, run=run_id
             )
-            recover(request.env, report, progress)
+            recover(request.env, report, progress, strategy=request.strategy)
             raise Interrupted(report) from None
         report = ReleaseReport.load(report_path)
     if report is None:
@@ -208,16 +208,24 @@ def announce_override(
 # ------------
 
 
-def recover(env: str, report: ReleaseReport, progress: Progress = _quiet) -> ReleaseReport:
+def recover(
+    env: str, report: ReleaseReport, progress: Progress = _quiet, strategy: str = "in-place"
+) -> ReleaseReport:
     """Put back what an interrupted deploy changed, host by host, over SSH (Fabric).
 
     On every web host whose lock this deploy holds (``report.run``): a host that was not done
     goes back to its previous commit and build (the same steps as the release's restore, from
     :func:`bgdeploy.commands.release_steps`) and is checked healthy; the interruption is
     journaled; the lock is released. Another deploy's lock is never touched.
+
+    Blue-green: the idle colour being built was never live and stays as it is (not marked
+    built); every web host is put back on the colour live before the deploy, whether the
+    interrupt cut a switch short or came after it (:func:`bgdeploy.switch.recover`).
     """
     environment = runner.check_environment(env)
     targets = remote.targets(env, ("web",))
+    blue_green = strategy == "blue-green"
+    colours = _recover_colours(env, environment, report, progress) if blue_green else ""
 
     def task(connection: Any, target: remote.Target) -> str:
         settings = environment.settings[target.name]
@@ -231,7 +239,10 @@ def recover(env: str, report: ReleaseReport, progress: Progress = _quiet) -> Rel
                 outcome.result = "skipped"
                 outcome.message = "interrupted before this host was locked"
             return outcome.message
-        detail = _recover_host(connection, settings, outcome, report, progress)
+        if blue_green:
+            detail = _blue_green_note(outcome, colours)
+        else:
+            detail = _recover_host(connection, settings, outcome, report, progress)
         entry = journal.new_entry(
             "deploy_fail",
             host=target.name,
@@ -243,7 +254,7 @@ def recover(env: str, report: ReleaseReport, progress: Progress = _quiet) -> Rel
             result="failed",
             steps=[journal.Step(s.name, s.seconds, s.result) for s in outcome.steps],
             message=f"interrupted (Ctrl-C): {detail}",
-            details={"run": report.run, "strategy": "in-place", "interrupted": True},
+            details={"run": report.run, "strategy": strategy, "interrupted": True},
         )
         connection.run(
             commands.join(
@@ -264,6 +275,48 @@ def recover(env: str, report: ReleaseReport, progress: Progress = _quiet) -> Rel
         progress(f"{result.host}: {outcome.message or outcome.result}")
     report.error = "interrupted (Ctrl-C)"
     return report
+
+
+def _recover_colours(env: str, environment: Any, report: ReleaseReport, progress: Progress) -> str:
+    """Every web host back on the colour live before the blue-green deploy; says what serves."""
+    # The colour the deploy built (each outcome keeps it); the other one was live.
+    built = {
+        o.colour
+        for o in report.web_hosts
+        if o.colour in switch.COLOURS and o.result not in ("ok", "unchanged", "rolled_back")
+    }
+    if len(built) != 1:
+        return "the live colour serves, as before"
+    live = switch.other(built.pop())
+    fleet = switch.FabricFleet(remote.targets(env, ("web",)))
+    try:
+        done = switch.recover(
+            fleet, environment.settings[environment.web[0]], live, who=report.who or None,
+            reason="interrupted deploy (Ctrl-C)",
+        )  # fmt: skip
+    except BgdeployError as error:
+        done, problem = None, str(error)
+    else:
+        problem = "" if done is None or done.ok else "; ".join(r.summary() for r in done.results)
+    finally:
+        fleet.close()
+    if problem:
+        note = f"NOT every web host is back on {live}: {problem}"
+    elif done is None:
+        note = f"{live} serves, as before (the switch had not begun)"
+    else:
+        note = f"{live} serves again (switched back)"
+    progress(note)
+    return note
+
+
+def _blue_green_note(outcome: Any, colours: str) -> str:
+    if outcome.result in ("ok", "unchanged", "rolled_back"):
+        outcome.message = f"{outcome.result} before the interruption; left as it is"
+    else:
+        outcome.result = "interrupted"
+        outcome.message = f"interrupted; {colours}"
+    return outcome.message
 
 
 def _recover_host(

@@ -320,7 +320,10 @@ def _revert(
             timeout=SWITCH_TIMEOUT,
         )
         if not ok:
-            why += f"; NOT PUT BACK on {back(colours[name])}: {(err or out).strip()[-200:]}"
+            why += (
+                f"; could not be checked or put back on {back(colours[name])} "
+                f"({(err or out).strip()[-200:]}): see `bgdeploy status {settings.env}`"
+            )
         return remote.HostResult(name, False, seconds=time.monotonic() - started, error=why)
 
     return fleet.map(one, fleet.names)

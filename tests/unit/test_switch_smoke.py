@@ -9,12 +9,14 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TypeVar
 
 import pytest
 
-from bgdeploy import commands, runner, smoke, switch
+from bgdeploy import commands, deploying, runner, smoke, switch
 from bgdeploy.errors import ConfigError, PolicyRefusal
+from bgdeploy.release_report import ReleaseReport
 from bgdeploy.render import NGINX_DIR
 
 T = TypeVar("T")
@@ -128,6 +130,9 @@ class ShellFleet:
 
     def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]:
         return [function(name) for name in names]
+
+    def close(self) -> None:
+        pass
 
     def serves(self, name: str) -> tuple[str, str, str]:
         """(live include's colour, idle include's colour, current's target)."""
@@ -252,6 +257,30 @@ def test_recover_puts_a_half_switched_fleet_back(hosts: ShellFleet, unit_setting
     assert report is not None and report.ok
     assert all(hosts.serves(name) == ("blue", "green", "blue") for name in hosts.names)
     assert switch.recover(hosts, unit_settings, "blue") is None, "nothing left to do"
+
+
+def test_interrupted_blue_green_deploy_goes_back_to_the_colour_it_left(
+    hosts: ShellFleet, unit_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bgdeploy deploy --strategy blue-green`, Ctrl-C after web1 switched to green."""
+    hosts.write("web1", "live.conf", "green")
+    hosts.write("web1", "idle.conf", "blue")
+    (hosts.root / "web1" / "app" / "current").unlink()
+    (hosts.root / "web1" / "app" / "current").symlink_to("green")
+    report = ReleaseReport(env="staging", ref="v2", run="run-1")
+    for name in hosts.names:
+        report.host(name, ["web"]).colour = "green"  # the colour the deploy built
+    monkeypatch.setattr(deploying.switch, "FabricFleet", lambda targets: hosts)
+    monkeypatch.setattr(deploying.remote, "targets", lambda env, groups: [])
+    environment = SimpleNamespace(settings={"web1": unit_settings}, web=["web1"])
+    lines: list[str] = []
+    note = deploying._recover_colours("staging", environment, report, lines.append)
+    assert note == lines[-1] == "blue serves again (switched back)"
+    assert all(hosts.serves(name) == ("blue", "green", "blue") for name in hosts.names)
+    # Interrupted before the switch: nothing to put back.
+    assert deploying._recover_colours("staging", environment, report, lines.append).startswith(
+        "blue serves, as before"
+    )
 
 
 def test_move_current_is_a_rename(tmp_path: Path) -> None:
