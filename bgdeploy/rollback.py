@@ -49,6 +49,8 @@ from bgdeploy.settings import Settings
 
 Progress = Callable[[str], None]
 MAX_MIGRATION_STEPS = 100
+STEP_TIMEOUT = 1800
+"""Seconds one restore step may take (composer and npm on a slow mirror), as in a release."""
 JOURNAL_LINES = 5000
 """How many of the last journal lines of each host are read to choose the target."""
 
@@ -244,9 +246,15 @@ class Hosts(switch.FabricFleet):
         return {name: why for name, why in self.down.items() if why.startswith("host key")}
 
     def command(
-        self, name: str, command: str, stdin: str | None = None, pty: bool = False
+        self,
+        name: str,
+        command: str,
+        stdin: str | None = None,
+        pty: bool = False,
+        timeout: float = remote.COMMAND_TIMEOUT,
     ) -> tuple[bool, str, str]:
-        """Run ``command`` on ``name`` (``stdin``: its input): (ok, stdout, stderr)."""
+        """Run ``command`` on ``name`` (``stdin``: its input; ``pty``: under a terminal, so it
+        stops when the connection drops): (ok, stdout, stderr)."""
         try:
             result = self.connections[name].run(
                 command,
@@ -254,7 +262,7 @@ class Hosts(switch.FabricFleet):
                 warn=True,
                 pty=pty,
                 in_stream=io.StringIO(stdin) if stdin is not None else False,
-                timeout=remote.COMMAND_TIMEOUT,
+                timeout=timeout,
             )
         except Exception as error:
             return False, "", remote.describe_error(error)
@@ -335,7 +343,13 @@ def _rollback(request: RollbackRequest, hosts: Hosts, progress: Progress) -> Rol
     for name, why in hosts.down.items():
         progress(f"{name}: {why}: the other hosts roll back without it")
     colours, answers = _read(request, hosts)
+    for facts in colours.values():
+        if not facts.error and facts.current not in switch.COLOURS:
+            facts.error = f"{request.settings.app_root}/current does not point at blue or green"
     unreadable = {name: c.error for name, c in colours.items() if c.error}
+    if all(facts.error for facts in colours.values()):
+        each = "; ".join(f"{name}: {c.error}" for name, c in colours.items())
+        raise OperationFailed(f"no web host could be read: {each}")
     to_sha = _resolve(request, hosts, colours) if request.to else None
     previous = switch_back_colour(
         {n: c for n, c in colours.items() if not c.error}, to_sha
@@ -507,6 +521,8 @@ def _in_place(
     report = RollbackReport(request.env, "in place", target=target)
     moving = [name for name in hosts.names if not colours[name].error and live[name] != target]
     if not moving:
+        if request.migrations:
+            report.notes.append("--migrations: not run (it needs the code of a release left)")
         report.results = [
             remote.HostResult(name, True, detail=f"already at {refs.short(target)}")
             for name in hosts.names
@@ -625,7 +641,7 @@ def _restore_host(
     failure = ""
     for step, command in commands.release_steps(settings, directory, target, restore=True):
         began = time.monotonic()
-        ok, out, err = hosts.command(name, command, pty=True)
+        ok, out, err = hosts.command(name, command, pty=True, timeout=STEP_TIMEOUT)
         steps.append(
             journal.Step(step, round(time.monotonic() - began, 2), "ok" if ok else "failed")
         )
