@@ -184,7 +184,7 @@ def create(env: str, name: str | None = None) -> list[remote.HostResult]:
     """Take a verified snapshot on the db host now (the release's own snapshot command)."""
     snapshot = commands.snapshot_id(name) if name else default_name()
     where = place(env)
-    found: dict[str, str] = {}
+    found: dict[str, Any] = {}
 
     def task(connection: Any, settings: Settings) -> str:
         command = commands.snapshot_create(
@@ -194,7 +194,7 @@ def create(env: str, name: str | None = None) -> list[remote.HostResult]:
         match = CREATED.search(_run(connection, command).stdout)
         if not match:
             raise OperationFailed(f"the snapshot command did not confirm {snapshot}")
-        found.update(name=match.group(1), size=match.group(2), sha256=match.group(3))
+        found.update(size=int(match.group(2)), sha256=match.group(3))
         return f"created {snapshot}.dump ({match.group(2)} bytes, sha256 {match.group(3)[:12]})"
 
     result = _on_db(where, task)
