@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -416,7 +416,7 @@ def parse_facts(output: str) -> dict[str, Any]:
 
 
 def check_snapshot_space(
-    facts: Mapping[str, str], backups_dir: str, pending: bool, host: str | None = None
+    facts: Mapping[str, Any], backups_dir: str, pending: bool, host: str | None = None
 ) -> Check:
     """Room for the pre-migration snapshot, from :func:`bgdeploy.commands.snapshot_space`:
     the snapshot's own rule (twice the last dump, or the database's size). Fails when
@@ -724,7 +724,7 @@ def _read_web(connection: Any, settings: Settings, idle: bool, found: _WebFacts,
 @dataclass
 class _DbFacts:
     applied: list[str] = field(default_factory=list)
-    space: dict[str, str] = field(default_factory=dict)
+    space: dict[str, Any] = field(default_factory=dict)
     error: str = ""
 
 
@@ -737,7 +737,7 @@ def _read_db(connection: Any, settings: Settings, found: _DbFacts) -> str:
         connection,
         commands.snapshot_space(settings.backups_dir, settings.db_name, settings.db_port),
     )
-    found.space = {k: v.strip() for k, _, v in (line.partition("=") for line in out.splitlines())}
+    found.space = parse_facts(out)
     return "read"
 
 
@@ -797,11 +797,10 @@ def run(
     request: Request, environment: runner.Environment, now: datetime | None = None
 ) -> Checklist:
     """Read every host and return the checklist (see the module's table)."""
-    env = request.env
     first = environment.settings[environment.web[0]]
     migrate_host = first.migrate_host if first.migrate_host in environment.web else None
     migrate_host = migrate_host or environment.web[0]
-    checklist = Checklist(env, request.ref, request.strategy)
+    checklist = Checklist(request.env, request.ref, request.strategy)
     moment = now or datetime.now(UTC)
     checklist.checks.append(check_window(windows.decide(first.window, moment)))
 
@@ -809,7 +808,7 @@ def run(
     web_facts = {name: _WebFacts() for name in environment.web}
     db_name = environment.db[0] if environment.db else None
     db_facts = _DbFacts()
-    targets = remote.targets(env, ("web", "db"))
+    targets = remote.targets(request.env, ("web", "db"))
     wanted = [t for t in targets if t.name in environment.web or t.name == db_name]
 
     def read(connection: Any, target: remote.Target) -> str:
@@ -820,32 +819,47 @@ def run(
             _read_db(connection, settings, db_facts)
         return "read"
 
-    reached = {result.host: result for result in remote.run_tasks(wanted, read)}
-    for name, result in reached.items():
+    for result in remote.run_tasks(wanted, read):
         if not result.ok:
-            checklist.unreachable.append(name)
-            checklist.checks.append(Check("reach", FAIL, result.error, name))
+            checklist.unreachable.append(result.host)
+            checklist.checks.append(Check("reach", FAIL, result.error, result.host))
+    _web_checks(checklist, environment, web_facts)
+    migrate = web_facts[migrate_host]
+    if migrate_host not in checklist.unreachable and not migrate.error:
+        _commit_checks(checklist, request, environment, migrate_host, migrate, db_facts, moment)
+    checklist.checks.sort(key=lambda check: ORDER.index(check.name))
+    return checklist
 
-    for name in environment.web:
-        if name in checklist.unreachable:
-            continue
-        checklist.checks.append(check_lock(name, web_facts[name].holder, env))
-    for name in environment.web:
+
+def _web_checks(
+    checklist: Checklist, environment: runner.Environment, web_facts: dict[str, _WebFacts]
+) -> None:
+    """The lock, then each web host's secrets, disk and checkout."""
+    reached = [name for name in environment.web if name not in checklist.unreachable]
+    for name in reached:
+        checklist.checks.append(check_lock(name, web_facts[name].holder, checklist.env))
+    for name in reached:
         found = web_facts[name]
-        if name in checklist.unreachable:
-            continue
         if found.error:
             checklist.checks.append(Check("checkout", FAIL, found.error, name))
-            continue
-        checklist.checks.extend(
-            host_checks(name, found.facts, environment.settings[name], found.colour_dir)
-        )
+        else:
+            settings = environment.settings[name]
+            checklist.checks += host_checks(name, found.facts, settings, found.colour_dir)
 
-    migrate = web_facts[migrate_host]
-    if migrate_host in checklist.unreachable or migrate.error:
-        return checklist
+
+def _commit_checks(
+    checklist: Checklist,
+    request: Request,
+    environment: runner.Environment,
+    migrate_host: str,
+    migrate: _WebFacts,
+    db_facts: _DbFacts,
+    moment: datetime,
+) -> None:
+    """What depends on the commit, read on the migrate host (a second connection)."""
     settings = environment.settings[migrate_host]
-    target = next(t for t in targets if t.name == migrate_host)
+    db_name = environment.db[0] if environment.db else None
+    target = next(t for t in remote.targets(request.env, ("web",)) if t.name == migrate_host)
     ref_checks: list[Check] = []
 
     def read_ref(connection: Any, _target: remote.Target) -> str:
@@ -863,8 +877,27 @@ def run(
     checklist.checks.extend(ref_checks)
     resolved = next((c for c in ref_checks if c.name == "ref" and c.status == PASS), None)
     checklist.sha = resolved.items[0] if resolved else None
-    checklist.checks.sort(key=lambda check: ORDER.index(check.name))
-    return checklist
+
+
+Git = Callable[[str], tuple[bool, str, str]]
+"""Runs a command in a colour's checkout: (succeeded, stdout, stderr)."""
+
+
+def release_advice(git: Git, sha: str, live_sha: str, today: date, host: str | None) -> list[Check]:
+    """The checks that only warn, read with ``git`` in a fetched colour: ``sha`` on main, and
+    ``config/features.php`` of ``sha`` against the one of ``live_sha`` (:func:`check_flags`).
+    A deploy logs them; ``bgdeploy preflight`` shows them."""
+    _, out, _ = git(commands.git_is_ancestor(sha, MAIN_BRANCH))
+    checks = [check_on_main(out, sha, host)]
+    sources: dict[str, str | None] = {}
+    for key, commit in (("release", sha), ("live", live_sha)):
+        if not commit or not refs.SHA.match(commit):
+            sources[key] = None
+            continue
+        _, out, _ = git(commands.show_optional_file(commit, FEATURES_FILE))
+        sources[key] = _split_files(out).get(FEATURES_FILE)
+    checks.append(check_flags(sources["release"], sources["live"], today, host))
+    return checks
 
 
 def _ref_checks(
@@ -888,8 +921,9 @@ def _ref_checks(
     checks = [ref_check]
     if sha is None:
         return checks
-    _, out, _ = git(commands.git_is_ancestor(sha, MAIN_BRANCH))
-    checks.append(check_on_main(out, sha, host))
+    live_sha = migrate.live_sha
+    today = moment.astimezone(settings.window.tz).date()
+    checks += release_advice(git, sha, live_sha, today, host)
 
     ok, out, err = git(commands.migration_files(sha))
     files = [line.strip() for line in out.splitlines() if line.strip().endswith(".php")]
@@ -904,7 +938,6 @@ def _ref_checks(
         return checks
     pending = migrations.pending_migrations(files, db.applied)
     changed: list[tuple[str, str]] = []
-    live_sha = migrate.live_sha
     if live_sha and refs.SHA.match(live_sha):
         _, out, _ = git(commands.git_changed_files(live_sha, sha, MIGRATIONS_DIR))
         changed = parse_name_status(out)
@@ -919,15 +952,5 @@ def _ref_checks(
     else:
         scans = [migrations.scan_source(text, name) for name, text in split_files(out).items()]
         checks.append(check_destructive(scans, request.allow_destructive, request.strategy, host))
-
-    sources: dict[str, str | None] = {}
-    for key, commit in (("release", sha), ("live", live_sha)):
-        if not commit or not refs.SHA.match(commit):
-            sources[key] = None
-            continue
-        _, out, _ = git(commands.show_optional_file(commit, FEATURES_FILE))
-        sources[key] = _split_files(out).get(FEATURES_FILE)
-    today = moment.astimezone(settings.window.tz).date()
-    checks.append(check_flags(sources["release"], sources["live"], today, host))
     checks.append(check_snapshot_space(db.space, settings.backups_dir, bool(pending), db_name))
     return checks

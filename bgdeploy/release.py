@@ -37,8 +37,11 @@ host whose release failed, so the run still exits non-zero.
 
 Checks that run before any operation is added (so a plain ``pyinfra`` run is guarded too):
 valid settings and ``--data`` values, the deploy window (``emergency_reason`` overrides it), a
-lock already held, the ref resolving to exactly one commit, and destructive pending migrations
-(``allow_destructive`` overrides). A refusal raises :class:`DeployRefused` and nothing runs.
+lock already held, the ref resolving to exactly one commit, destructive pending migrations
+(``allow_destructive`` overrides) and room for the snapshot on the db host; a commit off main
+and feature flags past their removal date are logged as warnings. A refusal raises
+:class:`DeployRefused` and nothing runs. These are :mod:`bgdeploy.preflight`'s checks, the
+ones ``bgdeploy preflight`` prints.
 
 Data the deploy file reads (``--data key=value``): ``ref`` (default: group_data), ``force``
 (deploy even when the commit is already live), ``emergency_reason``, ``reason``,
@@ -437,14 +440,22 @@ def guard(release: ReleaseRun) -> None:
     locked = checklist.check_lock(real_host.name, lock.parse_lock(out) if ok else None, release.env)
     if locked.failed:
         raise release.refuse("lock", locked.detail)
-    _, live_dir, error = _release_facts(real_host, settings, None)
+    facts, live_dir, error = _release_facts(real_host, settings, None)
     if error:
         raise release.refuse("error", f"{real_host.name}: {error}")
-    _, out, _ = _sh(real_host, commands.in_dir(live_dir, commands.git_resolve(release.ref)))
+
+    def git(command: str) -> tuple[bool, str, str]:
+        return _sh(real_host, commands.in_dir(live_dir, command))
+
+    _, out, _ = git(commands.git_resolve(release.ref))
     sha, resolved = checklist.resolve_ref(release.ref, out, settings.repository)
     if sha is None:
         raise release.refuse("bad_ref", resolved.detail)
     release.sha = sha
+    today = datetime.now(UTC).astimezone(settings.window.tz).date()
+    for advice in checklist.release_advice(git, sha, facts.get("head", ""), today, None):
+        if advice.status != checklist.PASS:  # warnings only: on main, feature flag dates
+            logger.warning(f"{real_host.name}: {advice.name}: {advice.detail}")
     release.report.sha = release.sha
     _check_migrations(release, real_state, real_host, settings, live_dir)
     release.save()
@@ -476,6 +487,13 @@ def _check_migrations(
     release.pending = migrations.pending_migrations(files, applied)
     if not release.pending:
         return
+    space = commands.snapshot_space(settings.backups_dir, settings.db_name, settings.db_port)
+    _, out, _ = _sh(db_host, space)
+    room = checklist.check_snapshot_space(
+        checklist.parse_facts(out), settings.backups_dir, True, release.db_host
+    )
+    if room.failed:
+        raise release.refuse("error", f"{release.db_host}: {room.detail}")
     paths = [f for f in files if migrations.migration_name(f) in release.pending]
     ok, out, err = _sh(
         real_host, commands.in_dir(live_dir, commands.show_files(release.sha, paths))
