@@ -1,5 +1,6 @@
 <?php
 
+use App\Http\Controllers\BoomController;
 use App\Http\Controllers\FeatureController;
 use App\Http\Controllers\HealthController;
 use App\Http\Controllers\MeController;
@@ -19,6 +20,7 @@ use Illuminate\Support\Facades\Route;
 Route::get('/health', HealthController::class)->name('health');
 Route::get('/slow', SlowController::class)->name('slow');
 Route::get('/features', FeatureController::class)->name('features');
+Route::get('/boom', BoomController::class)->name('boom');
 
 Route::middleware('api.token')->group(function () {
     Route::get('/me', MeController::class)->name('me');

@@ -4,6 +4,7 @@ namespace App\Services;
 
 use Illuminate\Contracts\Queue\Factory as QueueFactory;
 use Illuminate\Contracts\Redis\Factory as RedisFactory;
+use Illuminate\Database\ConnectionResolverInterface as Database;
 use Throwable;
 
 /**
@@ -24,6 +25,10 @@ use Throwable;
  * series and an empty histogram: rate() and increase() see the first 5xx of a new colour (a series
  * that appears with the value 1 shows no increase), and a colour without requests answers NaN
  * ("no traffic") rather than an empty result ("no data").
+ *
+ * Two database-wide numbers come with them, read from the database at each scrape (every web host
+ * shows the same value; alert on max()): database_connections (sessions on the application's
+ * database, pg_stat_activity) and queue_jobs_failed_total (rows in the failed jobs table).
  */
 class RequestMetrics
 {
@@ -37,8 +42,11 @@ class RequestMetrics
 
     public const INITIAL_STATUSES = ['200', '500', '503'];
 
-    public function __construct(private RedisFactory $redis, private QueueFactory $queue)
-    {
+    public function __construct(
+        private RedisFactory $redis,
+        private QueueFactory $queue,
+        private Database $database,
+    ) {
     }
 
     /**
@@ -155,7 +163,43 @@ class RequestMetrics
             $out[] = '# queue_jobs_pending: the queue size cannot be read.';
         }
 
+        array_push($out, ...$this->databaseLines());
+
         return [200, implode("\n", $out)."\n"];
+    }
+
+    /**
+     * database_connections and queue_jobs_failed_total, each left out (with a comment) when the
+     * database cannot be read.
+     *
+     * @return array<int, string>
+     */
+    private function databaseLines(): array
+    {
+        $out = [
+            '# HELP database_connections Sessions connected to the application\'s database (pg_stat_activity).',
+            '# TYPE database_connections gauge',
+        ];
+
+        try {
+            $connection = $this->database->connection();
+            $row = $connection->selectOne('SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()');
+            $out[] = 'database_connections '.(int) ($row->n ?? 0);
+        } catch (Throwable $e) {
+            $out[] = '# database_connections: the database cannot be read.';
+        }
+
+        $out[] = '# HELP queue_jobs_failed_total Queued jobs that failed for good (rows in the failed jobs table).';
+        $out[] = '# TYPE queue_jobs_failed_total counter';
+
+        try {
+            $table = (string) config('queue.failed.table', 'failed_jobs');
+            $out[] = 'queue_jobs_failed_total '.(int) $this->database->connection()->table($table)->count();
+        } catch (Throwable $e) {
+            $out[] = '# queue_jobs_failed_total: the failed jobs table cannot be read.';
+        }
+
+        return $out;
     }
 
     /**
