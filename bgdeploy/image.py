@@ -180,15 +180,31 @@ def ensure_image(client: Any, progress: Progress = _quiet, force: bool = False) 
     build lock and then find the image.
     """
     tag = image_tag()
+    return build_once(client, tag, lambda: _build(client, tag, progress), progress, force)
+
+
+def build_once(
+    client: Any,
+    tag: str,
+    build: Callable[[], object],
+    progress: Progress = _quiet,
+    force: bool = False,
+) -> str:
+    """Run ``build`` unless image ``tag`` exists, holding :data:`BUILD_LOCK`; returns ``tag``.
+
+    Every sandbox image (the target, the monitoring image) is built under the same lock: a
+    caller that finds a build under way waits for it, then looks for its image again.
+    """
     if not force and _has_image(client, tag):
         return tag
     with BUILD_LOCK.open("a") as lock_file:
         if not _try_lock(lock_file):
-            progress("another process is building the sandbox image: waiting for it")
+            progress("another process is building a sandbox image: waiting for it")
             fcntl.flock(lock_file, fcntl.LOCK_EX)
         if not force and _has_image(client, tag):
             return tag
-        return _build(client, tag, progress)
+        build()
+    return tag
 
 
 def _try_lock(lock_file: Any) -> bool:
@@ -203,10 +219,27 @@ def _build(client: Any, tag: str, progress: Progress) -> str:
     main, security = apt_mirrors()
     base = base_image(client, main, progress)
     progress(f"building {tag} on {base} (1 to 2 minutes)")
+    buildargs = {"BASE": base, "DEBIAN_MIRROR": main, "DEBIAN_SECURITY_MIRROR": security}
+    return build_recipe(client, RECIPE_DIR, tag, buildargs, progress)
+
+
+def build_recipe(
+    client: Any,
+    recipe_dir: Path,
+    tag: str,
+    buildargs: dict[str, str],
+    progress: Progress = _quiet,
+    what: str = "the sandbox image",
+) -> str:
+    """``docker build`` of ``recipe_dir`` as ``tag`` (host network, never pulling).
+
+    The progress callback sees each ``Step`` and ``Setting up`` line; a failed build raises
+    :class:`OperationFailed` with the last lines of its output.
+    """
     stream = client.api.build(
-        path=str(RECIPE_DIR),
+        path=str(recipe_dir),
         tag=tag,
-        buildargs={"BASE": base, "DEBIAN_MIRROR": main, "DEBIAN_SECURITY_MIRROR": security},
+        buildargs=buildargs,
         network_mode="host",
         rm=True,
         forcerm=True,
@@ -217,12 +250,12 @@ def _build(client: Any, tag: str, progress: Progress) -> str:
     for chunk in stream:
         if "error" in chunk:
             detail = "\n".join(last[-15:])
-            raise OperationFailed(f"building the sandbox image failed: {chunk['error']}\n{detail}")
+            raise OperationFailed(f"building {what} failed: {chunk['error']}\n{detail}")
         line = str(chunk.get("stream", "")).rstrip()
         if line:
             last.append(line)
             if line.startswith("Step ") or line.startswith("Setting up "):
                 progress(line)
     if not _has_image(client, tag):
-        raise OperationFailed(f"building the sandbox image ended without {tag}")
+        raise OperationFailed(f"building {what} ended without {tag}")
     return tag

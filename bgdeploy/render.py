@@ -81,9 +81,10 @@ def environment(template_dir: str | Path | None = None) -> jinja2.Environment:
 
 
 def render(
-    name: str, settings: Settings, template_dir: str | Path | None = None, **context: Any
+    name: str, settings: Settings | None, template_dir: str | Path | None = None, **context: Any
 ) -> str:
-    """Render ``templates/NAME`` with the settings (as ``s``) and ``context``."""
+    """Render ``templates/NAME`` with the settings (as ``s``; None for files that need no
+    host's settings, such as the Prometheus configuration) and ``context``."""
     try:
         template = environment(template_dir).get_template(name)
         return template.render(s=settings, managed=MANAGED, **context)

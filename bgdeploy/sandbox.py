@@ -17,6 +17,12 @@ Everything a sandbox owns sits in its state directory,
 - ``app.git``: the sample app's repository (tags v1, v2), mounted read-only into the web
   containers at ``/srv/sandbox/app.git`` as their ``repository``.
 
+``up --monitoring`` (``monitoring=True``) also starts Prometheus on the sandbox network
+(:mod:`bgdeploy.monitoring`), scraping every web host's ``/metrics`` and loading the runbook's
+alert rules; its API is published on 127.0.0.1 and recorded in ``state.json`` under
+``monitoring`` (``SandboxState.prometheus_url``). Running ``up --monitoring`` on a sandbox that is
+already up without it adds it.
+
 ``down`` removes the containers, the network and that directory, and nothing else. Sandboxes
 with different names run side by side.
 """
@@ -77,6 +83,9 @@ class SandboxState:
     hosts: list[SandboxHost] = field(default_factory=list)
     releases: dict[str, str] = field(default_factory=dict)
     created: float = 0.0
+    monitoring: dict[str, Any] = field(default_factory=dict)
+    """The Prometheus container when started with monitoring: ``{"container", "image",
+    "ports": {"prometheus"}, "url", "config_dir"}``; empty without."""
 
     @property
     def key_file(self) -> str:
@@ -90,6 +99,11 @@ class SandboxState:
     def app_repository(self) -> str:
         """The sample app's bare repository on this machine (tests add commits to it)."""
         return str(Path(self.directory) / "app.git")
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """The sandbox's Prometheus (``http://127.0.0.1:PORT``), or None without monitoring."""
+        return self.monitoring.get("url") or None
 
     def group(self, name: str) -> list[SandboxHost]:
         return [host for host in self.hosts if name in host.groups]
@@ -173,7 +187,8 @@ def _generate_secrets() -> dict[str, str]:
     }
 
 
-def _published(container: Any, port: str) -> int:
+def published_port(container: Any, port: str) -> int:
+    """The 127.0.0.1 port that Docker published for a container's ``port`` (``80/tcp``)."""
     bindings = container.attrs["NetworkSettings"]["Ports"].get(port) or []
     for binding in bindings:
         if binding.get("HostIp") in ("127.0.0.1", ""):
@@ -225,11 +240,13 @@ def up(
     progress: Progress = _quiet,
     client: Any = None,
     single: bool = False,
+    monitoring: bool = False,
 ) -> SandboxState:
     """Start a sandbox (or report the one already running under that name).
 
     ``single=True`` starts a single-server install instead: one host ``web1`` in both the
     ``web`` and ``db`` groups, running every service (``web`` must then be 1).
+    ``monitoring=True`` also starts Prometheus (added to a running sandbox that lacks it).
     """
     if single and web != 1:
         raise ConfigError(f"a single-server sandbox has exactly one web host, not {web}")
@@ -244,6 +261,8 @@ def up(
                 f"sandbox {name!r} is already up with {len(existing.group('web'))} web hosts: "
                 f"run `bgdeploy sandbox down --name {name}` first"
             )
+        if monitoring and not existing.monitoring:
+            _add_monitoring(client or docker_client(), existing, progress)
         return existing
     client = client or docker_client()
     if client.containers.list(all=True, filters={"label": f"{LABEL}={name}"}):
@@ -264,6 +283,8 @@ def up(
     )
     try:
         _create(client, state, web, progress, single)
+        if monitoring:
+            _add_monitoring(client, state, progress)
     except BaseException:
         progress("start failed: removing what was created")
         down(name, client=client)
@@ -298,10 +319,10 @@ def _create(
     known: list[str] = []
     for (host_name, groups), container in zip(roles, containers, strict=True):
         container.reload()
-        ports = {"ssh": _published(container, "22/tcp")}
+        ports = {"ssh": published_port(container, "22/tcp")}
         if "web" in groups:
-            ports["http"] = _published(container, "80/tcp")
-            ports["preview"] = _published(container, "8080/tcp")
+            ports["http"] = published_port(container, "80/tcp")
+            ports["preview"] = published_port(container, "8080/tcp")
         if not sshkeys.wait_for_banner("127.0.0.1", ports["ssh"], deadline):
             logs = container.logs(tail=20).decode(errors="replace")
             raise OperationFailed(f"{host_name}: sshd did not answer in time\n{logs}")
@@ -312,8 +333,19 @@ def _create(
         state.hosts.append(SandboxHost(host_name, container.name, groups, ports, address))
         progress(f"{host_name}: ssh 127.0.0.1:{ports['ssh']} ready")
     (directory / "known_hosts").write_text("\n".join(known) + "\n")
-    data = asdict(state)
-    (directory / "state.json").write_text(json.dumps(data, indent=2) + "\n")
+    _save(state)
+
+
+def _save(state: SandboxState) -> None:
+    path = Path(state.directory) / "state.json"
+    path.write_text(json.dumps(asdict(state), indent=2) + "\n")
+
+
+def _add_monitoring(client: Any, state: SandboxState, progress: Progress) -> None:
+    from bgdeploy import monitoring  # lazily: the inventory imports this module
+
+    state.monitoring = monitoring.start(client, state, progress)
+    _save(state)
 
 
 def down(name: str = "default", client: Any = None) -> list[str]:
@@ -363,7 +395,38 @@ def status(name: str = "default", client: Any = None) -> dict[str, Any]:
             entry["url"] = f"http://127.0.0.1:{host.ports['http']}/"
             entry["health"] = probe_health(entry["url"]) if running else "down"
         hosts.append(entry)
-    return {"name": state.name, "hosts": hosts, "releases": state.releases}
+    report: dict[str, Any] = {"name": state.name, "hosts": hosts, "releases": state.releases}
+    if state.monitoring:
+        report["monitoring"] = _monitoring_status(client, state)
+    return report
+
+
+def _monitoring_status(client: Any, state: SandboxState) -> dict[str, Any]:
+    """The Prometheus container: ``{"container", "running", "url", "ready", "targets"}``;
+    ``targets`` maps each web host to ``up``/``down``/``unknown`` as Prometheus sees it."""
+    import docker.errors
+
+    from bgdeploy import monitoring
+
+    record = state.monitoring
+    try:
+        running = client.containers.get(record["container"]).status == "running"
+    except docker.errors.NotFound:
+        running = False
+    ready = running and monitoring.ready(record["url"])
+    entry: dict[str, Any] = {
+        "container": record["container"],
+        "running": running,
+        "url": record["url"],
+        "ready": ready,
+        "targets": {},
+    }
+    if ready:
+        try:
+            entry["targets"] = monitoring.targets_health(record["url"])
+        except OperationFailed:
+            entry["ready"] = False
+    return entry
 
 
 def ssh_client(state: SandboxState, host: str) -> Any:
