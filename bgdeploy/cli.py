@@ -72,15 +72,22 @@ _name_option = click.option(
 @_name_option
 @click.option("--web", "web", default=2, show_default=True, help="Number of web hosts.")
 @click.option("--single", is_flag=True, help="One host that is both web and db host.")
+@click.option(
+    "--monitoring",
+    is_flag=True,
+    help="Also run Prometheus, scraping every web host's /metrics with the runbook's alerts.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @_handle_errors
-def sandbox_up(name: str, web: int, single: bool, as_json: bool) -> None:
+def sandbox_up(name: str, web: int, single: bool, monitoring: bool, as_json: bool) -> None:
     """Start a sandbox, building its image first when the recipe changed."""
     from bgdeploy import sandbox  # lazily: docker and the monitoring image (CLI start-up time)
 
     layout = "one host (web and db)" if single else f"{web} web host(s) and a db host"
     click.echo(f"sandbox {name}: starting {layout}", err=True)
-    sandbox.up(name, web=1 if single else web, single=single, progress=_progress)
+    sandbox.up(
+        name, web=1 if single else web, single=single, monitoring=monitoring, progress=_progress
+    )
     _print_status(sandbox.status(name), as_json)
 
 
@@ -95,6 +102,8 @@ def sandbox_status(name: str, as_json: bool) -> None:
     report = sandbox.status(name)
     _print_status(report, as_json)
     if not all(host["ready"] for host in report["hosts"]):
+        sys.exit(1)
+    if "monitoring" in report and not report["monitoring"]["ready"]:
         sys.exit(1)
 
 
@@ -730,6 +739,13 @@ def _print_status(report: dict[str, Any], as_json: bool) -> None:
     urls = [host["url"] for host in report["hosts"] if host.get("url")]
     if urls:
         click.echo("open: " + "  ".join(urls))
+    prometheus = report.get("monitoring")
+    if prometheus:
+        targets = ", ".join(f"{h} {health}" for h, health in prometheus["targets"].items())
+        click.echo(
+            f"prometheus: {prometheus['url']}  {'ready' if prometheus['ready'] else 'NOT READY'}"
+            + (f"  targets: {targets}" if targets else "")
+        )
 
 
 def main() -> None:
