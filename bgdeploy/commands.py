@@ -366,6 +366,16 @@ def git_resolve(ref: str) -> str:
     )
 
 
+def git_resolve_or_fetch(ref: str) -> str:
+    """:func:`git_resolve`, and when the repository does not know ``ref``, :func:`git_fetch`
+    first and again (``bgdeploy rollback --to REF`` naming a release never fetched here)."""
+    resolve = git_resolve(ref)
+    return (
+        f'out=$({resolve}); if [ -z "$out" ]; then {git_fetch()} >&2; out=$({resolve}); fi; '
+        'echo "$out"'
+    )
+
+
 def mark_built(directory: str, sha: str) -> str:
     """Record that ``directory`` is built and healthy at ``sha`` (``.git/bgdeploy-built``):
     deploying that commit again is then a no-op. A checkout whose build failed is never

@@ -351,9 +351,7 @@ def _rollback(request: RollbackRequest, hosts: Hosts, progress: Progress) -> Rol
         each = "; ".join(f"{name}: {c.error}" for name, c in colours.items())
         raise OperationFailed(f"no web host could be read: {each}")
     to_sha = _resolve(request, hosts, colours) if request.to else None
-    previous = switch_back_colour(
-        {n: c for n, c in colours.items() if not c.error}, to_sha
-    )  # fmt: skip
+    previous = switch_back_colour({n: c for n, c in colours.items() if not c.error}, to_sha)
     if previous is not None and not unreadable:
         return _switch_back(request, hosts, colours, answers, previous, progress)
     return _in_place(request, hosts, colours, to_sha, progress)
@@ -397,12 +395,7 @@ def _resolve(request: RollbackRequest, hosts: Hosts, colours: dict[str, switch.H
     assert request.to is not None
     name = next(n for n in hosts.names if not colours[n].error)
     directory = f"{request.settings.app_root}/{colours[name].current or 'current'}"
-    resolve = commands.git_resolve(request.to)
-    command = commands.in_dir(
-        directory,
-        f'out=$({resolve}); if [ -z "$out" ]; then {commands.git_fetch()} >&2; '
-        f'out=$({resolve}); fi; echo "$out"',
-    )
+    command = commands.in_dir(directory, commands.git_resolve_or_fetch(request.to))
     ok, out, err = hosts.command(name, command)
     found = parse_resolved(out)
     if not ok and not found:
@@ -523,10 +516,8 @@ def _in_place(
     if not moving:
         if request.migrations:
             report.notes.append("--migrations: not run (it needs the code of a release left)")
-        report.results = [
-            remote.HostResult(name, True, detail=f"already at {refs.short(target)}")
-            for name in hosts.names
-        ] + _down_results(hosts)
+        report.results = [_unmoved(name, colours[name], target) for name in hosts.names]
+        report.results += _down_results(hosts)
         report.notes.append("nothing to do: every reachable host serves the target already")
         return report
     run = lock.new_run_id()
@@ -548,14 +539,16 @@ def _in_place(
 
     hosts.each(one, moving)
     report.results = [
-        done.get(name)
-        or remote.HostResult(
-            name, not colours[name].error, detail=f"already at {refs.short(target)}",
-            error=colours[name].error,
-        )
-        for name in hosts.names
-    ] + _down_results(hosts)  # fmt: skip
+        done.get(name) or _unmoved(name, colours[name], target) for name in hosts.names
+    ] + _down_results(hosts)
     return report
+
+
+def _unmoved(name: str, facts: switch.HostColours, target: str) -> remote.HostResult:
+    """A reachable host that was not rolled back: already at the target, or unreadable."""
+    if facts.error:
+        return remote.HostResult(name, False, error=f"{facts.error}: not rolled back")
+    return remote.HostResult(name, True, detail=f"already at {refs.short(target)}")
 
 
 def _nothing_message(env: str, colours: dict[str, switch.HostColours], why: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -173,3 +175,21 @@ def test_history_table_shows_the_release_left_as_bad() -> None:
     request = rollback.RollbackRequest("sandbox", environment=None, reason="logins broken")  # type: ignore[arg-type]
     entry = rollback._entry(request, "web1", V1, V2, "ok", "in place", colour="blue")
     assert "logins broken (left 2222222: bad)" in format_history([entry])
+
+
+def test_to_is_resolved_then_fetched_when_unknown(tmp_path: Path) -> None:
+    """The resolve command against a real repository: a tag found, an unknown ref empty."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    subprocess.run([*git, "tag", "v1"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    found = subprocess.run(
+        ["sh", "-c", commands.git_resolve_or_fetch("v1")], cwd=repo, capture_output=True, text=True
+    )
+    assert rollback.parse_resolved(found.stdout) == {sha}
+    missing = subprocess.run(
+        ["sh", "-c", commands.git_resolve_or_fetch("v9")], cwd=repo, capture_output=True, text=True
+    )
+    assert rollback.parse_resolved(missing.stdout) == set()
