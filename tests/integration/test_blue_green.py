@@ -5,26 +5,37 @@ a blue-green deploy of v2 builds green, smoke-tests it and switches every host; 
 switches go back and forth; a load test through 10 switches drops no request; a colour that
 fails its smoke tests is never switched to; a release that fails health only once it is live
 is switched back automatically; hosts that disagree, and destructive migrations, are refused
-before anything changes.
+before anything changes. And the must-shows of issue 5: requests in flight during a switch
+finish on the colour they started on; a colour whose health fails on the preview listener is
+never switched to; after a switch the queue workers run the new colour's code; a web host that
+stops answering just before the switch leaves every host on the old colour.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
-from bgdeploy import sampleapp, sandbox
+from bgdeploy import remote, runner, sampleapp, sandbox, switch
 
 from .conftest import run, sandbox_run_env, sh, unique_name
 
 WEB = ("web1", "web2")
 LIVE_CONF = "/etc/nginx/bideshgomon/live.conf"
+APP_ROOT = "/var/www/bideshgomon"
+CURRENT = f"{APP_ROOT}/current"
+LARAVEL_LOG = f"{APP_ROOT}/shared/storage/logs/laravel.log"
+switch_mod = switch
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +64,28 @@ def served_by(state: sandbox.SandboxState, path: str = "/") -> dict[str, tuple[i
             response.headers.get("X-Release", ""),
         )
     return found
+
+
+def served_by_host(state: sandbox.SandboxState, name: str) -> tuple[int, str, str]:
+    (web,) = [w for w in state.group("web") if w.name == name]
+    response = httpx.get(f"http://127.0.0.1:{web.ports['http']}/", timeout=15)
+    return (
+        response.status_code,
+        response.headers.get("X-Colour", ""),
+        response.headers.get("X-Release", ""),
+    )
+
+
+@contextlib.contextmanager
+def sandbox_env(state: sandbox.SandboxState) -> Iterator[None]:
+    """This process's environment pointed at the sandbox (for library calls in the test)."""
+    saved = dict(os.environ)
+    os.environ.update(sandbox_run_env(state))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def blue_green(state: sandbox.SandboxState, ref: str, *extra: str) -> Any:
@@ -190,6 +223,148 @@ def test_failed_health_once_live_switches_back(bg: sandbox.SandboxState) -> None
     assert served_by(bg) == before
 
 
+def test_requests_in_flight_finish_on_their_colour(bg: sandbox.SandboxState) -> None:
+    before = served_by(bg)
+    (live,) = {colour for _, colour, _ in before.values()}
+    other = "blue" if live == "green" else "green"
+    urls = [f"http://127.0.0.1:{w.ports['http']}/api/slow?seconds=20" for w in bg.group("web")]
+
+    def slow(url: str) -> tuple[int, str, float]:
+        response = httpx.get(url, timeout=30)
+        return response.status_code, response.headers.get("X-Colour", ""), time.monotonic()
+
+    with ThreadPoolExecutor(len(urls) * 2) as pool:
+        in_flight = [pool.submit(slow, url) for url in urls for _ in range(2)]
+        time.sleep(1.0)
+        try:
+            # --force: this test is about nginx's graceful reload, whatever the other colour holds.
+            proc = switch(bg, other, "--no-smoke", "--force", "--reason", "in-flight test")
+            switched_at = time.monotonic()
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert {answer[1] for answer in served_by(bg).values()} == {other}
+            answers = [future.result() for future in in_flight]
+        finally:
+            assert switch(bg, live, "--no-smoke", "--force").returncode == 0
+    assert [(status, colour) for status, colour, _ in answers] == [(200, live)] * len(answers)
+    assert all(done > switched_at for _, _, done in answers), "the switch came mid-request"
+    assert served_by(bg) == before
+
+
+def test_colour_whose_health_fails_is_never_switched_to(bg: sandbox.SandboxState) -> None:
+    before = served_by(bg)
+    current_before = {w: sh(bg, w, f"readlink {CURRENT}")[1].strip() for w in WEB}
+    broken = sampleapp.add_commit(
+        bg.app_repository,
+        {"app/Http/Controllers/HealthController.php": HEALTH_503},
+        "Health answers 503, everything else works",
+        parent="v2",
+        branch="bg-health-503",
+    )
+    proc = blue_green(bg, broken)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "smoke tests failed" in text and "health" in text, text[-3000:]
+    assert "switching back" not in text
+    assert served_by(bg) == before, "live colour and release unchanged on every host"
+    assert {w: sh(bg, w, f"readlink {CURRENT}")[1].strip() for w in WEB} == current_before
+
+
+WORKER_PID = "sudo supervisorctl pid bideshgomon-worker:bideshgomon-worker_00"
+
+
+def wait_for_workers(state: sandbox.SandboxState, colour: str, seconds: float = 30) -> None:
+    """Until each web host's queue worker runs in ``colour``'s directory (a worker's working
+    directory is where supervisor started it: ``current``, resolved)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = {w: sh(state, w, f"sudo readlink /proc/$({WORKER_PID})/cwd")[1] for w in WEB}
+        if all(out.strip() == f"{APP_ROOT}/{colour}" for out in found.values()):
+            return
+        assert time.monotonic() < deadline, f"workers not in {colour}: {found}"
+        time.sleep(0.5)
+
+
+def test_queue_workers_run_the_new_colour_after_a_switch(bg: sandbox.SandboxState) -> None:
+    before = served_by(bg)
+    (live,) = {colour for _, colour, _ in before.values()}
+    (release,) = {sha for _, _, sha in before.values()}
+    new = "blue" if live == "green" else "green"
+    ref = "v2" if release == bg.releases["v1"] else "v1"
+    wait_for_workers(bg, live)
+    proc = blue_green(bg, ref)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {v[1:] for v in served_by(bg).values()} == {(new, bg.releases[ref])}
+    assert {w: sh(bg, w, f"readlink {CURRENT}")[1].strip() for w in WEB} == dict.fromkeys(WEB, new)
+    # Each worker finishes its job, exits on the restart signal, and supervisor starts it
+    # again through `current`: in the new colour.
+    wait_for_workers(bg, new)
+    token = sandbox.load_secrets(bg.name)["API_TOKEN"]
+    web1 = bg.group("web")[0]
+    response = httpx.post(
+        f"http://127.0.0.1:{web1.ports['http']}/api/visa-applications",
+        json={"applicant_name": "Queue Test", "destination_country": "JP", "visa_type": "work"},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        timeout=15,
+    )
+    assert response.status_code == 202, response.text
+    number = response.json()["data"]["id"]
+    # The job logs the release and colour of the code that ran it.
+    pattern = re.compile(rf"processed application {number} (\{{.*\}})")
+    deadline = time.monotonic() + 30
+    processed: dict[str, Any] = {}
+    while not processed:
+        assert time.monotonic() < deadline, "the job was not processed"
+        for web in WEB:
+            _, log = sh(bg, web, f"sudo grep 'processed application {number} ' {LARAVEL_LOG}")
+            found = pattern.search(log)
+            if found:
+                processed = json.loads(found.group(1))
+        time.sleep(0.5)
+    assert processed == {"release": bg.releases[ref], "colour": new}
+
+
+def test_unreachable_web_host_leaves_every_host_on_the_old_colour(
+    bg: sandbox.SandboxState, docker_client: Any
+) -> None:
+    before = served_by(bg)
+    (live,) = {colour for _, colour, _ in before.values()}
+    other = "blue" if live == "green" else "green"
+    web2 = docker_client.containers.get(bg.group("web")[1].container)
+    # From the CLI: web2 stops answering before the switch.
+    web2.pause()
+    try:
+        proc = switch(bg, other, "--no-smoke", "--force")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "web2" in proc.stderr, proc.stderr
+        assert served_by_host(bg, "web1") == before["web1"]
+    finally:
+        web2.unpause()
+    assert served_by(bg) == before
+    # Through the library, as the deploy and the rollback call it: the colours are read, then
+    # web2 stops answering, then the switch: web1 switches, web2 does not answer, web1 goes back.
+    with sandbox_env(bg):
+        environment = runner.check_environment("sandbox")
+        settings = environment.settings[environment.web[0]]
+        fleet = switch_mod.FabricFleet(remote.targets("sandbox", ("web",)))
+        try:
+            colours = switch_mod.read_colours(fleet, settings)
+            web2.pause()
+            try:
+                report = switch_mod.switch(fleet, settings, other, force=True, colours=colours)
+                assert report.undone and not report.ok
+                errors = {r.host: r.error for r in report.results}
+                assert "unreachable" in errors["web2"] and "web2 failed" in errors["web1"]
+                assert served_by_host(bg, "web1") == before["web1"]
+            finally:
+                web2.unpause()
+        finally:
+            fleet.close()
+    # web2 comes back: what was sent to it while it was frozen must not switch it now.
+    time.sleep(3)
+    assert served_by(bg) == before
+    assert {w: sh(bg, w, f"readlink {CURRENT}")[1].strip() for w in WEB} == dict.fromkeys(WEB, live)
+
+
 def test_hosts_that_disagree_are_refused_before_anything_changes(bg: sandbox.SandboxState) -> None:
     before = served_by(bg)
     (live,) = {colour for _, colour, _ in before.values()}
@@ -264,6 +439,21 @@ class HealthController extends Controller
         $result = $health->run(defined('LARAVEL_START') ? LARAVEL_START : null);
 
         return new JsonResponse($result, $result['status'] === HealthCheck::HEALTHY ? 200 : 503);
+    }
+}
+"""
+
+HEALTH_503 = """<?php
+
+namespace App\\Http\\Controllers;
+
+use Illuminate\\Http\\JsonResponse;
+
+class HealthController extends Controller
+{
+    public function __invoke(): JsonResponse
+    {
+        return new JsonResponse(['status' => 'unhealthy', 'checks' => []], 503);
     }
 }
 """
