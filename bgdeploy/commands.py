@@ -969,15 +969,6 @@ def in_background(command: str, on_failure: str = "") -> str:
     return f"{{ setsid sh -c {q(body)} </dev/null >/dev/null 2>&1 & }}"
 
 
-def switch_undo(live_include: str, idle_include: str) -> str:
-    """Undo phase 2 on a host that switched: the old includes back, ``nginx -t``, reload."""
-    steps = [
-        f"if [ -e {q(p + SWITCH_PREV)} ]; then mv -fT {q(p + SWITCH_PREV)} {q(p)}; fi"
-        for p in (live_include, idle_include)
-    ]
-    return join(*steps, nginx_reload())
-
-
 def switch_cleanup(live_include: str, idle_include: str) -> str:
     """Remove what a switch left beside the includes."""
     paths = [
