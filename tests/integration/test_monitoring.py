@@ -110,6 +110,10 @@ def test_app_metrics_pass_promtool(monitored: sandbox.SandboxState, docker_clien
         families = monitoring.parse_exposition(response.text)
         for name in ("http_requests_total", "http_request_duration_seconds", "queue_jobs_pending"):
             assert name in families, (web.name, sorted(families))
+        # Read from the real PostgreSQL: this request's own session is one of them.
+        [(_, _, connections)] = families["database_connections"].samples
+        assert connections >= 1
+        assert families["queue_jobs_failed_total"].samples == [("queue_jobs_failed_total", {}, 0.0)]
         # promtool reads stdin: the file goes through the mounted configuration directory.
         sample = f"{web.name}.metrics.txt"
         path = Path(monitored.monitoring["config_dir"]) / sample
