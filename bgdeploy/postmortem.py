@@ -19,6 +19,7 @@ timeline line listing the hosts::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -307,7 +308,7 @@ def describe_event(entry: JournalEntry) -> str:
             result, ok=""
         )
     elif entry.event in ("snapshot", "snapshot_restore"):
-        snapshot = details.get("snapshot") or details.get("id")
+        snapshot = details.get("snapshot") or details.get("name") or details.get("id")
         name = f" {snapshot}" if snapshot else ""
         verb = "taken" if entry.event == "snapshot" else "restored"
         text = f"Database snapshot{name} {verb}" + _result_words(result, ok="")
@@ -339,11 +340,18 @@ def describe_event(entry: JournalEntry) -> str:
         text = entry.event.replace("_", " ")
     if entry.who and entry.event in _BY_WHOM:
         text += f" by {entry.who}"
-    if entry.message:
+    if entry.message and _adds(text, entry.message):
         text += f": {_flat(entry.message)}"
     if entry.reason:
         text += f"; reason: {_flat(entry.reason)}"
     return text
+
+
+def _adds(text: str, message: str) -> bool:
+    """Whether ``message`` says something ``text`` does not (``"disable visa_v2"`` after
+    ``"Feature flag visa_v2: disable"`` does not)."""
+    said = set(re.findall(r"[\w.-]+", text.lower()))
+    return not set(re.findall(r"[\w.-]+", message.lower())) <= said
 
 
 def format_seconds(seconds: float) -> str:

@@ -339,3 +339,23 @@ def test_events_in_plain_words(values, text):
 )
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_a_message_that_repeats_the_event_is_not_printed_twice() -> None:
+    flag = e(
+        0,
+        "flag",
+        "web1",
+        details={"flag": "visa_v2", "action": "disable"},
+        message="disable visa_v2",
+    )
+    assert describe_event(flag).count("visa_v2") == 1
+    other = e(
+        0, "flag", "web1", details={"flag": "visa_v2", "action": "disable"}, message="502s on apply"
+    )
+    assert describe_event(other).endswith(": 502s on apply")
+
+
+def test_the_release_snapshot_is_named_by_its_name() -> None:
+    snapshot = e(0, "snapshot", "db", result="ok", details={"name": "20261128T0600Z-v2"})
+    assert "20261128T0600Z-v2" in describe_event(snapshot)
