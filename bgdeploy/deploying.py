@@ -365,16 +365,9 @@ def _recover_host(
 
 
 def _wait_healthy(connection: Any, settings: Settings, sha: str) -> bool:
-    deadline = time.monotonic() + settings.health_deadline
-    command = commands.health_probe(settings.public_port, settings.health_path)
-    while True:
-        done = connection.run(command, hide=True, warn=True, in_stream=False)
-        status, _, header = (done.stdout.strip().splitlines() or [""])[-1].partition(" ")
-        if status == "200" and header.strip() in ("", sha):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(settings.health_interval)
+    from bgdeploy.smoke import wait_healthy
+
+    return wait_healthy(connection, settings, sha)
 
 
 # Breaking a stale lock

@@ -5,7 +5,8 @@ Two ways back, chosen per run from what the hosts say:
 - **Switch back** (blue-green, seconds): when the colour that is not live holds a release on
   every web host, built and verified at that commit, and it is not the live one, every host
   is switched to it (all hosts or none, :func:`bgdeploy.switch.switch`) after the runbook's
-  smoke tests passed on it through the preview listener.
+  smoke tests passed on it through the preview listener; then ``/api/health`` must answer
+  from it on every host.
 - **In place** (minutes): otherwise the live colour goes back to the previous good commit:
   the deploy lock is taken (exit 3 when someone holds it), then the release's own restore
   steps run (:func:`bgdeploy.commands.release_steps`: forced checkout, composer, npm,
@@ -446,10 +447,22 @@ def _switch_back(
     left = f"{settings.app_root}/{live}"
 
     def record(name: str) -> None:
-        bad = colours[name].heads.get(live, "")
+        result = next(r for r in report.results if r.host == name)
+        bad, sha = colours[name].heads.get(live, ""), colours[name].heads.get(previous, "")
+        began = time.monotonic()
+        healthy = smoke.wait_healthy(
+            hosts.connections[name], request.environment.settings[name], sha
+        )
+        steps = [
+            journal.Step("switch", round(result.seconds, 3)),
+            journal.Step("verify health", round(time.monotonic() - began, 3),
+                         "ok" if healthy else "failed"),
+        ]  # fmt: skip
+        unhealthy = f"{settings.health_path} not healthy on {refs.short(sha)} after the switch"
         entry = _entry(
-            request, name, colours[name].heads.get(previous, ""), bad, "ok", "switch back",
-            colour=previous, snapshot=report.snapshot, extra={"from": live},
+            request, name, sha, bad, "ok" if healthy else "failed", "switch back",
+            colour=previous, steps=steps, snapshot=report.snapshot,
+            message=None if healthy else unhealthy, extra={"from": live},
         )  # fmt: skip
         # The release left is never picked as a rollback target again.
         ok, _, err = hosts.command(
@@ -459,10 +472,11 @@ def _switch_back(
                 journal.journal_append_command(settings.journal_path, entry),
             ),
         )
-        if not ok:
-            result = next(r for r in report.results if r.host == name)
-            result.error = f"switched, but the journal was not written: {err.strip()[-200:]}"
+        if not healthy:
+            result.ok, result.error = False, unhealthy
+        elif not ok:
             result.ok = False
+            result.error = f"switched, but the journal was not written: {err.strip()[-200:]}"
 
     hosts.each(record)
     return report
@@ -624,8 +638,6 @@ def _restore_host(
 ) -> remote.HostResult:
     """The release's restore steps with ``target`` in the live colour, health, then the
     journal line (and the lock released) in one round trip."""
-    from bgdeploy.deploying import _wait_healthy
-
     settings = request.environment.settings[name]
     started = time.monotonic()
     directory = f"{settings.app_root}/{facts.current}"
@@ -644,7 +656,7 @@ def _restore_host(
             break
     if not failure:
         began = time.monotonic()
-        healthy = _wait_healthy(hosts.connections[name], settings, target)
+        healthy = smoke.wait_healthy(hosts.connections[name], settings, target)
         steps.append(journal.Step("verify health", round(time.monotonic() - began, 2),
                                   "ok" if healthy else "failed"))  # fmt: skip
         if not healthy:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,3 +142,20 @@ def run(
 
 class SmokeFailed(Exception):
     """At least one smoke test failed on a host."""
+
+
+def wait_healthy(connection: Any, settings: settings_mod.Settings, sha: str) -> bool:
+    """Probe ``/api/health`` through nginx's public port on the host of ``connection`` until
+    it answers 200 from commit ``sha`` (or without an ``X-Release`` header), every
+    ``health_interval`` seconds until ``health_deadline``. The check after a restore or a
+    rollback, in place or by switching colours."""
+    deadline = time.monotonic() + settings.health_deadline
+    command = commands.health_probe(settings.public_port, settings.health_path)
+    while True:
+        done = connection.run(command, hide=True, warn=True, in_stream=False)
+        status, _, header = (done.stdout.strip().splitlines() or [""])[-1].partition(" ")
+        if status == "200" and header.strip() in ("", sha):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(settings.health_interval)

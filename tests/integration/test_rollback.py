@@ -258,6 +258,7 @@ def test_switch_back_after_a_blue_green_deploy(fleet_v2: sandbox.SandboxState) -
         entry = journal(state, name)[-1]
         assert entry["event"] == "rollback" and entry["details"]["bad_release"] == v2
         assert entry["details"]["strategy"] == "switch back"
+        assert [step["name"] for step in entry["steps"]] == ["switch", "verify health"]
         # The colour left is no longer marked built: never switched back to.
         assert sh(state, name, f"test -e {APP_ROOT}/green/.git/bgdeploy-built")[0] != 0
     again = rollback(state)
