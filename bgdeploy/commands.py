@@ -917,7 +917,24 @@ def switch_apply(live_include: str, idle_include: str, before_reload: str = "") 
     restore = "; ".join(f"mv -fT {q(p + SWITCH_PREV)} {q(p)}" for p in (live_include, idle_include))
     undo = f"{{ {restore}; echo 'bgdeploy: nginx -t failed, switch undone' >&2; exit 1; }}"
     tested = join(*steps) + f" && {{ {nginx_test()} || {undo}; }}"
-    return join(tested, before_reload, service("nginx", "reload"))
+    return join(tested, before_reload, nginx_reload_settled())
+
+
+NGINX_WORKER = "nginx: worker process"
+
+
+def nginx_reload_settled(seconds: float = 5.0) -> str:
+    """Gracefully reload nginx (already tested), then wait until no worker of the old
+    configuration takes new connections: each one is gone or ``is shutting down`` (finishing
+    its requests). So the new configuration serves every new request when this returns. The
+    wait ends after ``seconds`` in any case (the reload was sent)."""
+    workers = f"$(pgrep -d ' ' -f -x {q(NGINX_WORKER)})"
+    stale = 'stale=; for p in $old; do case " $now " in *" $p "*) stale=1;; esac; done'
+    loop = (
+        f"i=0; while [ $i -lt {int(seconds * 100)} ]; do now={workers}; {stale}; "
+        '[ -z "$stale" ] && break; i=$((i+1)); sleep 0.01; done; true'
+    )
+    return f"{{ old={workers}; {service('nginx', 'reload')} && {{ {loop}; }}; }}"
 
 
 def switch_colour(
@@ -957,7 +974,8 @@ def switch_revert(live_include: str, idle_include: str, app_root: str, colour: s
     back = join(
         *(f"{{ [ ! -e {q(kept)} ] || mv -fT {q(kept)} {q(path)}; }}" for kept, path in prev),
         move_current(app_root, colour),
-        nginx_reload(),
+        nginx_test(),
+        nginx_reload_settled(),
     )
     return f"{{ if {any_prev}; then {back}; fi; }} && {switch_cleanup(live_include, idle_include)}"
 

@@ -88,9 +88,9 @@ APP_ROOT = "/srv/bgdeploy-unit"
 
 class ShellFleet:
     """Web hosts as directories on this machine, for :func:`switch.switch`: its real commands
-    run with ``sh``, each host's paths moved into its directory; ``nginx -t`` and the nginx
-    reload stand in as ``true`` (or ``false`` where :attr:`broken`), sudo is left out, and
-    ``php artisan queue:restart`` leaves a file in the directory it ran in."""
+    run with ``sh``, each host's paths moved into its directory; ``nginx -t`` (``false`` where
+    :attr:`broken`), the nginx reload and its look for old workers stand in as ``true``, sudo
+    is left out, and ``php artisan queue:restart`` leaves a file in the directory it ran in."""
 
     def __init__(self, root: Path, names: Sequence[str] = ("web1", "web2")) -> None:
         self.names = list(names)
@@ -114,6 +114,7 @@ class ShellFleet:
         text = command.replace(NGINX_DIR, f"{here}/nginx").replace(APP_ROOT, f"{here}/app")
         test = "false" if name in self.broken else "true"
         text = text.replace("nginx -t -q", test).replace("service nginx reload", "true")
+        text = text.replace(f"pgrep -d ' ' -f -x '{commands.NGINX_WORKER}'", "true")
         text = re.sub(r"sudo -u \S+ -H ", "", text).replace("install -d -o deploy", "install -d")
         return text.replace("php artisan queue:restart", "touch queue-restarted")
 
