@@ -160,8 +160,17 @@ def psql_query(port: int, sql: str, database: str | None = None) -> str:
 
 
 def tail(path: str, lines: int, follow: bool = False) -> str:
-    """The last ``lines`` lines of a log (``follow``: and every new one, across rotations)."""
-    return f"tail -n {int(lines)} {'-F ' if follow else ''}{q(path)}"
+    """The last ``lines`` lines of a log (``follow``: and every new one, across rotations).
+
+    A log that does not exist yet (nothing logged since the last rotation) is said so, and is
+    not a failure; ``follow`` waits for it to appear.
+    """
+    if follow:
+        return f"tail -n {int(lines)} -F {q(path)}"
+    return (
+        f"if [ -e {q(path)} ]; then tail -n {int(lines)} {q(path)}; "
+        f"else echo {q(f'(no log yet: {path} does not exist)')}; fi"
+    )
 
 
 def live_artisan(settings: Settings, *words: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import runpy
+import subprocess
 import threading
 from pathlib import Path
 
@@ -98,3 +99,16 @@ def test_redis_password_never_in_the_command() -> None:
 
 def test_tail_quotes_the_path() -> None:
     assert commands.tail("/var/log/a b.log", 50, follow=True) == "tail -n 50 -F '/var/log/a b.log'"
+
+
+def test_a_log_not_written_yet_is_said_so_not_a_failure(tmp_path) -> None:
+    missing = tmp_path / "laravel.log"
+    done = subprocess.run(
+        ["sh", "-c", commands.tail(str(missing), 5)], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "no log yet" in done.stdout
+    missing.write_text("".join(f"line {n}\n" for n in range(10)))
+    done = subprocess.run(
+        ["sh", "-c", commands.tail(str(missing), 2)], capture_output=True, text=True
+    )
+    assert done.stdout == "line 8\nline 9\n"
