@@ -121,6 +121,7 @@ def run(
     """Run the smoke tests on every web host of ``env`` (``idle``: through the preview
     listener). Returns the per-host results (a host fails when any check fails) and the
     checks."""
+    targets = remote.targets(env, ("web",))  # loads the inventory, which may set the token
     token = settings_mod.secrets_from_env(("API_TOKEN",))["API_TOKEN"]
     found: dict[str, list[SmokeCheck]] = {}
 
@@ -137,7 +138,7 @@ def run(
             raise SmokeFailed("; ".join(f"{c.name}: {c.detail}" for c in failed))
         return f"{len(checks)} smoke tests passed"
 
-    return remote.run_tasks(remote.targets(env, ("web",)), task), found
+    return remote.run_tasks(targets, task), found
 
 
 class SmokeFailed(Exception):
