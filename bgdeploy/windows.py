@@ -395,7 +395,8 @@ def parse_at(text: str, tz: str | tzinfo = DEFAULT_TIMEZONE) -> datetime:
     """Parse a ``--at`` (or ``--since``) time.
 
     + text: ``2026-12-03T15:59+06:00``, ``2026-12-03T15:59Z``, ``2026-12-03T15:59`` or
-      ``2026-12-03 15:59`` (seconds optional); ``now`` is the current time
+      ``2026-12-03 15:59`` (seconds optional); a date alone (``2026-12-03``) is its midnight;
+      ``now`` is the current time
     + tz: the zone for times given without an offset (the policy's, by default Asia/Dhaka)
 
     Returns a timezone-aware datetime. Bad text raises :class:`~bgdeploy.errors.ConfigError`.
@@ -404,11 +405,13 @@ def parse_at(text: str, tz: str | tzinfo = DEFAULT_TIMEZONE) -> datetime:
     stripped = text.strip()
     if stripped.lower() == "now":
         return datetime.now(UTC).astimezone(zone)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", stripped):
+        stripped += "T00:00"
     match = _AT_RE.fullmatch(stripped)
     if not match:
         raise ConfigError(
             f"time {text!r} is not understood: use 2026-12-03T15:59+06:00, "
-            f"2026-12-03T15:59 (in {zone}) or 'now'"
+            f"2026-12-03T15:59 (in {zone}), 2026-12-03 or 'now'"
         )
     try:
         day, hour, rest, offset = match.groups()

@@ -384,6 +384,7 @@ def test_bad_values_name_the_key_the_value_and_the_file(data, message):
         (" 2026-12-03 15:59:30 ", datetime(2026, 12, 3, 15, 59, 30, tzinfo=DHAKA)),
         ("2026-12-03 15:59 +06:00", datetime(2026, 12, 3, 15, 59, tzinfo=PLUS6)),
         ("2026-12-03T9:05", datetime(2026, 12, 3, 9, 5, tzinfo=DHAKA)),
+        ("2026-12-03", datetime(2026, 12, 3, 0, 0, tzinfo=DHAKA)),
     ],
 )
 def test_parse_at(text, expected):
@@ -404,7 +405,7 @@ def test_parse_at_now_is_aware():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "tomorrow", "2026-12-03", "2026-12-03T25:00", "2026-13-03T10:00", "03/12/2026 10:00"],
+    ["", "tomorrow", "2026-12-3", "2026-12-03T25:00", "2026-13-03T10:00", "03/12/2026 10:00"],
 )
 def test_parse_at_rejects_bad_text(text):
     with pytest.raises(ConfigError, match="time"):
