@@ -29,7 +29,10 @@ that has those migrations).
 
 One strict SSH connection per web host is opened at the start and used for everything. A host
 that cannot be reached is reported failed and the others roll back (exit 1); a host whose key
-is unknown or changed stops the whole rollback before anything runs anywhere (exit 3).
+is unknown or changed stops the whole rollback before anything runs anywhere (exit 3). Ctrl-C
+during an in-place rollback stops the commands on the hosts, journals the interruption and
+releases the lock; running the rollback again with ``--to`` the same commit finishes it (a
+host whose live colour is checked out at the target but not marked built is built again).
 """
 
 from __future__ import annotations
@@ -225,8 +228,16 @@ class Hosts(switch.FabricFleet):
 
     def __init__(self, targets: Sequence[remote.Target]) -> None:
         super().__init__(targets)
+        self.targets = list(targets)
         self.all_names = list(self.names)
         self.down: dict[str, str] = {}
+        self.stopped = False
+
+    def stop(self) -> None:
+        """After Ctrl-C: no command starts any more, and the connections close (commands
+        running under a terminal on the hosts get SIGHUP)."""
+        self.stopped = True
+        self.close()
 
     def open(self) -> None:
         def one(name: str) -> str:
@@ -256,6 +267,8 @@ class Hosts(switch.FabricFleet):
     ) -> tuple[bool, str, str]:
         """Run ``command`` on ``name`` (``stdin``: its input; ``pty``: under a terminal, so it
         stops when the connection drops): (ok, stdout, stderr)."""
+        if self.stopped:
+            return False, "", "interrupted (Ctrl-C)"
         try:
             result = self.connections[name].run(
                 command,
@@ -526,7 +539,11 @@ def _in_place(
         except OperationFailed as error:
             raise OperationFailed(_nothing_message(request.env, colours, str(error))) from None
     report = RollbackReport(request.env, "in place", target=target)
-    moving = [name for name in hosts.names if not colours[name].error and live[name] != target]
+    moving = [
+        name
+        for name in hosts.names
+        if not colours[name].error and not _built_at(colours[name], target)
+    ]
     if not moving:
         if request.migrations:
             report.notes.append("--migrations: not run (it needs the code of a release left)")
@@ -551,11 +568,61 @@ def _in_place(
     def one(name: str) -> None:
         done[name] = _restore_host(request, hosts, name, colours[name], target, run, report)
 
-    hosts.each(one, moving)
+    pool = ThreadPoolExecutor(max_workers=len(moving))
+    try:
+        for future in [pool.submit(one, name) for name in moving]:
+            future.result()
+    except KeyboardInterrupt:
+        progress("interrupted: stopping the commands on the hosts")
+        hosts.stop()
+        pool.shutdown(wait=True)
+        _interrupted(request, hosts, moving, colours, target, run, progress)
+        raise
+    finally:
+        pool.shutdown(wait=False)
     report.results = [
         done.get(name) or _unmoved(name, colours[name], target) for name in hosts.names
     ] + _down_results(hosts)
     return report
+
+
+def _interrupted(
+    request: RollbackRequest,
+    hosts: Hosts,
+    names: list[str],
+    colours: dict[str, switch.HostColours],
+    target: str,
+    run: str,
+    progress: Progress,
+) -> None:
+    """After Ctrl-C: over new connections, journal the interruption and release the lock on
+    every host that was being rolled back, so that the rollback can be run again."""
+    again = Hosts([t for t in hosts.targets if t.name in names])
+    finish = f"bgdeploy rollback {request.env} --to {target}"
+    message = f"interrupted (Ctrl-C): the host may be half rolled back; finish with `{finish}`"
+
+    def one(name: str) -> None:
+        settings = request.environment.settings[name]
+        facts = colours[name]
+        entry = _entry(
+            request, name, target, facts.heads.get(facts.current, ""), "failed", "in place",
+            colour=facts.current, message=message, extra={"run": run, "interrupted": True},
+        )  # fmt: skip
+        ok, _, err = again.command(
+            name,
+            commands.join(
+                journal.journal_append_command(settings.journal_path, entry),
+                commands.lock_release(settings.lock_path, run),
+            ),
+        )
+        progress(f"{name}: " + ("lock released" if ok else f"lock NOT released: {err.strip()}"))
+
+    try:
+        again.open()
+        again.each(one)
+    finally:
+        again.close()
+    progress(f"the hosts may be half rolled back: finish with `{finish}`")
 
 
 def _unmoved(name: str, facts: switch.HostColours, target: str) -> remote.HostResult:
@@ -563,6 +630,12 @@ def _unmoved(name: str, facts: switch.HostColours, target: str) -> remote.HostRe
     if facts.error:
         return remote.HostResult(name, False, error=f"{facts.error}: not rolled back")
     return remote.HostResult(name, True, detail=f"already at {refs.short(target)}")
+
+
+def _built_at(facts: switch.HostColours, sha: str) -> bool:
+    """The live colour is checked out at ``sha`` and was built and verified there (a host
+    left half rolled back is not)."""
+    return facts.heads.get(facts.current) == sha and facts.built.get(facts.current) == sha
 
 
 def _nothing_message(env: str, colours: dict[str, switch.HostColours], why: str) -> str:

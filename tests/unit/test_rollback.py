@@ -193,3 +193,9 @@ def test_to_is_resolved_then_fetched_when_unknown(tmp_path: Path) -> None:
         ["sh", "-c", commands.git_resolve_or_fetch("v9")], cwd=repo, capture_output=True, text=True
     )
     assert rollback.parse_resolved(missing.stdout) == set()
+
+
+def test_a_host_checked_out_but_not_built_is_rolled_back_again() -> None:
+    done = colours("web1", "blue", {"blue": V1}, {"blue": V1})
+    half = colours("web2", "blue", {"blue": V1}, {"blue": V2})  # interrupted after checkout
+    assert rollback._built_at(done, V1) and not rollback._built_at(half, V1)
