@@ -13,6 +13,7 @@ host's outcome, failed or not.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,11 +77,21 @@ def targets(env: str, groups: Sequence[str] = ("web",), inventory: Any = None) -
     return found
 
 
+def quiet_paramiko() -> None:
+    """Keep paramiko's own log (tracebacks of its transport thread, e.g. "Error reading SSH
+    protocol banner" from a host that stopped answering) off the operator's terminal: the
+    failure reaches the per-host result table, in one line, through :func:`describe_error`."""
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
 def connect(target: Target, timeout: float = CONNECT_TIMEOUT) -> Any:
     """A Fabric ``Connection`` that refuses unknown and changed host keys."""
     import paramiko
     from fabric import Config, Connection
 
+    quiet_paramiko()
     connect_kwargs: dict[str, Any] = {
         "look_for_keys": target.key_file is None,
         "allow_agent": target.key_file is None,

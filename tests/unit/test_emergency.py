@@ -112,3 +112,22 @@ def test_a_log_not_written_yet_is_said_so_not_a_failure(tmp_path) -> None:
         ["sh", "-c", commands.tail(str(missing), 2)], capture_output=True, text=True
     )
     assert done.stdout == "line 8\nline 9\n"
+
+
+def test_paramiko_tracebacks_stay_off_the_terminal() -> None:
+    """In a fresh process (pytest's own log capture would hide the difference)."""
+    script = (
+        "import logging, sys\n"
+        "from bgdeploy import remote\n"
+        "if sys.argv[1] == 'quiet': remote.quiet_paramiko()\n"
+        "logging.getLogger('paramiko.transport').error('Error reading SSH protocol banner')\n"
+    )
+
+    def stderr(mode: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script, mode], capture_output=True, text=True, check=True
+        )
+        return done.stderr
+
+    assert "banner" in stderr("loud")
+    assert stderr("quiet") == ""
