@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import runpy
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
