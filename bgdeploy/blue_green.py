@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from pyinfra import logger
 from pyinfra.api import StringCommand
 
+from bgdeploy import canary as canary_mod
 from bgdeploy import commands, release, smoke, switch
 from bgdeploy import settings as settings_mod
 from bgdeploy.errors import BgdeployError
@@ -201,22 +202,23 @@ def _smoke(state: Any, host: Any, run: ReleaseRun) -> bool:
 def switch_colours(run: ReleaseRun) -> None:
     """Switch every web host to the new colour, or none (run once, for the whole fleet)."""
     _, name = release._current()
+    _add("Switch colours", _switch, lambda: _ready_to_switch(run, name), run=run)
 
-    def when() -> bool:
-        bg = state_of(run)
-        return (
-            name == run.web_order[0]
-            and not bg.already
-            and run.report.refusal is None
-            and run.aborted is None
-            and 0 not in run.aborted_batches
-            and all(
-                run.hosts[h].deploying and run.hosts[h].outcome.failed_step is None
-                for h in run.web_order
-            )
+
+def _ready_to_switch(run: ReleaseRun, name: str) -> bool:
+    """Once, on the first web host: every web host built and verified the idle colour."""
+    bg = state_of(run)
+    return (
+        name == run.web_order[0]
+        and not bg.already
+        and run.report.refusal is None
+        and run.aborted is None
+        and 0 not in run.aborted_batches
+        and all(
+            run.hosts[h].deploying and run.hosts[h].outcome.failed_step is None
+            for h in run.web_order
         )
-
-    _add("Switch colours", _switch, when, run=run)
+    )
 
 
 def _switch(state: Any, host: Any, run: ReleaseRun) -> bool:
@@ -302,3 +304,155 @@ def _monitor(state: Any, host: Any, run: ReleaseRun) -> bool:
             hostrun.outcome.message = f"{problem}; SWITCH BACK FAILED: {result.error}"
     run.save()
     return False
+
+
+# Canary (bgdeploy/canary.py)
+
+
+def canary_requested() -> bool:
+    """True when the deploy was given ``--data canary=PCT``."""
+    from pyinfra import host
+
+    return release._real(host).data.get("canary") not in (None, "", False)
+
+
+def canary(run: ReleaseRun) -> None:
+    """Instead of a switch: ``canary`` % of the clients on the idle colour on every web host,
+    the metric gate for ``canary_window``, then the switch (promoted; :func:`monitor` watches
+    health as after any switch) or every client back on the live colour."""
+    _, name = release._current()
+    _add("Canary", _canary, lambda: _ready_to_switch(run, name), run=run)
+
+
+def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
+    bg = state_of(run)
+    settings = run.hosts[host.name].settings
+    percent = canary_mod.check_percent(host.data.get("canary"))
+    fleet = PyinfraFleet(state, run.web_order)
+    colours = switch.read_colours(fleet, settings)
+    started = time.monotonic()
+    pct = canary_mod.percent_text(percent)
+    results = canary_mod.start(fleet, settings, bg.live, bg.idle, percent)
+    if not all(result.ok for result in results):
+        for result in results:
+            hostrun = run.hosts[result.host]
+            release._record(hostrun, "canary", started, False, result.error)
+            release._fail(hostrun, "canary", f"the split was not applied: {result.error}", host)
+        _journal_canary(fleet, run, settings, colours, percent, "failed", None, "split failed")
+        run.save()
+        return False
+    urls = [_probe_url(fleet, name, settings) for name in run.web_order]
+    source = f"Prometheus {settings.prometheus_url}" if settings.prometheus_url else "probes"
+    logger.info(
+        f"canary: {pct}% of clients on {bg.idle} on every web host; the gate watches it for "
+        f"{settings.canary_window:g} s ({source})"
+    )
+    try:
+        result = canary_mod.judge(settings, bg.idle, urls)
+    except BaseException:
+        canary_mod.send_back(fleet, settings, bg.live)
+        raise
+    for line in result.explain():
+        (logger.info if result.passed else logger.warning)(f"{host.print_prefix}{line}")
+    if canary_mod.decide(result) == canary_mod.PROMOTE:
+        return _promote(state, host, run, fleet, colours, percent, result, started)
+    return _send_back(host, run, fleet, colours, percent, result, started)
+
+
+def _probe_url(fleet: PyinfraFleet, name: str, settings: settings_mod.Settings) -> str:
+    data = fleet.hosts[name].data
+    address = data.get("ssh_hostname") or name
+    port = data.get("preview_http_port") or settings.preview_port
+    return canary_mod.probe_url(str(address), int(port), settings.health_path)
+
+
+def _promote(
+    state: Any,
+    host: Any,
+    run: ReleaseRun,
+    fleet: PyinfraFleet,
+    colours: dict[str, switch.HostColours],
+    percent: float,
+    result: Any,
+    started: float,
+) -> bool:
+    bg = state_of(run)
+    settings = run.hosts[host.name].settings
+    pct = canary_mod.percent_text(percent)
+    logger.info(f"canary {pct}% passed the gate: switching every web host to {bg.idle}")
+    ok = _switch(state, host, run)
+    if ok:
+        canary_mod.clear_split(fleet, settings)
+    else:
+        canary_mod.send_back(fleet, settings, bg.live)
+    verdict = "promoted" if ok else "failed"
+    message = canary_mod.summary(result) + ("" if ok else "; the switch failed: all on the old")
+    for name in run.web_order:
+        release._record(run.hosts[name], "canary", started, ok, message)
+        if ok:
+            run.hosts[name].outcome.message = f"canary {pct}% promoted: {bg.idle} live"
+    _journal_canary(fleet, run, settings, colours, percent, verdict, result, message)
+    run.save()
+    return ok
+
+
+def _send_back(
+    host: Any,
+    run: ReleaseRun,
+    fleet: PyinfraFleet,
+    colours: dict[str, switch.HostColours],
+    percent: float,
+    result: Any,
+    started: float,
+) -> bool:
+    bg = state_of(run)
+    settings = run.hosts[host.name].settings
+    pct = canary_mod.percent_text(percent)
+    why = canary_mod.summary(result)
+    logger.error(f"canary {pct}% failed the gate: every client back on {bg.live} ({why})")
+    back = {r.host: r for r in canary_mod.send_back(fleet, settings, bg.live)}
+    # The release that failed its canary is never switched or rolled back to.
+    bad_dir = f"{settings.app_root}/{bg.idle}"
+    fleet.map(lambda n: fleet.run(n, commands.unmark_built(bad_dir), sudo=True), run.web_order)
+    for name in run.web_order:
+        hostrun = run.hosts[name]
+        release._record(hostrun, "canary", started, False, why)
+        hostrun.outcome.failed_step = "canary"
+        hostrun.outcome.colour = bg.idle
+        hostrun.outcome.sha_before = hostrun.outcome.sha_after = colours[name].heads.get(bg.live)
+        if back[name].ok:
+            hostrun.outcome.result = "rolled_back"
+            hostrun.outcome.message = f"canary {pct}% on {bg.idle}: {why}; all back on {bg.live}"
+        else:
+            hostrun.outcome.result = "failed"
+            hostrun.outcome.message = (
+                f"canary {pct}%: {why}; PUTTING {bg.live} BACK FAILED: {back[name].error} "
+                f"(`bgdeploy switch {settings.env} {bg.live}`)"
+            )
+    verdict = "rolled back" if all(r.ok for r in back.values()) else "failed"
+    _journal_canary(fleet, run, settings, colours, percent, verdict, result, why)
+    run.save()
+    return False
+
+
+def _journal_canary(
+    fleet: PyinfraFleet,
+    run: ReleaseRun,
+    settings: settings_mod.Settings,
+    colours: dict[str, switch.HostColours],
+    percent: float,
+    verdict: str,
+    result: Any,
+    message: str,
+) -> None:
+    bg = state_of(run)
+
+    def one(name: str) -> None:
+        entry = canary_mod.journal_entry(
+            settings, name, bg.idle, percent, verdict, result, who=run.who, sha=run.sha,
+            sha_before=colours[name].heads.get(bg.live) or None, message=message,
+            reason=run.reason,
+        )  # fmt: skip
+        fleet.run(name, commands.journal_append(settings, entry), sudo=True)
+
+    fleet.map(one, run.web_order)

@@ -150,16 +150,24 @@ def provision_cmd(env: str, limit: tuple[str, ...]) -> None:
 @click.option(
     "--strategy",
     type=click.Choice(("in-place", "blue-green")),
-    default="in-place",
-    show_default=True,
-    help="in-place (deploys/release.py) or blue-green (deploys/blue_green.py).",
+    default=None,
+    help="in-place (deploys/release.py, the default) or blue-green (deploys/blue_green.py).",
+)
+@click.option(
+    "--canary",
+    "canary",
+    type=float,
+    metavar="PCT",
+    help="Blue-green with a canary: PCT % of clients on the new colour, the metric gate, "
+    "then promote or send everything back.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the per-host result as JSON.")
 @_handle_errors
 def deploy_cmd(
     env: str,
     ref: str | None,
-    strategy: str,
+    strategy: str | None,
+    canary: float | None,
     force: bool,
     emergency: bool,
     reason: str | None,
@@ -170,7 +178,9 @@ def deploy_cmd(
     deploys/release.py): lock, preflight, checkout, composer, npm, snapshot and migrations,
     caches, reloads, workers, health; a failure restores the previous release. Blue-green
     (deploys/blue_green.py): the idle colour is built the same way, smoke-tested, switched to
-    on every host or none, watched, and switched back on failure.
+    on every host or none, watched, and switched back on failure. Canary (--canary PCT,
+    blue-green): PCT % of clients (sticky) on the new colour until the metric gate promotes it
+    or sends every client back.
 
     Exit 0 deployed (or already live), 1 failed, 2 bad input, 3 refused (window, lock,
     destructive migration). Ends with a table: host, sha before -> after, result, duration.
@@ -184,11 +194,13 @@ def deploy_cmd(
         allow_destructive=allow_destructive,
         emergency=emergency,
         reason=reason,
-        strategy=strategy,
+        strategy=strategy or ("blue-green" if canary is not None else "in-place"),
+        canary=canary,
     )
     if request.window.emergency:
         click.echo(request.window.describe(), err=True)
-    click.echo(f"deploying {request.ref} to {env} ({strategy})", err=True)
+    how = request.strategy + (f", canary {request.canary:g}%" if request.canary else "")
+    click.echo(f"deploying {request.ref} to {env} ({how})", err=True)
     try:
         report = deploying.deploy(request, progress=_progress)
     except deploying.Interrupted as interrupted:
@@ -584,7 +596,8 @@ def smoke_cmd(env: str, idle: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the colours as JSON.")
 @_handle_errors
 def status_cmd(env: str, as_json: bool) -> None:
-    """The live colour of every web host and the commit each colour holds."""
+    """The live colour of every web host and the commit each colour holds. A host whose live
+    commit is not the fleet's (the one most hosts serve, or built last) is noted "behind"."""
     environment = runner.check_environment(env)
     settings = environment.settings[environment.web[0]]
     fleet = switch.FabricFleet(remote.targets(env, ("web",)))
@@ -592,14 +605,27 @@ def status_cmd(env: str, as_json: bool) -> None:
         colours = switch.read_colours(fleet, settings)
     finally:
         fleet.close()
+    release = switch.fleet_release(colours)
+    behind = {
+        name: bool(release) and not c.error and c.heads.get(c.live) != release
+        for name, c in colours.items()
+    }
     if as_json:
         click.echo(
-            json.dumps({name: dataclasses.asdict(c) for name, c in colours.items()}, indent=2)
+            json.dumps(
+                {
+                    name: {**dataclasses.asdict(c), "behind": behind[name]}
+                    for name, c in colours.items()
+                },
+                indent=2,
+            )
         )
     else:
         click.echo(f"{'host':<12} {'live':<6} {'blue':<14} {'green':<14} note")
         for name, c in colours.items():
             note = c.error or ("" if c.consistent else f"current -> {c.current or '?'}")
+            if behind[name]:
+                note = f"behind: the fleet serves {(release or '')[:12]}; {note}".rstrip("; ")
             cells = [
                 (c.heads.get(colour) or "-")[:12] + ("" if c.ready(colour) else "*")
                 for colour in switch.COLOURS

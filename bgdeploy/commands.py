@@ -385,6 +385,11 @@ def git_resolve_or_fetch(ref: str) -> str:
     )
 
 
+def git_fetch_missing(sha: str) -> str:
+    """:func:`git_fetch` unless the current repository already has commit ``sha``."""
+    return f"git cat-file -e {_sha(sha)}^{{commit}} 2>/dev/null || {git_fetch()}"
+
+
 def mark_built(directory: str, sha: str) -> str:
     """Record that ``directory`` is built and healthy at ``sha`` (``.git/bgdeploy-built``):
     deploying that commit again is then a no-op. A checkout whose build failed is never
@@ -884,7 +889,8 @@ def colour_facts(app_root: str, live_include: str, idle_include: str) -> str:
     """Print ``key=value`` lines about both colours of a web host: ``current`` (the target of
     ``current``), ``live`` and ``idle`` (the colours the nginx includes serve), and for each
     colour ``blue_head``/``green_head`` (its checked-out commit) and ``blue_built``/
-    ``green_built`` (the commit it was last built and verified at), and ``now``: the host's
+    ``green_built`` (the commit it was last built and verified at), ``blue_built_at``/
+    ``green_built_at`` (when, in epoch seconds), and ``now``: the host's
     clock (epoch seconds; a switch's deadline is set by it). Never fails."""
     root = q(app_root)
     lines = [
@@ -897,6 +903,8 @@ def colour_facts(app_root: str, live_include: str, idle_include: str) -> str:
         d = f"{root}/{colour}"
         lines.append(f'echo "{colour}_head=$(git -C {d} rev-parse -q --verify HEAD 2>/dev/null)"')
         lines.append(f'echo "{colour}_built=$(cat {d}/.git/bgdeploy-built 2>/dev/null)"')
+        stamp = f"{d}/.git/bgdeploy-built"
+        lines.append(f'echo "{colour}_built_at=$(stat -c %Y {stamp} 2>/dev/null)"')
     return "; ".join(lines) + "; true"
 
 
@@ -1002,6 +1010,20 @@ def switch_cleanup(live_include: str, idle_include: str) -> str:
         p + suffix for p in (live_include, idle_include) for suffix in (SWITCH_NEW, SWITCH_PREV)
     ]
     return "rm -f " + " ".join(q(p) for p in paths)
+
+
+def canary_apply(live_include: str, split_include: str, live: str, split: str) -> str:
+    """Start or end a canary on one host, in one round trip, with the switch's own steps: the
+    split (``split_include``, at nginx's http level; created empty when missing) and the live
+    include written beside the old ones (:func:`switch_prepare`), renamed over them,
+    ``nginx -t``, reload (:func:`switch_apply`). :func:`switch_revert` undoes it;
+    :func:`switch_cleanup` removes the leftovers."""
+    ensure = f"{{ [ -e {q(split_include)} ] || : > {q(split_include)}; }}"
+    return join(
+        ensure,
+        switch_prepare(live_include, split_include, live, split),
+        switch_apply(live_include, split_include),
+    )
 
 
 def move_current(app_root: str, colour: str) -> str:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bgdeploy import canary as canary_mod
 from bgdeploy import commands, journal, lock, notify, refs, remote, runner, switch, windows
 from bgdeploy.errors import BgdeployError, ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.release_report import ReleaseReport, StepResult
@@ -54,6 +55,7 @@ class DeployRequest:
     window: windows.WindowDecision
     strategy: str = "in-place"
     app: str = "bideshgomon"
+    canary: float | None = None
 
     @property
     def deploy_file(self) -> str:
@@ -73,6 +75,8 @@ class DeployRequest:
             data["reason"] = self.reason
         if self.emergency_reason:
             data["emergency_reason"] = self.emergency_reason
+        if self.canary is not None:
+            data["canary"] = self.canary
         return data
 
 
@@ -86,6 +90,7 @@ def check_request(
     reason: str | None = None,
     now: datetime | None = None,
     strategy: str = "in-place",
+    canary: float | None = None,
 ) -> DeployRequest:
     """Check a deploy request without connecting to any host.
 
@@ -103,6 +108,10 @@ def check_request(
             "--allow-destructive is for in-place deploys: blue-green never runs migrations "
             "that drop or rename (the live colour shares the database)"
         )
+    if canary is not None:
+        canary = canary_mod.check_percent(canary)
+        if strategy != "blue-green":
+            raise ConfigError("--canary is a blue-green deploy: not with --strategy in-place")
     if ref is not None:
         refs.validate_ref(ref)
     if reason is not None and not reason.strip():
@@ -114,6 +123,8 @@ def check_request(
         data["ref"] = ref
     environment = runner.check_environment(env, data)
     settings = environment.settings[environment.web[0]]
+    if canary is not None:
+        canary_mod.thresholds(settings)  # a window or threshold the gate cannot take: exit 2
     chosen = refs.validate_ref(ref if ref is not None else settings.ref)
     emergency_reason = reason.strip() if emergency and reason else None
     decision = windows.decide(
@@ -133,6 +144,7 @@ def check_request(
         window=decision,
         strategy=strategy,
         app=settings.app_name,
+        canary=canary,
     )
 
 
@@ -152,6 +164,8 @@ def deploy(
     Raises :class:`Interrupted` after a Ctrl-C, once the hosts are recovered.
     """
     run_id = lock.new_run_id()
+    for outcome in announce(request, "started"):
+        progress(outcome.line())
     with tempfile.TemporaryDirectory(prefix="bgdeploy-release-") as tmp:
         report_path = str(Path(tmp) / "report.json")
         data = request.data(run_id, report_path)
@@ -179,7 +193,62 @@ def deploy(
         for outcome in report.web_hosts:
             if outcome.host in result.failed_hosts and outcome.result in ("ok", "unchanged"):
                 outcome.result = "failed"
+    kind = outcome_kind(request, report)
+    for outcome in announce(request, kind, report) if kind else []:
+        progress(outcome.line())
     return report
+
+
+def outcome_kind(request: DeployRequest, report: ReleaseReport) -> str | None:
+    """What to tell people when a deploy ended: ``promoted`` (a canary) or ``succeeded``,
+    ``rolled_back`` (bgdeploy put the previous release back by itself: pages on-call),
+    ``failed``; None when nothing changed (already live) or the deploy was refused."""
+    if report.refusal is not None:
+        return None
+    webs = report.web_hosts
+    if report.ok:
+        if webs and all(outcome.result == "unchanged" for outcome in webs):
+            return None
+        return "promoted" if request.canary is not None else "succeeded"
+    if any(outcome.result == "rolled_back" for outcome in webs):
+        return "rolled_back"
+    return "failed"
+
+
+def announce(
+    request: DeployRequest,
+    kind: str,
+    report: ReleaseReport | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[notify.NotifyResult]:
+    """Tell #deployments (and, for a rollback or failure, #incidents and PagerDuty) what
+    became of the deploy (:mod:`bgdeploy.notify`): the release, the colour, the hosts and, for
+    a rollback or failure, each host's account (the canary gate's failed checks). Unconfigured
+    receivers are skipped; a failing one is a line in the output, never a failed deploy."""
+    webs = report.web_hosts if report is not None else []
+    colours = {outcome.colour for outcome in webs if outcome.colour}
+    details: list[str] = []
+    if kind in ("rolled_back", "failed"):
+        details = list(dict.fromkeys(f"{o.host}: {o.message}" for o in webs if o.message))
+    failed_steps = {o.failed_step for o in webs if o.failed_step}
+    try:
+        event = notify.DeployEvent(
+            kind,
+            env=request.env,
+            app=request.app,
+            ref=request.ref,
+            sha=(report.sha if report is not None else "") or "",
+            colour=colours.pop() if len(colours) == 1 else "",
+            who=(report.who if report is not None else "") or journal.operator_name(),
+            reason=", ".join(sorted(failed_steps)) + " failed" if failed_steps else "",
+            details=details,
+            hosts=[o.host for o in webs],
+            canary=request.canary,
+            automatic=kind == "rolled_back",
+        )
+    except ValueError as error:
+        return [notify.NotifyResult("notify", False, f"not sent: {error}")]
+    return notify.notify(event, environ)
 
 
 def announce_override(

@@ -30,6 +30,7 @@ MANAGED = "Managed by bgdeploy (deploys/provision.py): changes made here are ove
 NGINX_DIR = "/etc/nginx/bideshgomon"
 LIVE_INCLUDE = f"{NGINX_DIR}/live.conf"
 IDLE_INCLUDE = f"{NGINX_DIR}/idle.conf"
+CANARY_INCLUDE = f"{NGINX_DIR}/canary.conf"
 
 # What may stand unquoted in .env; anything else is single-quoted (no interpolation).
 _DOTENV_PLAIN = re.compile(r"^[A-Za-z0-9_./:@+=,-]*$")
@@ -128,6 +129,49 @@ def colour_include(settings: Settings, colour: str, template_dir: str | Path | N
     )
 
 
+def canary_live_include(
+    settings: Settings,
+    live: str,
+    canary: str,
+    percent: str,
+    template_dir: str | Path | None = None,
+) -> str:
+    """``live.conf`` during a canary: still marked ``live`` (the colour everyone goes back
+    to), its document root and php-fpm pool chosen per client by the split
+    (:func:`canary_split`), and the client cookie set on a first visit."""
+    return render(
+        "nginx/colour.conf.j2",
+        settings,
+        template_dir,
+        colour=_colour(live),
+        canary=_colour(canary),
+        percent=percent,
+        canary_include=CANARY_INCLUDE,
+        socket=f"/run/php/{settings.app_name}-$bgdeploy_colour.sock",
+    )
+
+
+def canary_split(
+    settings: Settings,
+    live: str | None = None,
+    canary: str | None = None,
+    percent: str = "0",
+    cookie_max_age: int = 86_400,
+    template_dir: str | Path | None = None,
+) -> str:
+    """``canary.conf``: ``percent`` % of clients to ``canary``, the rest to ``live``; without
+    a canary colour, a file that splits nothing."""
+    return render(
+        "nginx/canary.conf.j2",
+        settings,
+        template_dir,
+        live=_colour(live) if canary else live,
+        canary=_colour(canary) if canary else None,
+        percent=percent,
+        cookie_max_age=cookie_max_age,
+    )
+
+
 def nginx_site(settings: Settings, template_dir: str | Path | None = None) -> str:
     """The nginx site: the public server block (live colour) and the preview listener."""
     return render(
@@ -136,6 +180,7 @@ def nginx_site(settings: Settings, template_dir: str | Path | None = None) -> st
         template_dir,
         live_include=LIVE_INCLUDE,
         idle_include=IDLE_INCLUDE,
+        canary_include=CANARY_INCLUDE,
     )
 
 

@@ -94,6 +94,13 @@ class Settings:
     log_level: str
     log_retention_days: int
     postgres_version: str
+    # Canary deploys (bgdeploy/canary.py): the metric gate's thresholds and window.
+    canary_window: float = 300
+    canary_max_error_rate: float = 0.01
+    canary_max_p95_seconds: float = 0.5
+    canary_max_5xx: float = 0
+    canary_probe_rate: float = 2.0
+    prometheus_url: str | None = None
 
     @property
     def php_fpm_service(self) -> str:
@@ -257,7 +264,27 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         ),
         log_retention_days=read.integer("log_retention_days", 1, 3650),  # type: ignore[arg-type]
         postgres_version=read.text("postgres_version", re.compile(r"^\d{1,2}$")),
+        canary_window=read.number("canary_window", 1, 86_400),
+        canary_max_error_rate=read.number("canary_max_error_rate", 0, 1),
+        canary_max_p95_seconds=read.number("canary_max_p95_seconds", 0, 3600),
+        canary_max_5xx=read.number("canary_max_5xx", 0, 1e12),
+        canary_probe_rate=read.number("canary_probe_rate", 0.1, 1000),
+        prometheus_url=_prometheus_url(data, directory),
     )
+
+
+def _prometheus_url(data: Mapping[str, Any], directory: Path) -> str | None:
+    """``prometheus_url``: None or empty (the canary gate probes the colour itself), or an
+    http(s) URL without credentials."""
+    value = data.get("prometheus_url")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _URL.match(value):
+        raise ConfigError(
+            f"{locate('prometheus_url', directory)}: prometheus_url must be an http(s) URL "
+            f"such as http://10.0.0.5:9090, not {value!r}"
+        )
+    return value.rstrip("/")
 
 
 def secrets_from_env(

@@ -10,6 +10,10 @@
 5. Switch every web host to it, or none; move `current`; restart the workers.
 6. Monitor health for `monitor_window`; a failure switches back automatically.
 7. Keep the old colour as it is, warm, for an instant switch back. Journal everything.
+
+With `--data canary=PCT` (`bgdeploy deploy ENV --canary PCT`), step 5 is a canary: PCT % of
+the clients on the new colour on every web host, the metric gate for `canary_window`, then
+the switch (promoted) or every client back on the old colour (bgdeploy/canary.py).
 """
 
 from bgdeploy import blue_green, release
@@ -24,7 +28,10 @@ blue_green.skip_if_live(run)
 
 blue_green.build_idle_colour(run)
 blue_green.smoke_test_idle(run)
-blue_green.switch_colours(run)
+if blue_green.canary_requested():
+    blue_green.canary(run)
+else:
+    blue_green.switch_colours(run)
 blue_green.monitor(run)
 
 release.write_journal(run)

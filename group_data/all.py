@@ -46,6 +46,16 @@ health_deadline = 60
 health_interval = 2.0
 monitor_window = 60
 auto_rollback = True
+# Canary deploys (bgdeploy deploy ENV --canary PCT): the metric gate promotes only while the
+# new colour's error rate <= 1 %, p95 latency <= 500 ms and no 5xx, over the window (the
+# runbook's 5 minutes). With prometheus_url the gate asks Prometheus, per colour; without
+# (None) it probes the new colour itself at canary_probe_rate requests/s per web host.
+canary_window = 300
+canary_max_error_rate = 0.01
+canary_max_p95_seconds = 0.5
+canary_max_5xx = 0
+canary_probe_rate = 2.0
+prometheus_url = None
 # Hosts per batch in a rolling deploy (None: all web hosts at once).
 rolling_batch = None
 # The web host that runs migrations (None: the first web host of the inventory).

@@ -1,6 +1,7 @@
 """The local sandbox fleet (`bgdeploy sandbox up`): fast, no deploy window."""
 
-from bgdeploy.sandbox import CONTAINER_REPOSITORY
+from bgdeploy.errors import ConfigError
+from bgdeploy.sandbox import CONTAINER_REPOSITORY, current_name, load_state
 
 repository = CONTAINER_REPOSITORY
 ref = "v1"
@@ -20,3 +21,10 @@ health_interval = 0.5
 monitor_window = 5
 min_free_disk_mb = 64
 snapshot_keep = 3
+# Canary: a window of seconds; the sandbox's Prometheus when it runs with --monitoring.
+canary_window = 10
+canary_probe_rate = 10.0
+try:
+    prometheus_url = load_state(current_name()).prometheus_url
+except ConfigError:  # no sandbox up: the inventory says so itself
+    prometheus_url = None
