@@ -591,6 +591,31 @@ def smoke_cmd(env: str, idle: bool) -> None:
     _finish(results)
 
 
+@cli.command("health")
+@_env_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@_handle_errors
+def health_cmd(env: str, as_json: bool) -> None:
+    """The app's health report (/api/health) on every web host, per check: database, cache,
+    queue, storage. A 503 answer is shown with its failing checks. Exit 1 when a host is
+    unhealthy or does not answer."""
+    from bgdeploy import health
+
+    results, reports = health.run(env)
+    if as_json:
+        click.echo(json.dumps([reports[r.host].to_dict() if r.host in reports else
+                               {"host": r.host, "ok": False, "problem": r.error}
+                               for r in results], indent=2))  # fmt: skip
+        if any(not result.ok for result in results):
+            sys.exit(1)
+        return
+    for name, report in reports.items():
+        for check in report.checks:
+            mark = "ok" if check.ok else "FAILED"
+            click.echo(f"{name:<12} {mark:<6} {check.name:<10} {check.message}")
+    _finish(results, "health")
+
+
 @cli.command("status")
 @_env_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the colours as JSON.")
@@ -719,6 +744,12 @@ def rollback_cmd(
         raise
     for note in report.notes:
         click.echo(note, err=True)
+    if report.results:
+        from bgdeploy import deploying
+
+        app = request.settings.app_name
+        for outcome in deploying.announce_rollback(env, app, report, reason):
+            _progress(outcome.line())
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

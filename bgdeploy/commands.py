@@ -483,6 +483,21 @@ def supervisor_restart(program: str) -> str:
     return supervisor_control("restart", program)
 
 
+def health_request(port: int, path: str) -> str:
+    """GET ``http://127.0.0.1:PORT/PATH`` through nginx: prints the body (4 KiB at most), then
+    a last line ``bgdeploy-health STATUS X-RELEASE X-COLOUR SECONDS`` (``000`` when nothing
+    answered). Never fails."""
+    if not re.match(r"^/[A-Za-z0-9_./-]*$", path):
+        raise ConfigError(f"health path {path!r} is not valid")
+    url = q(f"http://127.0.0.1:{int(port)}{path}")
+    meta = "bgdeploy-health %{http_code} %header{x-release} %header{x-colour} %{time_total}"
+    return (
+        "d=$(mktemp) && trap 'rm -f \"$d\"' EXIT; "
+        f"m=$(curl -s -m 10 -H 'Accept: application/json' -o \"$d\" -w {q(meta)} {url}); "
+        'head -c 4096 "$d"; printf \'\\n%s\\n\' "${m:-bgdeploy-health 000}"; true'
+    )
+
+
 def health_probe(port: int, path: str) -> str:
     """One request to ``http://127.0.0.1:PORT/PATH`` through nginx: prints the HTTP status and
     the ``X-Release`` header (``000`` when nothing answered). Never fails."""

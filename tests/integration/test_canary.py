@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import threading
 import uuid
@@ -360,3 +361,28 @@ def test_prometheus_unreachable_fails_safe(cn: sandbox.SandboxState, docker_clie
     assert "every client back on blue" in text
     assert "Prometheus" in text and ("unreachable" in text or "not asked" in text), text[-3000:]
     assert colours_served(cn, 10) == Counter({"blue": 20})
+
+
+def test_health_per_host_and_check(cn: sandbox.SandboxState) -> None:
+    env = sandbox_run_env(cn)
+    proc = run(["bgdeploy", "health", "sandbox"], env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for web in ("web1", "web2"):
+        for check in ("database", "cache", "queue", "storage"):
+            assert re.search(rf"^{web}\s+ok\s+{check}\s", proc.stdout, re.M), proc.stdout
+    # The database down: every host answers 503; the body is parsed, the failing check shown.
+    code, out = sh(cn, "db", "sudo service postgresql stop")
+    assert code == 0, out
+    try:
+        proc = run(["bgdeploy", "health", "sandbox", "--json"], env=env)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        reports = json.loads(proc.stdout)
+        for report in reports:
+            assert report["http_status"] == 503 and report["status"] == "unhealthy"
+            assert report["checks"]["database"]["status"] == "unhealthy"
+            assert report["checks"]["storage"]["status"] == "healthy"
+        proc = run(["bgdeploy", "health", "sandbox"], env=env)
+        assert proc.returncode == 1
+        assert re.search(r"^web1\s+FAILED\s+database\s", proc.stdout, re.M), proc.stdout
+    finally:
+        sh(cn, "db", "sudo service postgresql start")
