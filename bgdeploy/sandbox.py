@@ -52,6 +52,10 @@ WEB_SERVICES = "php8.2-fpm nginx supervisor cron"
 DB_SERVICES = "postgresql redis-server"
 SECRET_NAMES = ("APP_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "API_TOKEN")
 READY_TIMEOUT = 90.0
+
+BACKUPS_DIR = "/var/backups/bideshgomon"
+BACKUPS_TMPFS = "size=64m"
+"""The db host's snapshot directory (group_data's ``backups_dir``): a 64 MiB tmpfs."""
 MAX_WEB = 16
 
 Progress = Callable[[str], None]
@@ -230,6 +234,9 @@ def _start_container(
         # scripts' start-stop-daemon --exec never finds redis-server (it runs as redis) and
         # `service redis-server stop|restart` silently does nothing.
         cap_add=["SYS_PTRACE"],
+        # The db host's snapshots live on a small filesystem of their own, which can fill up
+        # (a fault the deploy must refuse before migrating) without filling this machine's.
+        tmpfs={BACKUPS_DIR: BACKUPS_TMPFS} if "db" in groups else {},
         labels={LABEL: state.name, f"{LABEL}.host": host_name},
     )
 
@@ -364,6 +371,36 @@ def down(name: str = "default", client: Any = None) -> list[str]:
         shutil.rmtree(directory)
         removed.append(f"directory {directory}")
     return removed
+
+
+def start_host(name: str, host_name: str, client: Any = None) -> SandboxState:
+    """Start a stopped host of a sandbox again (its services start with the container) and
+    wait for its sshd. Docker publishes it on new ports: the state file and ``known_hosts``
+    are updated (same host keys), so the inventory reaches it. Returns the new state."""
+    state = load_state(name)
+    (host,) = [h for h in state.hosts if h.name == host_name]
+    container = (client or docker_client()).containers.get(host.container)
+    container.start()
+    container.reload()
+    old = dict(host.ports)
+    published = {"ssh": "22/tcp", "http": "80/tcp", "preview": "8080/tcp"}
+    host.ports = {key: published_port(container, published[key]) for key in old}
+    host.private_ip = container.attrs["NetworkSettings"]["Networks"][state.network]["IPAddress"]
+    if not sshkeys.wait_for_banner("127.0.0.1", host.ports["ssh"], time.monotonic() + 60):
+        raise OperationFailed(f"{host_name}: sshd did not answer after the start")
+    stale = f"[127.0.0.1]:{old['ssh']} "
+    known = [
+        line
+        for line in Path(state.known_hosts).read_text().splitlines()
+        if not line.startswith(stale)
+    ]
+    known += [
+        sshkeys.known_hosts_line("127.0.0.1", host.ports["ssh"], key)
+        for key in _host_keys(container)
+    ]
+    Path(state.known_hosts).write_text("\n".join(known) + "\n")
+    _save(state)
+    return state
 
 
 def status(name: str = "default", client: Any = None) -> dict[str, Any]:

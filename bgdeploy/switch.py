@@ -130,6 +130,7 @@ class HostColours:
     idle: str = ""
     heads: dict[str, str] = field(default_factory=dict)
     built: dict[str, str] = field(default_factory=dict)
+    built_at: dict[str, int] = field(default_factory=dict)
     error: str = ""
     clock: int | None = None
     read_at: float = field(default_factory=time.time)
@@ -166,6 +167,8 @@ def parse_facts(name: str, output: str) -> HostColours:
             found.heads[key.removesuffix("_head")] = value
         elif key.endswith("_built"):
             found.built[key.removesuffix("_built")] = value
+        elif key.endswith("_built_at") and value.isdigit():
+            found.built_at[key.removesuffix("_built_at")] = int(value)
     return found
 
 
@@ -203,6 +206,19 @@ def live_colour(colours: dict[str, HostColours]) -> str:
             "with `bgdeploy switch ENV blue|green`, which puts every host on one colour."
         )
     return next(iter(seen))
+
+
+def fleet_release(colours: dict[str, HostColours]) -> str | None:
+    """The commit the fleet serves: the one live on most web hosts; on a tie, the one built
+    last (a host that missed a release is behind it). None when no host's live colour is known.
+    """
+    live: dict[str, tuple[int, int]] = {}
+    for c in colours.values():
+        sha = c.heads.get(c.live, "") if c.live in COLOURS and not c.error else ""
+        if sha:
+            count, built = live.get(sha, (0, 0))
+            live[sha] = (count + 1, max(built, c.built_at.get(c.live, 0)))
+    return max(live, key=lambda sha: live[sha]) if live else None
 
 
 @dataclass
