@@ -337,7 +337,14 @@ def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
         for result in results:
             hostrun = run.hosts[result.host]
             release._record(hostrun, "canary", started, False, result.error)
-            release._fail(hostrun, "canary", f"the split was not applied: {result.error}", host)
+            release._fail(
+                hostrun,
+                "canary",
+                f"the split was not applied (every host left as it was): {result.error}; a "
+                f"site provisioned before canaries does not include the split: run `bgdeploy "
+                f"provision {settings.env}`",
+                host,
+            )
         _journal_canary(fleet, run, settings, colours, percent, "failed", None, "split failed")
         run.save()
         return False

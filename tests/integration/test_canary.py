@@ -95,6 +95,17 @@ def colours_served(state: sandbox.SandboxState, requests: int = 10) -> Counter[s
     return found
 
 
+def live(state: sandbox.SandboxState) -> tuple[str, str, str]:
+    """(live colour, its release, the other colour): every host must agree."""
+    answers = set()
+    for url in public_urls(state):
+        answer = httpx.get(url, timeout=15)
+        answers.add((answer.headers.get("X-Colour", ""), answer.headers.get("X-Release", "")))
+    assert len(answers) == 1, answers
+    colour, release = answers.pop()
+    return colour, release, switch.other(colour)
+
+
 def canary_pyinfra(state: sandbox.SandboxState, ref: str, percent: float) -> Any:
     """The canary deploy through pyinfra, judged by its own probes (no Prometheus)."""
     return run(
@@ -274,16 +285,17 @@ def test_split_is_five_percent_and_sticky(cn: sandbox.SandboxState) -> None:
 
 
 def test_failing_canary_is_sent_back_by_the_probe_gate(cn: sandbox.SandboxState) -> None:
+    old, _, new = live(cn)
     ref = failing_ref(cn, "cn-probe")
     proc = canary_pyinfra(cn, ref, 50)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0, text[-4000:]
     assert "gate FAILED (probe)" in text, text[-4000:]
     assert "FAIL 5xx responses" in text and "FAIL error rate: 10.00%" in text, text[-4000:]
-    assert "every client back on green" in text
-    assert colours_served(cn, 10) == Counter({"green": 20})
+    assert f"every client back on {old}" in text
+    assert colours_served(cn, 10) == Counter({old: 20})
     entry = canary_journal(cn)[-1]
-    assert (entry["colour"], entry["result"]) == ("blue", "rolled_back")
+    assert (entry["colour"], entry["result"]) == (new, "rolled_back")
     assert entry["details"]["verdict"] == "rolled back"
     checks = {c["name"]: c for c in entry["details"]["gate"]["checks"]}
     assert checks["5xx responses"]["verdict"] == "fail" and checks["5xx responses"]["value"] > 0
@@ -292,6 +304,7 @@ def test_failing_canary_is_sent_back_by_the_probe_gate(cn: sandbox.SandboxState)
 def test_failing_canary_is_sent_back_by_prometheus_and_pages(
     cn: sandbox.SandboxState, receiver: Receiver
 ) -> None:
+    old, _, new = live(cn)
     ref = failing_ref(cn, "cn-prometheus")
     env = {**sandbox_run_env(cn), **notify_env(receiver, deployments="/broken/deployments")}
     with load(cn, rate=10) as seen:
@@ -299,10 +312,10 @@ def test_failing_canary_is_sent_back_by_prometheus_and_pages(
     text = proc.stdout + proc.stderr
     assert proc.returncode == 1, text[-4000:]
     assert "gate FAILED (prometheus)" in text, text[-4000:]
-    assert 'http_requests_total{colour="blue",status=~"5.."}' in text
-    assert "FAIL 5xx responses" in text
-    assert seen["blue 500"] > 0, seen
-    assert colours_served(cn, 10) == Counter({"green": 20})
+    assert f'http_requests_total{{colour="{new}",status=~"5.."}}' in text
+    assert "FAIL 5xx responses" in text, text[-4000:]
+    assert seen[" 500"] > 0 and seen[f"{new} 200"] > 0, seen  # the 500s skip the headers
+    assert colours_served(cn, 10) == Counter({old: 20})
     # A receiver answering 500 is a line in the output, not a failed deploy (exit 1 above is
     # the rollback's: the table says rolled back).
     assert "notify slack:deployments: FAILED" in text
@@ -320,14 +333,16 @@ def test_failing_canary_is_sent_back_by_prometheus_and_pages(
 def test_healthy_canary_judged_by_prometheus_is_promoted_and_notified(
     cn: sandbox.SandboxState, receiver: Receiver
 ) -> None:
+    _, release, new = live(cn)
+    ref = "v1" if release == cn.releases["v2"] else "v2"
     env = {**sandbox_run_env(cn), **notify_env(receiver)}
     with load(cn, rate=10) as seen:
-        proc = run(["bgdeploy", "deploy", "sandbox", "--ref", "v1", "--canary", "50"], env=env)
+        proc = run(["bgdeploy", "deploy", "sandbox", "--ref", ref, "--canary", "50"], env=env)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-4000:]
     assert "gate passed (prometheus)" in text, text[-4000:]
-    assert seen["blue 200"] > 0, seen
-    assert colours_served(cn, 10) == Counter({"blue": 20})
+    assert seen[f"{new} 200"] > 0, seen
+    assert colours_served(cn, 10) == Counter({new: 20})
     slack = receiver.paths("/slack/deployments")
     assert len(slack) == 2, slack
     assert "started" in slack[0]["text"].lower() and "promoted" in slack[1]["text"].lower()
@@ -340,8 +355,10 @@ def test_healthy_canary_judged_by_prometheus_is_promoted_and_notified(
 
 def test_prometheus_unreachable_fails_safe(cn: sandbox.SandboxState, docker_client: Any) -> None:
     """Prometheus stopped during the window: no promotion, everyone back on the old colour."""
+    old, release, _ = live(cn)
+    ref = "v1" if release == cn.releases["v2"] else "v2"
     env = {**os.environ, "PYINFRA_PROGRESS": "off", **sandbox_run_env(cn)}
-    args = [str(BIN / "bgdeploy"), "deploy", "sandbox", "--ref", "v2", "--canary", "50"]
+    args = [str(BIN / "bgdeploy"), "deploy", "sandbox", "--ref", ref, "--canary", "50"]
     proc = subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -358,9 +375,9 @@ def test_prometheus_unreachable_fails_safe(cn: sandbox.SandboxState, docker_clie
     text = out + "".join(lines)
     assert proc.returncode == 1, text[-4000:]
     assert "gate FAILED (prometheus)" in text, text[-4000:]
-    assert "every client back on blue" in text
+    assert f"every client back on {old}" in text
     assert "Prometheus" in text and ("unreachable" in text or "not asked" in text), text[-3000:]
-    assert colours_served(cn, 10) == Counter({"blue": 20})
+    assert colours_served(cn, 10) == Counter({old: 20})
 
 
 def test_health_per_host_and_check(cn: sandbox.SandboxState) -> None:
