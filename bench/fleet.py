@@ -1,0 +1,122 @@
+"""How bgdeploy scales with the fleet: 1, 2, 4 and 8 web hosts (and a db host).
+
+    .venv/bin/python bench/fleet.py [--sizes 1 2 4 8] [--rounds 3]
+
+For each size a sandbox of its own is started, provisioned and given v1 in place (not timed),
+then timed, as an operator runs them (whole ``bgdeploy`` processes):
+
+- the no-change provision re-run (``bgdeploy provision sandbox`` on a provisioned fleet);
+- the in-place release v1 -> v2 (``bgdeploy deploy sandbox --ref v2``);
+- the blue-green switch: after a blue-green deploy of a new commit (not timed), ``--rounds``
+  switches back and forth, each timed as ``bench/switch.py`` does (from the call until every
+  web host serves the new colour through its public port); the median.
+
+Prints a line per measurement and a table; targets (issue 9): the release at 8 hosts within
+1.5 times the release at 1 host, the switch at 8 hosts within 1.5 s. Asserts nothing. About
+15 to 25 minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import switch as switch_bench  # noqa: E402  (bench/switch.py: the switch timing)
+
+from bgdeploy import remote, runner, sampleapp, sandbox, switch  # noqa: E402
+from bgdeploy.settings import SECRET_VARIABLES  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def cli(*args: str) -> float:
+    """Run ``bgdeploy ARGS`` against the current sandbox; its wall time (fails loudly)."""
+    env = {**os.environ, "PYINFRA_PROGRESS": "off", **dict.fromkeys(SECRET_VARIABLES.values(), "")}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [str(BIN / "bgdeploy"), *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"bgdeploy {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr[-5000:]}")
+    return seconds
+
+
+def switches(state: sandbox.SandboxState, rounds: int) -> list[float]:
+    """Seconds until every web host serves the other colour, for ``rounds`` switches."""
+    environment = runner.check_environment("sandbox")
+    settings = environment.settings[environment.web[0]]
+    fleet = switch.FabricFleet(remote.targets("sandbox", ("web",)))
+    found: list[float] = []
+    try:
+        colour = switch.live_colour(switch.read_colours(fleet, settings))
+        for _ in range(rounds):
+            colour = switch.other(colour)
+            serving, _returned, ok = switch_bench.time_switch(state, fleet, settings, colour)
+            if not ok:
+                raise SystemExit(f"the switch to {colour} failed")
+            found.append(serving)
+    finally:
+        fleet.close()
+    return found
+
+
+def measure(size: int, rounds: int) -> dict[str, float]:
+    """One fleet of ``size`` web hosts: its three timings."""
+    name = f"bench-fleet{size}-{uuid.uuid4().hex[:4]}"
+    os.environ["BGDEPLOY_SANDBOX"] = name
+    started = time.perf_counter()
+    state = sandbox.up(name, web=size)
+    try:
+        print(f"{size} web: sandbox up in {time.perf_counter() - started:.1f} s", flush=True)
+        first = cli("provision", "sandbox")
+        again = cli("provision", "sandbox")
+        print(f"{size} web: provision {first:.1f} s, re-run (no change) {again:.1f} s", flush=True)
+        cli("deploy", "sandbox", "--ref", "v1")
+        release = cli("deploy", "sandbox", "--ref", "v2")
+        print(f"{size} web: release v1 -> v2 in place {release:.1f} s", flush=True)
+        sampleapp.add_commit(
+            Path(state.app_repository), {"public/bench.txt": "bench\n"}, "bench", tag="bench"
+        )
+        cli("deploy", "sandbox", "--strategy", "blue-green", "--ref", "bench")
+        timed = switches(state, rounds)
+        print(f"{size} web: switch " + ", ".join(f"{s:.2f}" for s in timed) + " s", flush=True)
+        return {"provision": again, "release": release, "switch": statistics.median(timed)}
+    finally:
+        sandbox.down(name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("BGDEPLOY_STATE_DIR", tempfile.mkdtemp(prefix="bgdeploy-bench-"))
+    results = {size: measure(size, args.rounds) for size in args.sizes}
+    print(f"\n{'web hosts':>9}  {'provision re-run':>16}  {'release v1->v2':>14}  {'switch':>7}")
+    for size, found in results.items():
+        print(
+            f"{size:>9}  {found['provision']:>14.1f} s  {found['release']:>12.1f} s  "
+            f"{found['switch']:>5.2f} s"
+        )
+    smallest, largest = results[min(results)], results[max(results)]
+    print(
+        f"release at {max(results)} hosts / at {min(results)}: "
+        f"{largest['release'] / smallest['release']:.2f} (target <= 1.5); "
+        f"switch at {max(results)} hosts: {largest['switch']:.2f} s (target <= 1.5 s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
