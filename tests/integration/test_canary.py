@@ -291,7 +291,7 @@ def test_failing_canary_is_sent_back_by_the_probe_gate(cn: sandbox.SandboxState)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0, text[-4000:]
     assert "gate FAILED (probe)" in text, text[-4000:]
-    assert "FAIL 5xx responses" in text and "FAIL error rate: 10.00%" in text, text[-4000:]
+    assert "FAIL 5xx responses" in text and "FAIL error rate: " in text, text[-4000:]
     assert f"every client back on {old}" in text
     assert colours_served(cn, 10) == Counter({old: 20})
     entry = canary_journal(cn)[-1]
