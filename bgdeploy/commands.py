@@ -390,6 +390,26 @@ def git_fetch_missing(sha: str) -> str:
     return f"git cat-file -e {_sha(sha)}^{{commit}} 2>/dev/null || {git_fetch()}"
 
 
+def record_group(path: str) -> str:
+    """Write the process group of this command's shell to ``path`` (under a terminal the
+    shell leads its own session and group), for :func:`stop_group`."""
+    return f"echo $$ > {q(path)}"
+
+
+def stop_group(path: str) -> str:
+    """Terminate the process group recorded in ``path`` (a build step still running after
+    its client went away: composer, npm and their children), then remove the file."""
+    return (
+        f'if [ -f {q(path)} ]; then kill -TERM "-$(cat {q(path)})" 2>/dev/null; '
+        f"rm -f {q(path)}; fi; true"
+    )
+
+
+def forget_group(path: str) -> str:
+    """Remove a :func:`record_group` file once its steps are over."""
+    return f"rm -f {q(path)}"
+
+
 def mark_built(directory: str, sha: str) -> str:
     """Record that ``directory`` is built and healthy at ``sha`` (``.git/bgdeploy-built``):
     deploying that commit again is then a no-op. A checkout whose build failed is never

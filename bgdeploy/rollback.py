@@ -595,8 +595,9 @@ def _interrupted(
     run: str,
     progress: Progress,
 ) -> None:
-    """After Ctrl-C: over new connections, journal the interruption and release the lock on
-    every host that was being rolled back, so that the rollback can be run again."""
+    """After Ctrl-C: over new connections, stop the step still running (its process group),
+    journal the interruption and release the lock on every host that was being rolled back,
+    so that the rollback can be run again."""
     again = Hosts([t for t in hosts.targets if t.name in names])
     finish = f"bgdeploy rollback {request.env} --to {target}"
     message = f"interrupted (Ctrl-C): the host may be half rolled back; finish with `{finish}`"
@@ -611,6 +612,7 @@ def _interrupted(
         ok, _, err = again.command(
             name,
             commands.join(
+                commands.stop_group(_group_file(settings, run)),
                 journal.journal_append_command(settings.journal_path, entry),
                 commands.lock_release(settings.lock_path, run),
             ),
@@ -717,8 +719,13 @@ def _restore_host(
     left = facts.heads.get(facts.current, "")
     steps: list[journal.Step] = []
     failure = ""
-    for step, command in commands.release_steps(settings, directory, target, restore=True):
+    # The commit may be unknown here (--to a release this host never had): fetched first.
+    fetch = ("fetch", commands.in_dir(directory, commands.git_fetch_missing(target)))
+    restore = commands.release_steps(settings, directory, target, restore=True)
+    group = _group_file(settings, run)
+    for step, command in [fetch, *restore]:
         began = time.monotonic()
+        command = commands.join(commands.record_group(group), command)
         ok, out, err = hosts.command(name, command, pty=True, timeout=STEP_TIMEOUT)
         steps.append(
             journal.Step(step, round(time.monotonic() - began, 2), "ok" if ok else "failed")
@@ -743,6 +750,7 @@ def _restore_host(
         "" if failure else commands.mark_built(directory, target),
         journal.journal_append_command(settings.journal_path, entry),
         commands.lock_release(settings.lock_path, run),
+        commands.forget_group(group),
     ]
     ok, _, err = hosts.command(name, commands.join(*finish))
     detail = f"{refs.short(left)} -> {refs.short(target)}, healthy"
@@ -752,6 +760,11 @@ def _restore_host(
         name, not failure, seconds=time.monotonic() - started, detail=detail,
         error=f"{failure} (the host may serve a broken release: check it)" if failure else "",
     )  # fmt: skip
+
+
+def _group_file(settings: Settings, run: str) -> str:
+    """Where a host records the process group of the restore step running (for Ctrl-C)."""
+    return f"{settings.app_root}/.bgdeploy/rollback-{run}.pgid"
 
 
 def _entry(

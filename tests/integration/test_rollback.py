@@ -1,5 +1,5 @@
 """`bgdeploy rollback` on a sandbox of its own: in place, --to, refusals, --migrations,
-switching back (blue-green), and a host that is down.
+switching back (blue-green), Ctrl-C, and a host that is down.
 
 The fleet (2 web hosts, a db host) is provisioned and given v1 then v2 in place (v2 adds a
 migration). The tests run in this order, each starting from where the previous one left
@@ -9,8 +9,11 @@ the fleet; the stopped host comes last (its container is not started again).
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import sandbox, sshkeys
+from bgdeploy import sampleapp, sandbox, sshkeys
 
-from .conftest import run, sandbox_run_env, sh, unique_name
+from .conftest import ROOT, run, sandbox_run_env, sh, unique_name
 
 APP_ROOT = "/var/www/bideshgomon"
 JOURNAL = f"{APP_ROOT}/.bgdeploy/journal.jsonl"
@@ -123,7 +126,7 @@ def test_rollback_in_place_to_the_previous_release(fleet_v2: sandbox.SandboxStat
         assert (entry["event"], entry["result"], entry["sha"]) == ("rollback", "ok", v1)
         assert entry["details"]["bad_release"] == v2 and entry["reason"] == "v2 breaks logins"
         steps = [step["name"] for step in entry["steps"]]
-        assert steps[0] == "check out" and "composer install" in steps
+        assert steps[:2] == ["fetch", "check out"] and "composer install" in steps
         assert steps[-2:] == ["restart workers", "verify health"]
     # The history shows v2 as the bad release left.
     rollbacks = [e for e in history(state) if e["event"] == "rollback"]
@@ -266,6 +269,47 @@ def test_switch_back_after_a_blue_green_deploy(fleet_v2: sandbox.SandboxState) -
     assert {v for v in served(state).values()} == {(200, v1, "blue")}
 
 
+def test_ctrl_c_releases_the_lock_and_says_how_to_finish(fleet_v2: sandbox.SandboxState) -> None:
+    state = fleet_v2
+    v2 = state.releases["v2"]
+    # A release whose composer install takes 30 s (a post-autoload-dump script).
+    composer = json.loads((sampleapp.APP_DIR / "composer.json").read_text())
+    composer["scripts"]["post-autoload-dump"].append("sleep 30")
+    files = {"composer.json": json.dumps(composer, indent=4) + "\n"}
+    slow = sampleapp.add_commit(
+        Path(state.app_repository), files, "slow", tag=unique_name("rb-slow"), parent="v2"
+    )
+    env = {**os.environ, "PYINFRA_PROGRESS": "off", **sandbox_run_env(state)}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "bgdeploy"), "rollback", "sandbox", "--to", slow],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C reaches it even when the tests run in the background (SIGINT ignored there).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        for name in WEB:
+            deadline = time.monotonic() + 120
+            while sh(state, name, "pgrep -f 'sleep 30'")[0] != 0:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("composer never ran\n" + "".join(proc.communicate()))
+                time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"bgdeploy rollback sandbox --to {slow}" in err
+    for name in WEB:
+        assert sh(state, name, "pgrep -f 'sleep 30'")[0] != 0  # composer stopped with us
+        assert sh(state, name, f"test -e {LOCK}")[0] != 0  # released: it can run again
+        entry = journal(state, name)[-1]
+        assert (entry["event"], entry["result"]) == ("rollback", "failed")
+        assert entry["details"]["interrupted"] is True
+    # Run again, the hosts half rolled back (checked out, not built) are rolled back.
+    proc = rollback(state, "--to", "v2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    assert releases(state) == {name: (200, v2) for name in WEB}
+
+
 # A host that is down
 # -------------------
 
@@ -275,13 +319,13 @@ def test_stopped_host_is_reported_and_the_others_roll_back(
 ) -> None:
     state = fleet_v2
     v1, v2 = state.releases["v1"], state.releases["v2"]
-    assert releases(state) == {name: (200, v1) for name in WEB}
+    assert releases(state) == {name: (200, v2) for name in WEB}
     web2 = state.group("web")[1]
     docker_client.containers.get(web2.container).stop(timeout=5)
-    proc = rollback(state, "--to", "v2")
+    proc = rollback(state, "--to", "v1")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAILED" in table_row(proc.stdout, "web2") and "unreachable" in proc.stdout
     assert "ok" in table_row(proc.stdout, "web1")
-    assert releases(state, ("web1",)) == {"web1": (200, v2)}
+    assert releases(state, ("web1",)) == {"web1": (200, v1)}
     entry = journal(state, "web1")[-1]
-    assert (entry["event"], entry["result"], entry["sha"]) == ("rollback", "ok", v2)
+    assert (entry["event"], entry["result"], entry["sha"]) == ("rollback", "ok", v1)

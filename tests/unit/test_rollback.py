@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -199,3 +200,36 @@ def test_a_host_checked_out_but_not_built_is_rolled_back_again() -> None:
     done = colours("web1", "blue", {"blue": V1}, {"blue": V1})
     half = colours("web2", "blue", {"blue": V1}, {"blue": V2})  # interrupted after checkout
     assert rollback._built_at(done, V1) and not rollback._built_at(half, V1)
+
+
+def test_a_missing_commit_is_fetched_a_present_one_is_not(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"  # no origin: a fetch would fail
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    present = subprocess.run(["sh", "-c", commands.git_fetch_missing(sha)], cwd=repo)
+    assert present.returncode == 0
+    missing = subprocess.run(
+        ["sh", "-c", commands.git_fetch_missing("f" * 40)], cwd=repo, capture_output=True
+    )
+    assert missing.returncode != 0 and b"origin" in missing.stderr
+    with pytest.raises(ConfigError):
+        commands.git_fetch_missing("v1; reboot")
+
+
+def test_a_recorded_process_group_is_stopped(tmp_path: Path) -> None:
+    """record_group / stop_group against real processes: a shell leading its own group."""
+    path = str(tmp_path / "group")
+    step = commands.join(commands.record_group(path), "sleep 30 & sleep 30")
+    running = subprocess.Popen(["setsid", "sh", "-c", step])
+    try:
+        for _ in range(50):
+            if Path(path).exists() and Path(path).read_text().strip():
+                break
+            time.sleep(0.1)
+        subprocess.run(["sh", "-c", commands.stop_group(path)], check=True)
+        assert running.wait(timeout=10) != 0  # terminated, with its children
+        assert not Path(path).exists()
+    finally:
+        running.kill()
