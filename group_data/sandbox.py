@@ -22,7 +22,7 @@ monitor_window = 5
 min_free_disk_mb = 64
 snapshot_keep = 3
 # Canary: a window of seconds; the sandbox's Prometheus when it runs with --monitoring.
-canary_window = 10
+canary_window = 20
 canary_probe_rate = 5.0
 # The sandbox's containers share the machine's CPUs with the tests: its latency says nothing.
 canary_max_p95_seconds = 3.0

@@ -1,7 +1,7 @@
 """Canary deploys, the metric gate and the deploy notifications, on a sandbox of their own.
 
 The fleet (2 web hosts, a db host, Prometheus) is provisioned and given v1 in place (blue
-live). The sandbox's canary window is 10 s (group_data/sandbox.py). In order:
+live). The sandbox's canary window is 20 s (group_data/sandbox.py). In order:
 
 - a healthy canary (probe gate) is promoted: every request on the new colour at the end;
 - the split: 5 % of 2,000 first visits on the canary colour (within 2 points), and one client
@@ -152,23 +152,24 @@ def load(state: sandbox.SandboxState, rate: float = 10.0) -> Iterator[Counter[st
     stop = threading.Event()
     urls = public_urls(state)
 
-    def loop() -> None:
+    def loop(index: int) -> None:
         with httpx.Client(timeout=10) as client:
-            index = 0
             while not stop.is_set():
                 with contextlib.suppress(httpx.HTTPError):
                     answer = client.get(urls[index % len(urls)], headers={"Connection": "close"})
                     seen[f"{answer.headers.get('X-Colour', '')} {answer.status_code}"] += 1
                 index += 1
-                stop.wait(1.0 / rate)
+                stop.wait(2.0 / rate)
 
-    worker = threading.Thread(target=loop, daemon=True)
-    worker.start()
+    workers = [threading.Thread(target=loop, args=(n,), daemon=True) for n in range(2)]
+    for worker in workers:
+        worker.start()
     try:
         yield seen
     finally:
         stop.set()
-        worker.join(15)
+        for worker in workers:
+            worker.join(15)
 
 
 class Receiver:

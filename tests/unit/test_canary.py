@@ -111,7 +111,7 @@ def test_thresholds_from_settings(s: Any) -> None:
     limits = canary.thresholds(s)
     assert (limits.max_error_rate, limits.max_p95_seconds, limits.max_5xx) == (0.01, 0.5, 0)
     assert limits.window_seconds == 300  # the runbook's 5 minutes in prod
-    assert canary.thresholds(load("sandbox")).window_seconds == 10
+    assert canary.thresholds(load("sandbox")).window_seconds == 20
     with pytest.raises(ConfigError, match="window_seconds"):
         canary.thresholds(dataclasses.replace(s, canary_window=2.5))
 
