@@ -348,6 +348,9 @@ def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
         _journal_canary(fleet, run, settings, colours, percent, "failed", None, "split failed")
         run.save()
         return False
+    for name in run.web_order:  # an interrupted deploy's recovery reads it (switch.recover)
+        run.hosts[name].outcome.colour = bg.idle
+    run.save()
     urls = [_probe_url(fleet, name, settings) for name in run.web_order]
     source = f"Prometheus {settings.prometheus_url}" if settings.prometheus_url else "probes"
     logger.info(

@@ -933,6 +933,7 @@ def colour_facts(app_root: str, live_include: str, idle_include: str) -> str:
         f'echo "current=$(basename "$(readlink {root}/current 2>/dev/null)")"',
         f"echo \"live=$(sed -n 's/^# bgdeploy colour: //p' {q(live_include)} 2>/dev/null)\"",
         f"echo \"idle=$(sed -n 's/^# bgdeploy colour: //p' {q(idle_include)} 2>/dev/null)\"",
+        f"echo \"canary=$(sed -n 's/^# bgdeploy canary: //p' {q(live_include)} 2>/dev/null)\"",
     ]
     for colour in ("blue", "green"):
         d = f"{root}/{colour}"

@@ -134,6 +134,8 @@ class HostColours:
     error: str = ""
     clock: int | None = None
     read_at: float = field(default_factory=time.time)
+    canary: str = ""
+    """``green 5%`` while a canary splits the clients (:mod:`bgdeploy.canary`), else empty."""
 
     def ready(self, colour: str) -> bool:
         """The colour is checked out and was built and verified at that commit."""
@@ -159,7 +161,7 @@ def parse_facts(name: str, output: str) -> HostColours:
         if not sep:
             continue
         value = value.strip()
-        if key in ("current", "live", "idle"):
+        if key in ("current", "live", "idle", "canary"):
             setattr(found, key, value)
         elif key == "now" and value.isdigit():
             found.clock = int(value)
@@ -415,8 +417,9 @@ def recover(
 ) -> SwitchReport | None:
     """After an interrupted blue-green deploy: every web host back on ``colour``, the colour
     that was live before it (a half switch undone, a finished one switched back). None when
-    every host already serves ``colour`` and nothing was changed."""
+    every host already serves ``colour`` and nothing was changed. A canary left splitting the
+    clients counts as a change: every client goes back on ``colour``."""
     colours = read_colours(fleet, settings)
-    if all(c.consistent and c.live == colour for c in colours.values()):
+    if all(c.consistent and c.live == colour and not c.canary for c in colours.values()):
         return None
     return switch(fleet, settings, colour, who=who, reason=reason, force=True, colours=colours)

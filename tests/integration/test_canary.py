@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import uuid
@@ -352,6 +353,29 @@ def test_healthy_canary_judged_by_prometheus_is_promoted_and_notified(
     (change,) = receiver.paths("/v2/change/enqueue")
     assert change["routing_key"] == "test-routing-key-0123456789"
     assert not receiver.paths("/slack/incidents")
+
+
+def test_ctrl_c_during_the_canary_sends_every_client_back(cn: sandbox.SandboxState) -> None:
+    old, release, _ = live(cn)
+    ref = "v1" if release == cn.releases["v2"] else "v2"
+    env = {**os.environ, "PYINFRA_PROGRESS": "off", **sandbox_run_env(cn)}
+    args = [str(BIN / "bgdeploy"), "deploy", "sandbox", "--ref", ref, "--canary", "50"]
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    lines: list[str] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        lines.append(line)
+        if "the gate watches" in line:
+            proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    text = "".join(lines)
+    assert proc.returncode == 130, text[-4000:]
+    assert colours_served(cn, 10) == Counter({old: 20})
+    for web in ("web1", "web2"):
+        _, conf = sh(cn, web, "cat /etc/nginx/bideshgomon/live.conf")
+        assert "# bgdeploy canary:" not in conf and f"# bgdeploy colour: {old}" in conf
 
 
 def test_prometheus_unreachable_fails_safe(cn: sandbox.SandboxState, docker_client: Any) -> None:
