@@ -19,6 +19,7 @@ Prints a line per measurement and a table; targets (issue 9): the release at 8 h
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -27,6 +28,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +44,11 @@ BIN = Path(sys.executable).parent
 
 def cli(*args: str) -> float:
     """Run ``bgdeploy ARGS`` against the current sandbox; its wall time (fails loudly)."""
+    return cli_output(*args)[0]
+
+
+def cli_output(*args: str) -> tuple[float, str]:
+    """Run ``bgdeploy ARGS``; (wall time, stdout)."""
     env = {**os.environ, "PYINFRA_PROGRESS": "off", **dict.fromkeys(SECRET_VARIABLES.values(), "")}
     started = time.perf_counter()
     proc = subprocess.run(
@@ -50,7 +57,18 @@ def cli(*args: str) -> float:
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"bgdeploy {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr[-5000:]}")
-    return seconds
+    return seconds, proc.stdout
+
+
+def slowest_steps(report: dict[str, Any], count: int = 4) -> str:
+    """The release's slowest steps (the slowest host's time: pyinfra runs each step on every
+    host before the next), from ``bgdeploy deploy --json``."""
+    steps: dict[str, float] = {}
+    for outcome in report["hosts"]:
+        for step in outcome["steps"]:
+            steps[step["name"]] = max(steps.get(step["name"], 0.0), step["seconds"])
+    top = sorted(steps.items(), key=lambda item: -item[1])[:count]
+    return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in top)
 
 
 def switches(state: sandbox.SandboxState, rounds: int) -> list[float]:
@@ -84,8 +102,9 @@ def measure(size: int, rounds: int) -> dict[str, float]:
         again = cli("provision", "sandbox")
         print(f"{size} web: provision {first:.1f} s, re-run (no change) {again:.1f} s", flush=True)
         cli("deploy", "sandbox", "--ref", "v1")
-        release = cli("deploy", "sandbox", "--ref", "v2")
+        release, report = cli_output("deploy", "sandbox", "--ref", "v2", "--json")
         print(f"{size} web: release v1 -> v2 in place {release:.1f} s", flush=True)
+        print(f"{size} web:   slowest steps: {slowest_steps(json.loads(report))}", flush=True)
         sampleapp.add_commit(
             Path(state.app_repository), {"public/bench.txt": "bench\n"}, "bench", tag="bench"
         )

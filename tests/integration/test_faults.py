@@ -100,13 +100,18 @@ def one_release(state: sandbox.SandboxState) -> tuple[str, str]:
     return colour, sha
 
 
+def on(state: sandbox.SandboxState, host: str, command: str) -> tuple[int, str]:
+    """``sh`` on the sandbox as it is now (a host started again has new ports)."""
+    return sh(sandbox.load_state(state.name), host, command)
+
+
 def journal(state: sandbox.SandboxState, host: str) -> list[dict[str, Any]]:
-    _code, out = sh(state, host, f"cat {JOURNAL} 2>/dev/null || true")
+    _code, out = on(state, host, f"cat {JOURNAL} 2>/dev/null || true")
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def locked(state: sandbox.SandboxState) -> list[str]:
-    return [name for name in WEB if sh(state, name, f"test -e {LOCK}")[0] == 0]
+    return [name for name in WEB if on(state, name, f"test -e {LOCK}")[0] == 0]
 
 
 def db_exec(docker_client: Any, state: sandbox.SandboxState, command: str) -> str:
@@ -254,6 +259,7 @@ def test_web_host_stopped_mid_rollout_is_behind_and_locked(
     assert locked(state) == ["web2"]
     again = run(["bgdeploy", "deploy", "sandbox", "--ref", tag], env=sandbox_run_env(state))
     assert again.returncode == 3 and "bgdeploy unlock sandbox" in again.stderr, again.stderr
+    assert re.search(rf"deploying {tag} since 20\d\d-\d\d-\d\dT", again.stderr), again.stderr
     unlocked = run(["bgdeploy", "unlock", "sandbox"], env=sandbox_run_env(state))
     assert unlocked.returncode == 0 and "web2  broke the lock" in unlocked.stdout
     caught_up = run(["bgdeploy", "deploy", "sandbox", "--ref", tag], env=sandbox_run_env(state))
