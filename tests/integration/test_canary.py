@@ -159,6 +159,7 @@ def load(state: sandbox.SandboxState, rate: float = 10.0) -> Iterator[Counter[st
                 with contextlib.suppress(httpx.HTTPError):
                     answer = client.get(urls[index % len(urls)], headers={"Connection": "close"})
                     seen[f"{answer.headers.get('X-Colour', '')} {answer.status_code}"] += 1
+                client.cookies.clear()  # every request a first visit: split afresh
                 index += 1
                 stop.wait(2.0 / rate)
 
