@@ -92,9 +92,8 @@ def time_switch(
 ) -> tuple[float, float]:
     """(seconds until every web host serves ``colour``, seconds until the call returned).
 
-    The hosts are polled from a process of their own: polling threads in this one would take
-    the switch's SSH threads' turn at the interpreter lock (at 8 hosts that alone made the
-    measured switch 2 to 3 times slower)."""
+    The hosts are polled from a process of their own, so that the polling threads do not
+    compete with the switch's SSH threads for this process's interpreter lock."""
     ports = [str(web.ports["http"]) for web in state.group("web")]
     poller = subprocess.Popen(
         [sys.executable, "-c", POLLER, colour, *ports], stdout=subprocess.PIPE, text=True
