@@ -386,8 +386,15 @@ def start_host(name: str, host_name: str, client: Any = None) -> SandboxState:
     published = {"ssh": "22/tcp", "http": "80/tcp", "preview": "8080/tcp"}
     host.ports = {key: published_port(container, published[key]) for key in old}
     host.private_ip = container.attrs["NetworkSettings"]["Networks"][state.network]["IPAddress"]
-    if not sshkeys.wait_for_banner("127.0.0.1", host.ports["ssh"], time.monotonic() + 60):
+    deadline = time.monotonic() + 60
+    if not sshkeys.wait_for_banner("127.0.0.1", host.ports["ssh"], deadline):
         raise OperationFailed(f"{host_name}: sshd did not answer after the start")
+    # sshd starts last, but supervisord and PostgreSQL answer a moment after their start.
+    probe = ["supervisorctl", "pid"] if "web" in host.groups else ["pg_isready", "-q"]
+    while container.exec_run(probe, user="root")[0] != 0:
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"{host_name}: {probe[0]} did not answer after the start")
+        time.sleep(0.2)
     stale = f"[127.0.0.1]:{old['ssh']} "
     known = [
         line
