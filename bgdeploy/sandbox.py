@@ -389,7 +389,11 @@ def start_host(name: str, host_name: str, client: Any = None) -> SandboxState:
     deadline = time.monotonic() + 60
     if not sshkeys.wait_for_banner("127.0.0.1", host.ports["ssh"], deadline):
         raise OperationFailed(f"{host_name}: sshd did not answer after the start")
-    # sshd starts last, but supervisord and PostgreSQL answer a moment after their start.
+    # A service whose pid file (left by the stop) names a process of this boot may not have
+    # started: start what is not running. And sshd starts last, but supervisord and
+    # PostgreSQL answer a moment after their start.
+    again = 'for s in $BGDEPLOY_SERVICES; do service "$s" status || service "$s" start; done'
+    container.exec_run(["sh", "-c", again + " >/dev/null 2>&1"], user="root")
     probe = ["supervisorctl", "pid"] if "web" in host.groups else ["pg_isready", "-q"]
     while container.exec_run(probe, user="root")[0] != 0:
         if time.monotonic() > deadline:
