@@ -7,6 +7,7 @@ required: without it every integration test fails with a clear message, it is ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -66,6 +67,36 @@ def fleet(docker_client: Any) -> Iterator[sandbox.SandboxState]:
         yield state
     finally:
         sandbox.down(name, client=docker_client)
+
+
+@contextlib.contextmanager
+def own_sandbox(
+    prefix: str, client: Any, *commands: list[str], monitoring: bool = False
+) -> Iterator[sandbox.SandboxState]:
+    """A sandbox of a test module's own (2 web hosts and a db host, ``monitoring``: and
+    Prometheus), on which each of ``commands`` (bgdeploy arguments, ``sandbox`` as the
+    environment) must succeed before the tests start; removed at the end.
+
+    .. code:: python
+
+        with own_sandbox("bg", docker_client, ["provision", "sandbox"],
+                         ["deploy", "sandbox", "--ref", "v1"]) as state:
+            yield state
+    """
+    name = unique_name(prefix)
+    state = sandbox.up(name, web=2, monitoring=monitoring, client=client)
+    try:
+        for args in commands:
+            proc = run(["bgdeploy", *args], env=sandbox_run_env(state))
+            assert proc.returncode == 0, (args, proc.stderr[-4000:])
+        yield state
+    finally:
+        sandbox.down(name, client=client)
+
+
+PROVISION = ["provision", "sandbox"]
+DEPLOY_V1 = ["deploy", "sandbox", "--ref", "v1"]
+DEPLOY_V2 = ["deploy", "sandbox", "--ref", "v2"]
 
 
 def run(

@@ -28,7 +28,7 @@ import pytest
 
 from bgdeploy import remote, runner, sampleapp, sandbox, switch
 
-from .conftest import run, sandbox_run_env, sh, unique_name
+from .conftest import DEPLOY_V1, PROVISION, own_sandbox, run, sandbox_run_env, sh
 
 WEB = ("web1", "web2")
 LIVE_CONF = "/etc/nginx/bideshgomon/live.conf"
@@ -40,17 +40,8 @@ switch_mod = switch
 
 @pytest.fixture(scope="module")
 def bg(docker_client: Any) -> Iterator[sandbox.SandboxState]:
-    name = unique_name("bg")
-    state = sandbox.up(name, web=2, client=docker_client)
-    try:
-        env = sandbox_run_env(state)
-        proc = run(["bgdeploy", "provision", "sandbox"], env=env)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        proc = run(["bgdeploy", "deploy", "sandbox", "--ref", "v1"], env=env)
-        assert proc.returncode == 0, proc.stderr[-4000:]
+    with own_sandbox("bg", docker_client, PROVISION, DEPLOY_V1) as state:
         yield state
-    finally:
-        sandbox.down(name, client=docker_client)
 
 
 def served_by(state: sandbox.SandboxState, path: str = "/") -> dict[str, tuple[int, str, str]]:

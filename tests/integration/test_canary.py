@@ -35,7 +35,16 @@ import pytest
 
 from bgdeploy import canary, remote, runner, sampleapp, sandbox, switch
 
-from .conftest import BIN, ROOT, run, sandbox_run_env, sh, unique_name
+from .conftest import (
+    BIN,
+    DEPLOY_V1,
+    PROVISION,
+    ROOT,
+    own_sandbox,
+    run,
+    sandbox_run_env,
+    sh,
+)
 
 JOURNAL = "/var/www/bideshgomon/.bgdeploy/journal.jsonl"
 CANARY_CONF = "/etc/nginx/bideshgomon/canary.conf"
@@ -70,17 +79,8 @@ class FailEveryTenth
 
 @pytest.fixture(scope="module")
 def cn(docker_client: Any) -> Iterator[sandbox.SandboxState]:
-    name = unique_name("cn")
-    state = sandbox.up(name, web=2, monitoring=True, client=docker_client)
-    try:
-        env = sandbox_run_env(state)
-        proc = run(["bgdeploy", "provision", "sandbox"], env=env)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        proc = run(["bgdeploy", "deploy", "sandbox", "--ref", "v1"], env=env)
-        assert proc.returncode == 0, proc.stderr[-4000:]
+    with own_sandbox("cn", docker_client, PROVISION, DEPLOY_V1, monitoring=True) as state:
         yield state
-    finally:
-        sandbox.down(name, client=docker_client)
 
 
 def public_urls(state: sandbox.SandboxState, path: str = "/") -> list[str]:

@@ -20,24 +20,15 @@ import pytest
 
 from bgdeploy import metrics, monitoring, sandbox
 
-from .conftest import run, sandbox_run_env, unique_name
+from .conftest import DEPLOY_V1, PROVISION, own_sandbox, run, sandbox_run_env
 
 DEADLINE = 90.0
 
 
 @pytest.fixture(scope="module")
 def monitored(docker_client: Any) -> Iterator[sandbox.SandboxState]:
-    name = unique_name("mon")
-    state = sandbox.up(name, web=2, monitoring=True, client=docker_client)
-    try:
-        env = sandbox_run_env(state)
-        proc = run(["bgdeploy", "provision", "sandbox"], env=env)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        proc = run(["bgdeploy", "deploy", "sandbox", "--ref", "v1"], env=env)
-        assert proc.returncode == 0, proc.stderr[-4000:]
+    with own_sandbox("mon", docker_client, PROVISION, DEPLOY_V1, monitoring=True) as state:
         yield state
-    finally:
-        sandbox.down(name, client=docker_client)
 
 
 def prometheus(state: sandbox.SandboxState, docker_client: Any) -> Any:

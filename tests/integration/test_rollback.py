@@ -24,7 +24,17 @@ import pytest
 
 from bgdeploy import sampleapp, sandbox, sshkeys
 
-from .conftest import ROOT, run, sandbox_run_env, sh, unique_name
+from .conftest import (
+    DEPLOY_V1,
+    DEPLOY_V2,
+    PROVISION,
+    ROOT,
+    own_sandbox,
+    run,
+    sandbox_run_env,
+    sh,
+    unique_name,
+)
 
 APP_ROOT = "/var/www/bideshgomon"
 JOURNAL = f"{APP_ROOT}/.bgdeploy/journal.jsonl"
@@ -36,17 +46,8 @@ WEB = ("web1", "web2")
 
 @pytest.fixture(scope="module")
 def fleet_v2(docker_client: Any) -> Iterator[sandbox.SandboxState]:
-    name = unique_name("rb")
-    state = sandbox.up(name, web=2, client=docker_client)
-    try:
-        env = sandbox_run_env(state)
-        for args in (["provision", "sandbox"], ["deploy", "sandbox", "--ref", "v1"],
-                     ["deploy", "sandbox", "--ref", "v2"]):  # fmt: skip
-            proc = run(["bgdeploy", *args], env=env)
-            assert proc.returncode == 0, (args, proc.stderr[-4000:])
+    with own_sandbox("rb", docker_client, PROVISION, DEPLOY_V1, DEPLOY_V2) as state:
         yield state
-    finally:
-        sandbox.down(name, client=docker_client)
 
 
 def rollback(state: sandbox.SandboxState, *args: str) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,16 @@ import pytest
 
 from bgdeploy import commands, sandbox
 
-from .conftest import BIN, ROOT, run, sandbox_run_env, sh, unique_name
+from .conftest import (
+    BIN,
+    DEPLOY_V1,
+    PROVISION,
+    ROOT,
+    own_sandbox,
+    run,
+    sandbox_run_env,
+    sh,
+)
 
 DB = "bideshgomon"
 BACKUPS = "/var/backups/bideshgomon"
@@ -36,17 +45,8 @@ WEB = ("web1", "web2")
 
 @pytest.fixture(scope="module")
 def snap(docker_client: Any) -> Iterator[sandbox.SandboxState]:
-    name = unique_name("snap")
-    state = sandbox.up(name, web=2, client=docker_client)
-    try:
-        env = sandbox_run_env(state)
-        proc = run(["bgdeploy", "provision", "sandbox"], env=env)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        proc = run(["bgdeploy", "deploy", "sandbox", "--ref", "v1"], env=env)
-        assert proc.returncode == 0, proc.stderr[-4000:]
+    with own_sandbox("snap", docker_client, PROVISION, DEPLOY_V1) as state:
         yield state
-    finally:
-        sandbox.down(name, client=docker_client)
 
 
 def bgdeploy(
