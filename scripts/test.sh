@@ -12,7 +12,8 @@ if [ $# -gt 0 ]; then
     exec .venv/bin/pytest -p no:cacheprovider "$@"
 fi
 .venv/bin/pytest -p no:cacheprovider tests/unit
-# The integration files run side by side (each on its own sandbox; the session fleet's files
-# together on one worker): the machine waits on containers far more than it computes.
-exec .venv/bin/pytest -p no:cacheprovider -n "${BGDEPLOY_TEST_WORKERS:-3}" --dist loadgroup \
+# The integration files run side by side, a whole file on one worker (a module's sandbox is
+# started once; each worker that runs a file of the session fleet starts a fleet of its own):
+# the machine waits on containers far more than it computes.
+exec .venv/bin/pytest -p no:cacheprovider -n "${BGDEPLOY_TEST_WORKERS:-3}" --dist loadfile \
     tests/integration

@@ -27,15 +27,9 @@ BIN = Path(sys.executable).parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark integration tests, and group them for ``pytest -n N --dist loadgroup``: the tests
-    on the session fleet run on one worker (one fleet), every other file on one worker (its own
-    module-wide sandbox is started once)."""
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-            uses_fleet = "fleet" in getattr(item, "fixturenames", ())
-            group = "fleet" if uses_fleet else Path(str(item.fspath)).stem
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
