@@ -687,6 +687,7 @@ def switch_cmd(env: str, colour: str, no_smoke: bool, force: bool, reason: str |
         if already:
             click.echo(f"every web host already serves {colour}: nothing to do")
             return
+        switch.refuse_if_locked(colours, env, "switched")
         if not no_smoke:
             smoke_colour = colour if any(c.live != colour for c in colours.values()) else None
             results, _ = smoke.run(env, idle=True, colour=smoke_colour)

@@ -920,13 +920,16 @@ SWITCH_NEW = ".bgdeploy-new"
 SWITCH_PREV = ".bgdeploy-prev"
 
 
-def colour_facts(app_root: str, live_include: str, idle_include: str) -> str:
+def colour_facts(
+    app_root: str, live_include: str, idle_include: str, lock_path: str | None = None
+) -> str:
     """Print ``key=value`` lines about both colours of a web host: ``current`` (the target of
     ``current``), ``live`` and ``idle`` (the colours the nginx includes serve), and for each
     colour ``blue_head``/``green_head`` (its checked-out commit) and ``blue_built``/
     ``green_built`` (the commit it was last built and verified at), ``blue_built_at``/
     ``green_built_at`` (when, in epoch seconds), and ``now``: the host's
-    clock (epoch seconds; a switch's deadline is set by it). Never fails."""
+    clock (epoch seconds; a switch's deadline is set by it); with ``lock_path``, ``lock``: the
+    deploy lock's one line of JSON (empty when nobody holds it). Never fails."""
     root = q(app_root)
     lines = [
         'echo "now=$(date +%s)"',
@@ -941,6 +944,8 @@ def colour_facts(app_root: str, live_include: str, idle_include: str) -> str:
         lines.append(f'echo "{colour}_built=$(cat {d}/.git/bgdeploy-built 2>/dev/null)"')
         stamp = f"{d}/.git/bgdeploy-built"
         lines.append(f'echo "{colour}_built_at=$(stat -c %Y {stamp} 2>/dev/null)"')
+    if lock_path:
+        lines.append(f"echo \"lock=$(tr -d '\\n' < {q(lock_path)} 2>/dev/null)\"")
     return "; ".join(lines) + "; true"
 
 

@@ -377,7 +377,9 @@ def _read(
     """Both colours of every host and, at the same time, the smoke requests through the
     preview listener (the colour a switch back would serve): one round trip's time."""
     settings = request.settings
-    facts = commands.colour_facts(settings.app_root, switch.LIVE_INCLUDE, switch.IDLE_INCLUDE)
+    facts = commands.colour_facts(
+        settings.app_root, switch.LIVE_INCLUDE, switch.IDLE_INCLUDE, settings.lock_path
+    )
     jobs = [(name, "facts") for name in hosts.names]
     if request.smoke:
         jobs += [(name, "smoke") for name in hosts.names]
@@ -440,6 +442,7 @@ def _switch_back(
     live = switch.other(previous)
     report = RollbackReport(request.env, "switch back", colour=previous)
     report.target = colours[hosts.names[0]].heads.get(previous, "")
+    switch.refuse_if_locked(colours, request.env, "switched")
     if request.smoke:
         failed = _smoke_failures(colours, answers, previous)
         if failed:

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from bgdeploy import commands, journal, remote
+from bgdeploy import commands, journal, lock, remote
 from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.render import IDLE_INCLUDE, LIVE_INCLUDE, colour_include
 from bgdeploy.settings import Settings
@@ -136,6 +136,8 @@ class HostColours:
     read_at: float = field(default_factory=time.time)
     canary: str = ""
     """``green 5%`` while a canary splits the clients (:mod:`bgdeploy.canary`), else empty."""
+    lock: str = ""
+    """The deploy lock's content when it was read and someone holds it, else empty."""
 
     def ready(self, colour: str) -> bool:
         """The colour is checked out and was built and verified at that commit."""
@@ -161,7 +163,7 @@ def parse_facts(name: str, output: str) -> HostColours:
         if not sep:
             continue
         value = value.strip()
-        if key in ("current", "live", "idle", "canary"):
+        if key in ("current", "live", "idle", "canary", "lock"):
             setattr(found, key, value)
         elif key == "now" and value.isdigit():
             found.clock = int(value)
@@ -174,9 +176,28 @@ def parse_facts(name: str, output: str) -> HostColours:
     return found
 
 
+def refuse_if_locked(colours: dict[str, HostColours], env: str, what: str) -> None:
+    """Refuse (exit 3) to switch by hand while a deploy holds the lock on any host: that
+    deploy may be switching itself. A lock left by a deploy that died is broken with
+    ``bgdeploy unlock ENV``."""
+    held = {name: c.lock for name, c in colours.items() if c.lock}
+    if not held:
+        return
+    described = []
+    for name, text in held.items():
+        holder = lock.parse_lock(text)
+        described.append(f"{name}: {holder.describe() if holder else 'unreadable lock'}")
+    raise PolicyRefusal(
+        f"the deploy lock is taken ({'; '.join(described)}): nothing was {what}. Wait for "
+        f"that deploy, or if it died, `bgdeploy unlock {env}`"
+    )
+
+
 def read_colours(fleet: Fleet, settings: Settings) -> dict[str, HostColours]:
     """Both colours of every web host, read in parallel."""
-    command = commands.colour_facts(settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE)
+    command = commands.colour_facts(
+        settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE, settings.lock_path
+    )
 
     def one(name: str) -> HostColours:
         ok, out, err = fleet.run(name, command, timeout=SWITCH_TIMEOUT)

@@ -251,6 +251,18 @@ def test_switch_back_after_a_blue_green_deploy(fleet_v2: sandbox.SandboxState) -
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert {v for v in served(state).values()} == {(200, v2, "green")}
+    held = (
+        '{"host":"ci","owner":"dave@ci","pid":7,"ref":"v3",'
+        '"run":"cafe00000000","time":"2026-01-01T00:00:00Z"}'
+    )
+    assert sh(state, "web2", f"printf '%s\\n' {q(held)} > {LOCK}")[0] == 0
+    try:
+        proc = rollback(state)
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        assert "held by dave@ci" in proc.stderr and "nothing was switched" in proc.stderr
+        assert {v for v in served(state).values()} == {(200, v2, "green")}
+    finally:
+        sh(state, "web2", f"rm -f {LOCK}")
     started = time.monotonic()
     proc = rollback(state)
     seconds = time.monotonic() - started

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import pytest
 
-from bgdeploy import commands, deploying, runner, smoke, switch
+from bgdeploy import commands, deploying, lock, runner, smoke, switch
 from bgdeploy.errors import ConfigError, PolicyRefusal
 from bgdeploy.release_report import ReleaseReport
 from bgdeploy.render import NGINX_DIR
@@ -358,3 +358,17 @@ def test_token_reaches_curl_on_stdin_only() -> None:
     assert "read -r token" in script
     assert "-H @-" in script
     assert '$token" |' in script
+
+
+def test_a_held_deploy_lock_refuses_a_switch_by_hand(hosts: ShellFleet, unit_settings) -> None:
+    colours = switch.read_colours(hosts, unit_settings)
+    assert all(not c.lock for c in colours.values())
+    switch.refuse_if_locked(colours, "staging", "switched")  # nobody holds it: no refusal
+    held = lock.new_lock("v2.4.0", "run42", pid=4242)
+    lock_file = hosts.root / "web2" / "app" / ".bgdeploy" / "lock"
+    lock_file.parent.mkdir()
+    lock_file.write_text(held.to_json() + "\n")
+    colours = switch.read_colours(hosts, unit_settings)
+    assert not colours["web1"].lock and lock.parse_lock(colours["web2"].lock) == held
+    with pytest.raises(PolicyRefusal, match=r"web2: .*v2\.4\.0.*bgdeploy unlock staging"):
+        switch.refuse_if_locked(colours, "staging", "switched")
