@@ -186,7 +186,8 @@ def refuse_if_locked(colours: dict[str, HostColours], env: str, what: str) -> No
     described = []
     for name, text in held.items():
         holder = lock.parse_lock(text)
-        described.append(f"{name}: {holder.describe() if holder else 'unreadable lock'}")
+        who = holder.describe() if holder else "an unreadable lock"
+        described.append(f"{name}: held by {who}")
     raise PolicyRefusal(
         f"the deploy lock is taken ({'; '.join(described)}): nothing was {what}. Wait for "
         f"that deploy, or if it died, `bgdeploy unlock {env}`"

@@ -223,6 +223,34 @@ def test_each_pool_answers_through_its_listener(colour_pages: sandbox.SandboxSta
         assert get(web.ports["http"], "/.env").status_code == 403
 
 
+def test_preview_listener_answers_only_whom_group_data_allows(
+    colour_pages: sandbox.SandboxState,
+) -> None:
+    """With ``preview_allow`` narrowed to the host itself, the preview listener refuses the
+    operator's published port (the request arrives from the Docker network) and still answers
+    on the host; provisioning with the sandbox's own value opens it again."""
+    state = colour_pages
+    web = host(state, "web1")
+    on_host = "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/bgtest-colour.php"
+
+    def provision_web1(*data: str) -> None:
+        args = ["pyinfra", "-y", "--limit", "web1", "inventories/sandbox.py",
+                "deploys/provision.py"]  # fmt: skip
+        for item in data:
+            args += ["--data", item]
+        proc = run(args, env=sandbox_run_env(state))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    provision_web1('preview_allow=["127.0.0.1/32"]')
+    try:
+        assert get(web.ports["preview"], "/bgtest-colour.php").status_code == 403
+        assert sh(state, "web1", on_host)[1].strip() == "200"
+        assert get(web.ports["http"], "/bgtest-colour.php").status_code == 200  # public: open
+    finally:
+        provision_web1()
+    assert get(web.ports["preview"], "/bgtest-colour.php").status_code == 200
+
+
 def test_php_fpm_reload_lets_a_slow_request_finish(colour_pages: sandbox.SandboxState) -> None:
     web = host(colour_pages, "web1")
     master = "cat /run/php/php8.2-fpm.pid"
