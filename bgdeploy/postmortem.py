@@ -75,7 +75,7 @@ class TimelineItem:
     + at: when the first of them happened
     + text: what happened, in plain words
     + event: the journal event
-    + hosts: the hosts it happened on, in order
+    + hosts: the hosts it happened on, by name
     + seconds: the longest duration among them (the sum of each entry's steps), if known
     """
 
@@ -261,7 +261,7 @@ def timeline(
                 at=members[0].at,
                 text=describe_event(members[0]),
                 event=members[0].event,
-                hosts=tuple(member.host for member in members if member.host),
+                hosts=tuple(sorted(member.host for member in members if member.host)),
                 seconds=max(durations) if durations else None,
             )
         )

@@ -359,3 +359,12 @@ def test_a_message_that_repeats_the_event_is_not_printed_twice() -> None:
 def test_the_release_snapshot_is_named_by_its_name() -> None:
     snapshot = e(0, "snapshot", "db", result="ok", details={"name": "20261128T0600Z-v2"})
     assert "20261128T0600Z-v2" in describe_event(snapshot)
+
+
+def test_hosts_of_one_line_are_listed_by_name_whoever_finished_first() -> None:
+    entries = [
+        e(0, "deploy_finish", "web2", result="ok", ref="v2", sha="a1b2c3d4e5f6"),
+        e(1, "deploy_finish", "web1", result="ok", ref="v2", sha="a1b2c3d4e5f6"),
+    ]
+    (item,) = timeline(entries)
+    assert item.hosts == ("web1", "web2")
