@@ -918,6 +918,13 @@ def smoke_requests(port: int) -> str:
 
 SWITCH_NEW = ".bgdeploy-new"
 SWITCH_PREV = ".bgdeploy-prev"
+SWITCH_PENDING = ".bgdeploy-pending"
+"""Beside the live include while a switch waits for the operator's confirmation: its token."""
+SWITCH_LOCK = ".bgdeploy-lock"
+"""Beside the live include: the lock a switch, its confirmation, its undo and its watchdog
+take (``flock``), so that the watchdog never undoes a switch half-way through its
+confirmation, nor an older switch's watchdog a newer switch."""
+SWITCH_TOKEN = re.compile(r"^[0-9a-f]{8,32}$")
 
 
 def colour_facts(
@@ -995,6 +1002,20 @@ def nginx_reload_settled(seconds: float = 5.0) -> str:
     return f"{{ old={workers}; {service('nginx', 'reload')} && {{ {loop}; }}; }}"
 
 
+def locked(live_include: str, command: str, wait: int = 10) -> str:
+    """``command`` in a subshell holding the switch lock (:data:`SWITCH_LOCK`); fails when the
+    lock is not free within ``wait`` seconds."""
+    lock = q(live_include + SWITCH_LOCK)
+    busy = "bgdeploy: another switch holds the switch lock on this host"
+    return f"( flock -w {int(wait)} 9 || {{ echo {q(busy)} >&2; exit 1; }}; {command} ) 9>{lock}"
+
+
+def _token(token: str) -> str:
+    if not SWITCH_TOKEN.match(token):
+        raise ConfigError(f"switch token {token!r} is not valid")
+    return token
+
+
 def switch_colour(
     live_include: str,
     idle_include: str,
@@ -1003,6 +1024,7 @@ def switch_colour(
     app_root: str,
     colour: str,
     deadline: int | None = None,
+    watchdog: tuple[str, int, str, str] | None = None,
 ) -> str:
     """A whole switch of one host to ``colour``, in one round trip: the new includes written
     (:func:`switch_prepare`) and renamed over the old ones, ``nginx -t``, ``current`` moved,
@@ -1011,22 +1033,59 @@ def switch_colour(
     + deadline: the host's clock (epoch seconds) after which the command refuses to start: a
       switch that reaches a host late (it stopped answering, the switch gave up on it) must
       not switch it afterwards
+    + watchdog: ``(token, seconds, colour back, on undo)``: the switch stays pending under
+      ``token`` until :func:`switch_confirm`; a host that hears nothing more within
+      ``seconds`` (its network was cut after it switched, the operator's process died) undoes
+      the switch by itself (back on ``colour back``) and runs ``on undo`` (a journal line)
     """
     guard = ""
     if deadline is not None:
         late = "bgdeploy: the switch reached this host after its deadline: not applied"
         guard = f'{{ [ "$(date +%s)" -lt {int(deadline)} ] || {{ echo {q(late)} >&2; exit 1; }}; }}'
-    return join(
+    steps = [
         guard,
         switch_prepare(live_include, idle_include, live, idle),
         switch_apply(live_include, idle_include, move_current(app_root, colour)),
+    ]
+    if watchdog is None:
+        return join(*steps)
+    token, seconds, back, on_undo = watchdog
+    pending = q(live_include + SWITCH_PENDING)
+    steps.append(f"echo {_token(token)} > {pending}")
+    undo = join(
+        f"grep -qxF {token} {pending} || exit 0",
+        switch_revert(live_include, idle_include, app_root, back, lock=False),
+        on_undo,
+    )
+    timer = in_background(f"sleep {int(seconds)}; {locked(live_include, undo, wait=60)}")
+    return join(locked(live_include, join(*steps)), timer)
+
+
+SWITCH_CONFIRMED = "bgdeploy-switch-confirmed"
+
+
+def switch_confirm(live_include: str, idle_include: str, token: str) -> str:
+    """Confirm a pending switch (:func:`switch_colour`'s watchdog) and remove its leftovers;
+    fails when the host's watchdog already undid it."""
+    pending = q(live_include + SWITCH_PENDING)
+    undone = "bgdeploy: this host had already undone the switch (no confirmation in time)"
+    return locked(
+        live_include,
+        join(
+            f"{{ grep -qxF {_token(token)} {pending} || {{ echo {q(undone)} >&2; exit 1; }}; }}",
+            switch_cleanup(live_include, idle_include),
+            f"echo {SWITCH_CONFIRMED}",
+        ),
     )
 
 
-def switch_revert(live_include: str, idle_include: str, app_root: str, colour: str) -> str:
+def switch_revert(
+    live_include: str, idle_include: str, app_root: str, colour: str, lock: bool = True
+) -> str:
     """Undo :func:`switch_colour` on a host where it ran, even in part: the old includes back,
     ``current`` back on ``colour``, nginx tested and reloaded; then the leftovers removed. A
-    host the switch never reached is left as it is."""
+    host the switch never reached is left as it is. Under the switch lock unless ``lock`` is
+    False (the caller holds it)."""
     prev = [(p + SWITCH_PREV, p) for p in (live_include, idle_include)]
     any_prev = " || ".join(f"[ -e {q(kept)} ]" for kept, _ in prev)
     back = join(
@@ -1035,7 +1094,10 @@ def switch_revert(live_include: str, idle_include: str, app_root: str, colour: s
         nginx_test(),
         nginx_reload_settled(),
     )
-    return f"{{ if {any_prev}; then {back}; fi; }} && {switch_cleanup(live_include, idle_include)}"
+    command = (
+        f"{{ if {any_prev}; then {back}; fi; }} && {switch_cleanup(live_include, idle_include)}"
+    )
+    return locked(live_include, command) if lock else command
 
 
 def in_background(command: str, on_failure: str = "") -> str:
@@ -1050,7 +1112,7 @@ def switch_cleanup(live_include: str, idle_include: str) -> str:
     paths = [
         p + suffix for p in (live_include, idle_include) for suffix in (SWITCH_NEW, SWITCH_PREV)
     ]
-    return "rm -f " + " ".join(q(p) for p in paths)
+    return "rm -f " + " ".join(q(p) for p in [*paths, live_include + SWITCH_PENDING])
 
 
 def canary_apply(live_include: str, split_include: str, live: str, split: str) -> str:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,6 +50,12 @@ DEADLINE_MARGIN = 4.0
 """A switch command refuses to start on a host later than ``SWITCH_TIMEOUT - DEADLINE_MARGIN``
 seconds after it was sent (by the host's clock, as read with the colours): it finishes long
 before the switch stops waiting for it."""
+
+WATCHDOG_SECONDS = int(2 * SWITCH_TIMEOUT + DEADLINE_MARGIN)
+"""Seconds after it switched that a host undoes the switch by itself unless the operator's
+process confirmed it (it does so at once when every host switched): a host cut off from the
+operator after it switched, while the others were put back, does not serve the new colour
+alone when it comes back."""
 
 COMMAND_TIMEOUT = 120.0
 
@@ -287,9 +294,10 @@ def switch(
             "verified is never switched to (deploy it first, or --force)"
         )
     previous = {name: c.live for name, c in colours.items()}
+    token = uuid.uuid4().hex[:16]
     started = time.monotonic()
     try:
-        failed = _flip(fleet, settings, colour, colours)
+        failed = _flip(fleet, settings, colour, colours, token, who, reason)
     except KeyboardInterrupt:
         failed = {name: "interrupted (Ctrl-C)" for name in fleet.names}
         _revert(fleet, settings, colours, colour, who, reason, failed, started)
@@ -304,22 +312,51 @@ def switch(
         )
         for name in fleet.names
     ]  # fmt: skip
-    _finish(fleet, settings, colours, colour, who, reason, results)
+    unconfirmed = _finish(fleet, settings, colours, colour, who, reason, results, token)
+    if unconfirmed:
+        _put_back(fleet, settings, colours, colour, who, reason, results, unconfirmed)
+        return SwitchReport(colour, previous, results, undone=True)
     return SwitchReport(colour, previous, results)
 
 
+def _back(facts: HostColours) -> str:
+    """The colour a host goes back to when its switch is undone."""
+    if facts.current in COLOURS:
+        return facts.current
+    return facts.live if facts.live in COLOURS else "blue"
+
+
 def _flip(
-    fleet: Fleet, settings: Settings, colour: str, colours: dict[str, HostColours]
+    fleet: Fleet,
+    settings: Settings,
+    colour: str,
+    colours: dict[str, HostColours],
+    token: str,
+    who: str | None,
+    reason: str | None,
 ) -> dict[str, str]:
-    """Every host switched at once; returns the hosts that failed, with why."""
+    """Every host switched at once, each pending under ``token`` with its watchdog; returns
+    the hosts that failed, with why."""
     live_text = colour_include(settings, colour)
     idle_text = colour_include(settings, other(colour))
     late = SWITCH_TIMEOUT - DEADLINE_MARGIN
 
     def one(name: str) -> tuple[bool, str]:
+        facts = colours[name]
+        undone = _entry(
+            settings, facts, colour, who, reason, "failed",
+            f"undone by this host {WATCHDOG_SECONDS} s after it switched: the operator's "
+            f"confirmation never came (connection lost); back on {_back(facts)}", None,
+        )  # fmt: skip
+        watchdog = (
+            token,
+            WATCHDOG_SECONDS,
+            _back(facts),
+            commands.journal_append(settings, undone),
+        )
         command = commands.switch_colour(
             LIVE_INCLUDE, IDLE_INCLUDE, live_text, idle_text, settings.app_root, colour,
-            deadline=colours[name].deadline(late),
+            deadline=facts.deadline(late), watchdog=watchdog,
         )  # fmt: skip
         ok, out, err = fleet.run(name, command, sudo=True, timeout=SWITCH_TIMEOUT)
         return ok, (err or out).strip()[-300:]
@@ -341,9 +378,6 @@ def _revert(
     """Every host back on the colour it served, and the failed switch journaled (one round
     trip). A host that cannot be put back is named: it needs `bgdeploy switch`."""
 
-    def back(c: HostColours) -> str:
-        return c.current if c.current in COLOURS else c.live if c.live in COLOURS else "blue"
-
     def one(name: str) -> remote.HostResult:
         why = failed.get(name) or f"switched back ({', '.join(failed)} failed)"
         seconds = time.monotonic() - started
@@ -352,7 +386,7 @@ def _revert(
             name,
             commands.join(
                 commands.switch_revert(
-                    LIVE_INCLUDE, IDLE_INCLUDE, settings.app_root, back(colours[name])
+                    LIVE_INCLUDE, IDLE_INCLUDE, settings.app_root, _back(colours[name])
                 ),
                 commands.journal_append(settings, entry),
             ),
@@ -361,7 +395,7 @@ def _revert(
         )
         if not ok:
             why += (
-                f"; could not be checked or put back on {back(colours[name])} "
+                f"; could not be checked or put back on {_back(colours[name])} "
                 f"({(err or out).strip()[-200:]}): see `bgdeploy status {settings.env}`"
             )
         return remote.HostResult(name, False, seconds=time.monotonic() - started, error=why)
@@ -377,10 +411,14 @@ def _finish(
     who: str | None,
     reason: str | None,
     results: list[remote.HostResult],
-) -> None:
-    """After every host switched: leftovers removed, the switch journaled, the workers told
-    to restart (in the background; a failure is journaled by the host)."""
+    token: str,
+) -> list[str]:
+    """After every host switched: the switch confirmed (its watchdog stands down) and its
+    leftovers removed, the switch journaled, the workers told to restart (in the background;
+    a failure is journaled by the host). Returns the hosts the confirmation did not reach
+    (their watchdog undoes the switch there)."""
     by_host = {r.host: r for r in results}
+    unconfirmed: list[str] = []
 
     def one(name: str) -> None:
         facts, result = colours[name], by_host[name]
@@ -394,7 +432,7 @@ def _finish(
         ok, out, err = fleet.run(
             name,
             commands.join(
-                commands.switch_cleanup(LIVE_INCLUDE, IDLE_INCLUDE),
+                commands.switch_confirm(LIVE_INCLUDE, IDLE_INCLUDE, token),
                 commands.journal_append(settings, entry),
                 commands.in_background(
                     commands.live_artisan(settings, "queue:restart"),
@@ -404,11 +442,64 @@ def _finish(
             sudo=True,
             timeout=SWITCH_TIMEOUT,
         )
-        if not ok:
-            result.error = f"nginx serves {colour}, but: {(err or out).strip()[-200:]}"
-            result.ok = False
+        if ok:
+            return
+        why = (err or out).strip()[-200:]
+        result.ok = False
+        if commands.SWITCH_CONFIRMED in out:
+            result.error = f"nginx serves {colour}, but: {why}"
+            return
+        unconfirmed.append(name)
+        result.error = (
+            f"the switch could not be confirmed ({why}): this host puts itself back on "
+            f"{_back(facts)} within {WATCHDOG_SECONDS} s of its switch"
+        )
 
     fleet.map(one, fleet.names)
+    return unconfirmed
+
+
+def _put_back(
+    fleet: Fleet,
+    settings: Settings,
+    colours: dict[str, HostColours],
+    colour: str,
+    who: str | None,
+    reason: str | None,
+    results: list[remote.HostResult],
+    unconfirmed: list[str],
+) -> None:
+    """Some hosts switched but never heard the confirmation (their watchdog undoes the switch
+    there): the hosts that did are switched back too, so that every host serves one colour."""
+    by_host = {r.host: r for r in results}
+    confirmed = [name for name in fleet.names if name not in unconfirmed]
+
+    def one(name: str) -> None:
+        facts, result = colours[name], by_host[name]
+        back = _back(facts)
+        why = f"switched back to {back}: {', '.join(unconfirmed)} did not confirm the switch"
+        entry = _entry(settings, facts, colour, who, reason, "failed", why, None)
+        ok, out, err = fleet.run(
+            name,
+            commands.join(
+                commands.switch_colour(
+                    LIVE_INCLUDE, IDLE_INCLUDE, colour_include(settings, back),
+                    colour_include(settings, other(back)), settings.app_root, back,
+                ),
+                commands.switch_cleanup(LIVE_INCLUDE, IDLE_INCLUDE),
+                commands.journal_append(settings, entry),
+                commands.in_background(commands.live_artisan(settings, "queue:restart")),
+            ),
+            sudo=True,
+            timeout=SWITCH_TIMEOUT,
+        )  # fmt: skip
+        result.ok = False
+        result.error = why if ok else (
+            f"{why}, but this host could not be switched back ({(err or out).strip()[-200:]}): "
+            f"see `bgdeploy status {settings.env}`"
+        )  # fmt: skip
+
+    fleet.map(one, confirmed)
 
 
 def _entry(

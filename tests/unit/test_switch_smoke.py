@@ -150,7 +150,9 @@ class ShellFleet:
 
     def leftovers(self, name: str) -> list[str]:
         return sorted(
-            p.name for p in (self.root / name / "nginx").iterdir() if "bgdeploy" in p.name
+            p.name
+            for p in (self.root / name / "nginx").iterdir()
+            if "bgdeploy" in p.name and not p.name.endswith(commands.SWITCH_LOCK)
         )
 
 
@@ -246,6 +248,82 @@ def test_failed_worker_signal_is_journaled_by_the_host(hosts: ShellFleet, unit_s
     results = [e["result"] for e in hosts.journal("web1")]
     assert results == ["ok", "partial"]
     assert "queue:restart failed" in str(hosts.journal("web1")[1]["message"])
+
+
+def lose_confirmation(hosts: ShellFleet, name: str) -> None:
+    """The confirmation of a switch never reaches ``name`` (its connection was cut after it
+    switched): the command fails without running."""
+    run = hosts.run
+
+    def cut(host: str, command: str, sudo: bool = False, timeout: float | None = None):
+        if host == name and "already undone the switch" in command:
+            hosts.commands.append((host, command))
+            return False, "", f"no answer in {timeout:g} s: unreachable"
+        return run(host, command, sudo, timeout)
+
+    hosts.run = cut  # type: ignore[method-assign]
+
+
+def test_a_host_that_never_hears_the_confirmation_undoes_the_switch_itself(
+    hosts: ShellFleet, unit_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(switch, "WATCHDOG_SECONDS", 1)
+    lose_confirmation(hosts, "web2")
+    report = switch.switch(hosts, unit_settings, "green", reason="test", colours=blue_live())
+    assert report.undone and not report.ok
+    errors = {r.host: r.error for r in report.results}
+    assert "puts itself back on blue" in errors["web2"]
+    assert "web2 did not confirm" in errors["web1"]
+    # web1, which confirmed, was switched back at once; web2 switched and heard nothing more.
+    assert hosts.serves("web1") == ("blue", "green", "blue")
+    assert hosts.serves("web2") == ("green", "blue", "green")
+    # Its watchdog puts it back by itself and journals why.
+    deadline = time.monotonic() + 10
+    while hosts.serves("web2") != ("blue", "green", "blue") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert hosts.serves("web2") == ("blue", "green", "blue")
+    while len(hosts.journal("web2")) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (entry,) = hosts.journal("web2")
+    assert entry["result"] == "failed" and "confirmation never came" in str(entry["message"])
+    assert hosts.leftovers("web2") == []
+    assert [e["result"] for e in hosts.journal("web1")] == ["ok", "failed"]
+
+
+def test_a_confirmed_switch_stands_its_watchdog_down(
+    hosts: ShellFleet, unit_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(switch, "WATCHDOG_SECONDS", 1)
+    assert switch.switch(hosts, unit_settings, "green", colours=blue_live()).ok
+    time.sleep(2)
+    for name in hosts.names:
+        assert hosts.serves(name) == ("green", "blue", "green")
+        assert [e["result"] for e in hosts.journal(name)] == ["ok"]
+
+
+def test_an_older_watchdog_leaves_a_newer_switch_alone(
+    hosts: ShellFleet, unit_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A switch to green whose confirmation is lost on every host (both stay on green, pending),
+    # then at once the operator's switch back to blue, confirmed: the first switch's watchdog,
+    # which fires after it, must not touch the hosts.
+    monkeypatch.setattr(switch, "WATCHDOG_SECONDS", 2)
+    run = hosts.run
+    lose_confirmation(hosts, "web1")
+    lose_confirmation(hosts, "web2")
+    assert switch.switch(hosts, unit_settings, "green", colours=blue_live()).undone
+    assert all(hosts.serves(name) == ("green", "blue", "green") for name in hosts.names)
+    hosts.run = run  # type: ignore[method-assign]
+    monkeypatch.setattr(switch, "WATCHDOG_SECONDS", 60)
+    green = {name: facts(name, "green") for name in hosts.names}
+    assert switch.switch(hosts, unit_settings, "blue", colours=green).ok
+    time.sleep(3)
+    for name in hosts.names:
+        assert hosts.serves(name) == ("blue", "green", "blue")
+        assert hosts.leftovers(name) == []
+        assert [
+            e["message"] for e in hosts.journal(name) if "never came" in str(e["message"])
+        ] == []
 
 
 def test_recover_puts_a_half_switched_fleet_back(hosts: ShellFleet, unit_settings) -> None:
