@@ -31,6 +31,21 @@ from bgdeploy import settings as settings_mod
 from bgdeploy.errors import BgdeployError, PolicyRefusal
 
 
+class WholeNumber(click.IntRange):
+    """A whole number written as digits only, in ``[low, high]``: no sign, space, newline or
+    underscore (Python's ``int()`` would take ``" 1\\n"`` or ``1_0``)."""
+
+    name = "whole number"
+
+    def __init__(self, low: int, high: int) -> None:
+        super().__init__(low, high)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+            self.fail(f"{value!r} is not a whole number (digits only)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _progress(line: str) -> None:
     click.echo(f"  {line}", err=True)
 
@@ -297,7 +312,7 @@ def preflight_cmd(
 
 @cli.command("history")
 @click.argument("env")
-@click.option("--last", type=click.IntRange(1, 100_000), help="Only the last N lines per host.")
+@click.option("--last", type=WholeNumber(1, 100_000), help="Only the last N lines per host.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
 @_handle_errors
 def history_cmd(env: str, last: int | None, as_json: bool) -> None:
@@ -367,7 +382,7 @@ def _finish(results: list[remote.HostResult], what: str = "result") -> None:
 @click.option(
     "--source", type=click.Choice(emergency.LOG_SOURCES), default="laravel", show_default=True
 )
-@click.option("--lines", "-n", default=100, show_default=True, type=int)
+@click.option("--lines", "-n", default=100, show_default=True, type=WholeNumber(1, 100_000))
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
 @_handle_errors
 def emergency_logs(env: str, source: str, lines: int, follow: bool) -> None:
@@ -710,7 +725,7 @@ def switch_cmd(env: str, colour: str, no_smoke: bool, force: bool, reason: str |
 @click.option("--to", "to", help="The release to go back to: tag, branch or commit.")
 @click.option(
     "--migrations",
-    type=int,
+    type=WholeNumber(1, 100),
     help="Also undo the last N migrations (migrate:rollback --step=N), after a snapshot.",
 )
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke tests of the previous colour.")

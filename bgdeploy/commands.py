@@ -999,7 +999,7 @@ def nginx_reload_settled(seconds: float = 5.0) -> str:
         f"i=0; while [ $i -lt {int(seconds * 100)} ]; do now={workers}; {stale}; "
         '[ -z "$stale" ] && break; i=$((i+1)); sleep 0.01; done; true'
     )
-    return f"{{ old={workers}; {service('nginx', 'reload')} && {{ {loop}; }}; }}"
+    return f"{{ old={workers}; {service('nginx', 'reload')} >/dev/null && {{ {loop}; }}; }}"
 
 
 def locked(live_include: str, command: str, wait: int = 10) -> str:
@@ -1042,23 +1042,27 @@ def switch_colour(
     if deadline is not None:
         late = "bgdeploy: the switch reached this host after its deadline: not applied"
         guard = f'{{ [ "$(date +%s)" -lt {int(deadline)} ] || {{ echo {q(late)} >&2; exit 1; }}; }}'
-    steps = [
-        guard,
+    steps = [guard]
+    if watchdog is not None:
+        token, seconds, back, on_undo = watchdog
+        pending = q(live_include + SWITCH_PENDING)
+        undo = join(
+            f"grep -qxF {_token(token)} {pending} || exit 0",
+            switch_revert(live_include, idle_include, app_root, back, lock=False),
+            on_undo,
+        )
+        # Armed before anything changes: a switch that dies half-way is undone too.
+        steps.append(f"echo {token} > {pending}")
+        steps.append(in_background(f"sleep {int(seconds)}; {locked(live_include, undo, wait=60)}"))
+    steps += [
         switch_prepare(live_include, idle_include, live, idle),
         switch_apply(live_include, idle_include, move_current(app_root, colour)),
     ]
     if watchdog is None:
         return join(*steps)
-    token, seconds, back, on_undo = watchdog
-    pending = q(live_include + SWITCH_PENDING)
-    steps.append(f"echo {_token(token)} > {pending}")
-    undo = join(
-        f"grep -qxF {token} {pending} || exit 0",
-        switch_revert(live_include, idle_include, app_root, back, lock=False),
-        on_undo,
-    )
-    timer = in_background(f"sleep {int(seconds)}; {locked(live_include, undo, wait=60)}")
-    return join(locked(live_include, join(*steps)), timer)
+    # The operator's connection may drop at any moment: finish (or be undone), never be killed
+    # by the hangup half-way.
+    return f"trap '' HUP PIPE; {locked(live_include, join(*steps))}"
 
 
 SWITCH_CONFIRMED = "bgdeploy-switch-confirmed"
@@ -1104,7 +1108,8 @@ def in_background(command: str, on_failure: str = "") -> str:
     """Start ``command`` detached from the session (``setsid``, no input, output discarded) and
     go on at once; ``on_failure`` runs when it fails."""
     body = f"{{ {command}; }} || {{ {on_failure}; }}" if on_failure else command
-    return f"{{ setsid sh -c {q(body)} </dev/null >/dev/null 2>&1 & }}"
+    # fd 9 closed: a switch lock (:func:`locked`) stays with the caller.
+    return f"{{ setsid sh -c {q(body)} </dev/null >/dev/null 2>&1 9>&- & }}"
 
 
 def switch_cleanup(live_include: str, idle_include: str) -> str:

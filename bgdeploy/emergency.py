@@ -38,7 +38,7 @@ TABLE_SIZES_SQL = (
 )
 
 
-AGE = re.compile(r"^\s*(\d{1,6})\s*([smh]?)\s*$")
+AGE = re.compile(r"(\d{1,6})([smh]?)")
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "": 60}
 MAX_AGE = 24 * 3600
 
@@ -46,7 +46,7 @@ MAX_AGE = 24 * 3600
 def parse_age(text: str | int) -> int:
     """``--older-than``: ``5s``, ``5m``, ``2h``, or a bare number of minutes, in seconds
     (1 second to 24 hours)."""
-    found = AGE.match(str(text))
+    found = AGE.fullmatch(str(text))
     seconds = int(found.group(1)) * AGE_UNITS[found.group(2)] if found else 0
     if not 1 <= seconds <= MAX_AGE:
         raise ConfigError(

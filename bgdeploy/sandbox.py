@@ -381,14 +381,8 @@ def start_host(name: str, host_name: str, client: Any = None) -> SandboxState:
     (host,) = [h for h in state.hosts if h.name == host_name]
     container = (client or docker_client()).containers.get(host.container)
     container.start()
-    container.reload()
-    old = dict(host.ports)
-    published = {"ssh": "22/tcp", "http": "80/tcp", "preview": "8080/tcp"}
-    host.ports = {key: published_port(container, published[key]) for key in old}
-    host.private_ip = container.attrs["NetworkSettings"]["Networks"][state.network]["IPAddress"]
     deadline = time.monotonic() + 60
-    if not sshkeys.wait_for_banner("127.0.0.1", host.ports["ssh"], deadline):
-        raise OperationFailed(f"{host_name}: sshd did not answer after the start")
+    _republish(state, host, container, deadline)
     # A service whose pid file (left by the stop) names a process of this boot may not have
     # started: start what is not running. And sshd starts last, but supervisord and
     # PostgreSQL answer a moment after their start.
@@ -399,6 +393,41 @@ def start_host(name: str, host_name: str, client: Any = None) -> SandboxState:
         if time.monotonic() > deadline:
             raise OperationFailed(f"{host_name}: {probe[0]} did not answer after the start")
         time.sleep(0.2)
+    return state
+
+
+def disconnect_host(name: str, host_name: str, client: Any = None) -> None:
+    """Cut a running host of a sandbox off: from the sandbox network and so from its published
+    ports (nothing reaches it, it reaches nothing; its processes go on). For fault tests;
+    :func:`reconnect_host` undoes it."""
+    state = load_state(name)
+    (host,) = [h for h in state.hosts if h.name == host_name]
+    client = client or docker_client()
+    client.networks.get(state.network).disconnect(host.container)
+
+
+def reconnect_host(name: str, host_name: str, client: Any = None) -> SandboxState:
+    """Connect a host cut off by :func:`disconnect_host` again and wait for its sshd. Docker
+    publishes it on new ports: the state file and ``known_hosts`` are updated, as
+    :func:`start_host` does. Returns the new state."""
+    state = load_state(name)
+    (host,) = [h for h in state.hosts if h.name == host_name]
+    client = client or docker_client()
+    client.networks.get(state.network).connect(host.container)
+    _republish(state, host, client.containers.get(host.container), time.monotonic() + 60)
+    return state
+
+
+def _republish(state: SandboxState, host: SandboxHost, container: Any, deadline: float) -> None:
+    """After a host's container started or joined the network again: its new published ports
+    and private address saved, ``known_hosts`` updated (same host keys), its sshd awaited."""
+    container.reload()
+    old = dict(host.ports)
+    published = {"ssh": "22/tcp", "http": "80/tcp", "preview": "8080/tcp"}
+    host.ports = {key: published_port(container, published[key]) for key in old}
+    host.private_ip = container.attrs["NetworkSettings"]["Networks"][state.network]["IPAddress"]
+    if not sshkeys.wait_for_banner("127.0.0.1", host.ports["ssh"], deadline):
+        raise OperationFailed(f"{host.name}: sshd did not answer")
     stale = f"[127.0.0.1]:{old['ssh']} "
     known = [
         line
@@ -411,7 +440,6 @@ def start_host(name: str, host_name: str, client: Any = None) -> SandboxState:
     ]
     Path(state.known_hosts).write_text("\n".join(known) + "\n")
     _save(state)
-    return state
 
 
 def status(name: str = "default", client: Any = None) -> dict[str, Any]:

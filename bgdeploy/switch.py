@@ -396,7 +396,8 @@ def _revert(
         if not ok:
             why += (
                 f"; could not be checked or put back on {_back(colours[name])} "
-                f"({(err or out).strip()[-200:]}): see `bgdeploy status {settings.env}`"
+                f"({(err or out).strip()[-200:]}): if it switched, it puts itself back within "
+                f"{WATCHDOG_SECONDS} s; see `bgdeploy status {settings.env}`"
             )
         return remote.HostResult(name, False, seconds=time.monotonic() - started, error=why)
 

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,9 +27,18 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import remote, runner, sampleapp, sandbox, switch
+from bgdeploy import commands, remote, runner, sampleapp, sandbox, switch
 
-from .conftest import DEPLOY_V1, PROVISION, own_sandbox, run, sandbox_run_env, sh
+from .conftest import (
+    BIN,
+    DEPLOY_V1,
+    PROVISION,
+    ROOT,
+    own_sandbox,
+    run,
+    sandbox_run_env,
+    sh,
+)
 
 WEB = ("web1", "web2")
 LIVE_CONF = "/etc/nginx/bideshgomon/live.conf"
@@ -492,4 +502,71 @@ def test_cli_strategy_script_and_rollback(bg: sandbox.SandboxState) -> None:
     # The release left is never a rollback target again.
     again = run(["bgdeploy", "rollback", "sandbox"], env=env)
     assert again.returncode == 1 and "nothing to switch back to" in again.stderr
+    assert served_by(bg) == before
+
+
+def test_network_cut_during_a_switch_leaves_no_host_on_the_new_colour(
+    bg: sandbox.SandboxState, docker_client: Any
+) -> None:
+    """Last of the module: web2 comes back on new published ports."""
+    before = served_by(bg)
+    (live,) = {colour for _, colour, _ in before.values()}
+    other = "blue" if live == "green" else "green"
+    web2 = docker_client.containers.get(bg.group("web")[1].container)
+
+    def on_web2(command: str) -> str:
+        return web2.exec_run(["sh", "-c", command], user="root").output.decode()
+
+    # web2's `nginx -t` takes 4 s while a flag file exists: the cut comes while web2 is in the
+    # middle of its switch, which it then finishes with no one listening.
+    wrapper = "\n".join(
+        [
+            "#!/bin/sh",
+            '[ "$1" != -t ] || [ ! -e /tmp/slow-nginx ] || sleep 4',
+            'exec /usr/sbin/nginx "$@"',
+        ]
+    )
+    slow = "/usr/local/sbin/nginx"
+    on_web2(f"printf '%s\\n' {commands.q(wrapper)} > {slow} && chmod 755 {slow}")
+    on_web2("touch /tmp/slow-nginx")
+    cut = False
+    try:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [str(BIN / "bgdeploy"), "switch", "sandbox", other, "--no-smoke", "--force"],
+            cwd=ROOT, env={**os.environ, **sandbox_run_env(bg)}, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        while "sleep 4" not in on_web2("ps -eo args"):
+            assert time.monotonic() - started < 20, "web2's switch never started"
+            time.sleep(0.1)
+        sandbox.disconnect_host(bg.name, "web2", docker_client)
+        cut = True
+        on_web2("rm -f /tmp/slow-nginx")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out + err
+        assert "web2" in out + err and "unreachable" in out + err, out + err
+        # web1 was put back at once.
+        assert served_by_host(bg, "web1") == before["web1"]
+        # Behind the cut, web2 finishes its switch: it serves the new colour, to no one.
+        deadline = time.monotonic() + 20
+        while on_web2(f"readlink {CURRENT}").strip() != other:
+            assert time.monotonic() < deadline, "web2's switch did not finish behind the cut"
+            time.sleep(0.2)
+        # web2 never hears the confirmation: it puts itself back, and journals why.
+        deadline = time.monotonic() + switch_mod.WATCHDOG_SECONDS + 30
+        while on_web2(f"readlink {CURRENT}").strip() != live:
+            assert time.monotonic() < deadline, "web2 stayed on the new colour"
+            time.sleep(0.5)
+        assert f"bgdeploy colour: {live}" in on_web2(f"cat {LIVE_CONF}")
+        journal = f"cat {APP_ROOT}/.bgdeploy/journal.jsonl"
+        while "confirmation never came" not in on_web2(journal):  # written after the reload
+            assert time.monotonic() < deadline, "web2 did not journal why it switched back"
+            time.sleep(0.2)
+    finally:
+        on_web2("rm -f /tmp/slow-nginx /usr/local/sbin/nginx")
+        if cut:
+            state = sandbox.reconnect_host(bg.name, "web2", docker_client)
+            bg.hosts[:] = state.hosts
+    # Back on the network: every host serves the old colour, as before the switch.
     assert served_by(bg) == before

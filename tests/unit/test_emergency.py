@@ -63,13 +63,15 @@ def test_long_query_age_is_bounded(seconds: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("5s", 5), ("5m", 300), ("5", 300), (" 2h", 7200), ("90s", 90), (7, 420)]
+    ("text", "seconds"), [("5s", 5), ("5m", 300), ("5", 300), ("2h", 7200), ("90s", 90), (7, 420)]
 )
 def test_older_than_takes_seconds_minutes_and_hours(text: str, seconds: int) -> None:
     assert emergency.parse_age(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["0s", "25h", "5d", "-5m", "5m; DROP TABLE x", "", "1.5m"])
+@pytest.mark.parametrize(
+    "text", ["0s", "25h", "5d", "-5m", "5m; DROP TABLE x", "", "1.5m", " 2h", "5m\n"]
+)
 def test_older_than_refuses_anything_else(text: str) -> None:
     with pytest.raises(ConfigError, match="older-than"):
         emergency.parse_age(text)

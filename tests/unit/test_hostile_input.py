@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bgdeploy import journal
@@ -104,6 +104,8 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("template", COMMANDS, ids=lambda t: " ".join(t))
+@example(value="\n1")  # int() takes it: a count is digits only
+@example(value=" 2")
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=hostile())
 def test_hostile_value_exits_2_before_any_connection(template: list[str], value: str) -> None:
