@@ -69,6 +69,33 @@ def artisan(app_dir: str, *words: str) -> str:
     return f"cd {q(app_dir)} && php artisan {' '.join(q(w) for w in words)}"
 
 
+ARTISAN_BATCH = (
+    "define('LARAVEL_START', microtime(true));"
+    "require 'vendor/autoload.php';"
+    "$app = require_once 'bootstrap/app.php';"
+    "$kernel = $app->make(Illuminate\\Contracts\\Console\\Kernel::class);"
+    "foreach (array_slice($argv, 1) as $command) {"
+    " $status = $kernel->call($command);"
+    " echo $kernel->output();"
+    " if ($status !== 0) {"
+    '  fwrite(STDERR, "php artisan $command failed (exit $status)\\n");'
+    "  exit($status);"
+    " }"
+    "}"
+)
+"""Boots the application once (as ``artisan`` does) and runs each command of ``$argv``."""
+
+
+def artisan_batch(*words: str) -> str:
+    """``php artisan WORD`` for each word in order, stopping at the first failure, in ONE PHP
+    process in the current directory: the application boots once instead of once per
+    command (about 0.2 s of CPU each, which adds up on many hosts sharing cores)."""
+    for word in words:
+        if not ARTISAN_WORD.match(word) or ":" not in word:
+            raise ConfigError(f"artisan command {word!r} is not allowed")
+    return f"php -r {q(ARTISAN_BATCH)} -- {' '.join(q(w) for w in words)}"
+
+
 def as_user(user: str, command: str) -> str:
     """Run a shell command as another user (through sudo, with a login-free shell)."""
     return f"sudo -u {q(user)} -H sh -c {q(command)}"
@@ -180,12 +207,16 @@ def live_artisan(settings: Settings, *words: str) -> str:
 
 
 CACHE_CLEARS = ("optimize:clear", "config:clear", "route:clear", "view:clear", "cache:clear")
-CACHE_WARMS = ("config:cache", "route:cache", "view:cache", "event:cache", "optimize")
+CACHE_WARMS = ("config:cache", "route:cache", "view:cache", "event:cache")
+"""The runbook's ``config:cache``, ``route:cache``, ``view:cache`` and ``optimize`` (which is
+``config:cache`` + ``route:cache`` again), and ``event:cache``."""
 
 
 def clear_and_warm_caches(settings: Settings) -> str:
-    """The runbook's cache clears, then the caches warmed again, in the live colour."""
-    return join(*(live_artisan(settings, word) for word in (*CACHE_CLEARS, *CACHE_WARMS)))
+    """The runbook's cache clears, then the caches warmed again, in the live colour, in one PHP
+    process, as the php-fpm user (the caches it writes stay writable by php-fpm)."""
+    live = f"{settings.app_root}/current"
+    return as_user(settings.php_fpm_user, in_dir(live, artisan_batch(*CACHE_CLEARS, *CACHE_WARMS)))
 
 
 def restart_workers(settings: Settings) -> str:
@@ -463,14 +494,60 @@ def npm_build() -> str:
     return "npm run build"
 
 
+ASSETS_ARCHIVE = ".git/bgdeploy-assets.tar.gz"
+"""Where a release's packed assets wait in a checkout (inside ``.git``: never a local change)."""
+
+
+def pack_assets(directory: str, paths: tuple[str, ...]) -> str:
+    """Pack ``paths`` (what ``npm run build`` wrote) of the checkout ``directory`` into
+    :data:`ASSETS_ARCHIVE`; fails naming a path the build did not write."""
+    checks = []
+    for path in paths:
+        missing = f"{path} does not exist after npm run build (asset_paths)"
+        checks.append(f"{{ [ -e {q(path)} ] || {{ echo {q(missing)} >&2; exit 1; }}; }}")
+    words = " ".join(q(path) for path in paths)
+    return in_dir(directory, join(*checks, f"tar -czf {q(ASSETS_ARCHIVE)} -- {words}"))
+
+
+def unpack_assets(directory: str, paths: tuple[str, ...], sha256: str) -> str:
+    """Check :data:`ASSETS_ARCHIVE` against ``sha256``, unpack it beside the checkout's
+    ``paths`` and rename each over the old one; the archive is removed."""
+    if not re.match(r"^[0-9a-f]{64}$", sha256):
+        raise ConfigError(f"checksum {sha256!r} is not a sha256")
+    staging = ".git/bgdeploy-assets"
+    swaps = []
+    for path in paths:
+        new, old = q(f"{staging}/{path}"), q(f"{path}.bgdeploy-old")
+        swaps.append(
+            join(
+                f"rm -rf {old}",
+                f"{{ [ ! -e {q(path)} ] || mv -T {q(path)} {old}; }}",
+                f'mkdir -p "$(dirname {q(path)})"',
+                f"mv -T {new} {q(path)}",
+                f"rm -rf {old}",
+            )
+        )
+    return in_dir(
+        directory,
+        join(
+            f"echo {q(f'{sha256}  {ASSETS_ARCHIVE}')} | sha256sum -c --quiet -",
+            f"rm -rf {staging} && mkdir {staging}",
+            f"tar -xzf {q(ASSETS_ARCHIVE)} -C {staging}",
+            *swaps,
+            f"rm -rf {staging} {q(ASSETS_ARCHIVE)}",
+        ),
+    )
+
+
 def artisan_here(*words: str) -> str:
     """``php artisan WORDS`` in the current directory (each word checked, then quoted)."""
     return artisan(".", *words).removeprefix("cd . && ")
 
 
 def warm_caches() -> str:
-    """``config:cache``, ``route:cache``, ``view:cache``, ``event:cache``, ``optimize``."""
-    return join(*(artisan_here(word) for word in CACHE_WARMS))
+    """``config:cache``, ``route:cache``, ``view:cache``, ``event:cache`` (:data:`CACHE_WARMS`),
+    in one PHP process."""
+    return artisan_batch(*CACHE_WARMS)
 
 
 def storage_link() -> str:
@@ -999,7 +1076,22 @@ def nginx_reload_settled(seconds: float = 5.0) -> str:
         f"i=0; while [ $i -lt {int(seconds * 100)} ]; do now={workers}; {stale}; "
         '[ -z "$stale" ] && break; i=$((i+1)); sleep 0.01; done; true'
     )
-    return f"{{ old={workers}; {service('nginx', 'reload')} >/dev/null && {{ {loop}; }}; }}"
+    return f"{{ old={workers}; {nginx_signal_reload()} && {{ {loop}; }}; }}"
+
+
+NGINX_PID = "/run/nginx.pid"
+
+
+def nginx_signal_reload() -> str:
+    """Reload nginx by its master's ``HUP`` (what ``nginx -s reload`` and the systemd unit's
+    reload send), the configuration already tested: the init script would test it again, a
+    whole parse of the configuration per host. Falls back on ``service nginx reload`` when
+    the pid file does not name a running nginx."""
+    master = (
+        f"p=$(cat {NGINX_PID} 2>/dev/null) && "
+        '[ "$(cat /proc/$p/comm 2>/dev/null)" = nginx ] && kill -HUP "$p"'
+    )
+    return f"{{ {{ {master}; }} || {service('nginx', 'reload')} >/dev/null; }}"
 
 
 def locked(live_include: str, command: str, wait: int = 10) -> str:

@@ -51,6 +51,8 @@ Data the deploy file reads (``--data key=value``): ``ref`` (default: group_data)
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
 import time
 from collections.abc import Callable
@@ -144,6 +146,10 @@ class ReleaseRun:
     snapshot_ok: bool = False
     migrated: bool = False
     strategy: str = "in-place"
+    assets: bytes | None = None
+    """The release's assets (``asset_paths``) as built on :attr:`asset_builders`, packed."""
+    assets_sha256: str = ""
+    asset_builders: dict[int, str] = field(default_factory=dict)
 
     # Decisions the operations' ``_if`` read at execute time.
 
@@ -176,6 +182,26 @@ class ReleaseRun:
             and run.outcome.failed_step is None
             and self.earlier_batches_healthy(batch)
         )
+
+    def shares_assets(self, name: str) -> bool:
+        """True when one host builds the assets and the others receive them: ``asset_paths``
+        is set and the release has more than one web host."""
+        return bool(self.hosts[name].settings.asset_paths) and len(self.web_order) > 1
+
+    def builds_assets(self, name: str, batch: int) -> bool:
+        """True when host ``name`` runs ``npm ci`` and ``npm run build`` in ``batch``: every
+        host does unless assets are shared; then only the batch's first host still being
+        released, and only until the assets were built once (later batches receive them)."""
+        if not self.shares_assets(name):
+            return True
+        if self.assets is not None:
+            return False
+        if batch not in self.asset_builders:
+            first = next((n for n in self.batches[batch] if self.changing(n, batch)), None)
+            if first is None:
+                return False
+            self.asset_builders[batch] = first
+        return self.asset_builders[batch] == name
 
     def batch_deploys(self, batch: int) -> bool:
         return any(self.changing(name, batch) for name in self.batches[batch])
@@ -692,24 +718,101 @@ def _abort_batch(release: ReleaseRun, batch: int, host: str, step: str) -> None:
 
 
 def install_dependencies(release: ReleaseRun, batch: int) -> None:
-    """``composer install --no-dev --optimize-autoloader``, ``npm ci``, ``npm run build``."""
+    """``composer install --no-dev --optimize-autoloader`` on every host; ``npm ci`` and
+    ``npm run build`` on one host when ``asset_paths`` is set and there are several web hosts
+    (its build, packed and checksummed, is then copied to the others: :func:`receive_assets`),
+    else on every host."""
     _, name = _current()
-    for step in ("composer install", "npm ci", "npm run build"):
+    _add(
+        "composer install",
+        _build_step,
+        lambda: release.changing(name, batch),
+        release=release,
+        batch=batch,
+        step="composer install",
+    )
+    for step in ("npm ci", "npm run build"):
         _add(
             step,
             _build_step,
-            lambda: release.changing(name, batch),
+            lambda: release.changing(name, batch) and release.builds_assets(name, batch),
             release=release,
             batch=batch,
             step=step,
         )
+    _add(
+        "Receive the assets",
+        _receive_assets,
+        lambda: (
+            release.changing(name, batch)
+            and release.shares_assets(name)
+            and release.assets is not None
+            and release.asset_builders.get(batch) != name
+        ),
+        release=release,
+        batch=batch,
+    )
 
 
 def _build_step(state: Any, host: Any, release: ReleaseRun, batch: int, step: str) -> bool:
     run = release.hosts[host.name]
     ok = _command_step(release, run, host, step, _step_command(release, run, step))
+    if ok and step == "npm run build" and release.shares_assets(host.name):
+        ok = _pack_assets(release, run, host)
     if not ok:
         _abort_batch(release, batch, host.name, step)
+    return ok
+
+
+def _pack_assets(release: ReleaseRun, run: HostRun, host: Any) -> bool:
+    """On the host that built them: the assets packed and brought here, once for all hosts."""
+    started = time.monotonic()
+    archive = f"{run.live_dir}/{commands.ASSETS_ARCHIVE}"
+    ok, out, err = _sh(host, commands.pack_assets(run.live_dir, run.settings.asset_paths))
+    packed = io.BytesIO()
+    if ok:
+        try:
+            ok = bool(host.get_file(archive, packed))
+        except Exception as error:
+            ok, err = False, f"{type(error).__name__}: {error}"
+        _sh(host, f"rm -f {commands.q(archive)}")
+    message = "" if ok else f"packing the assets failed: {_tail(err, out)}"
+    _record(run, "pack the assets", started, ok, message)
+    if not ok:
+        _fail(run, "pack the assets", message, host)
+        return False
+    release.assets = packed.getvalue()
+    release.assets_sha256 = hashlib.sha256(release.assets).hexdigest()
+    logger.info(
+        f"{host.print_prefix}assets built here, packed ({len(release.assets)} bytes) for the "
+        "other web hosts"
+    )
+    return True
+
+
+def _receive_assets(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
+    """The assets built on another host, copied here and unpacked over ``asset_paths`` once
+    their checksum matches."""
+    run = release.hosts[host.name]
+    assert release.assets is not None
+    started = time.monotonic()
+    archive = f"{run.live_dir}/{commands.ASSETS_ARCHIVE}"
+    try:
+        ok, err = bool(host.put_file(io.BytesIO(release.assets), archive)), ""
+    except Exception as error:
+        ok, err = False, f"{type(error).__name__}: {error}"
+    out = ""
+    if ok:
+        command = commands.unpack_assets(
+            run.live_dir, run.settings.asset_paths, release.assets_sha256
+        )
+        ok, out, err = _sh(host, command)
+    message = "" if ok else f"the assets could not be received: {_tail(err, out)}"
+    _record(run, "receive the assets", started, ok, message)
+    if not ok:
+        _fail(run, "receive the assets", message, host)
+        _abort_batch(release, batch, host.name, "receive the assets")
+    release.save()
     return ok
 
 

@@ -101,6 +101,10 @@ class Settings:
     canary_max_5xx: float = 0
     canary_probe_rate: float = 2.0
     prometheus_url: str | None = None
+    asset_paths: tuple[str, ...] = ("public/build",)
+    """What ``npm run build`` writes, relative to a checkout. With several web hosts one host
+    builds a release's assets and the others receive a verified copy; empty: every host runs
+    ``npm ci`` and ``npm run build`` itself."""
 
     @property
     def php_fpm_service(self) -> str:
@@ -270,7 +274,26 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         canary_max_5xx=read.number("canary_max_5xx", 0, 1e12),
         canary_probe_rate=read.number("canary_probe_rate", 0.1, 1000),
         prometheus_url=_prometheus_url(data, directory),
+        asset_paths=_asset_paths(read),
     )
+
+
+_ASSET_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
+
+
+def _asset_paths(read: _Reader) -> tuple[str, ...]:
+    """``asset_paths``: a list of paths relative to a checkout (no ``..``, no leading ``/``)."""
+    value = read.data.get("asset_paths", ["public/build"])
+    if not isinstance(value, list | tuple):
+        raise read.fail(
+            "asset_paths", f"must be a list of paths like 'public/build', not {value!r}"
+        )
+    for item in value:
+        if not isinstance(item, str) or not _ASSET_PATH.match(item) or ".." in item.split("/"):
+            raise read.fail(
+                "asset_paths", f"holds {item!r}, which is not a path inside the checkout"
+            )
+    return tuple(value)
 
 
 def _prometheus_url(data: Mapping[str, Any], directory: Path) -> str | None:

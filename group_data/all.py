@@ -56,6 +56,10 @@ canary_max_p95_seconds = 0.5
 canary_max_5xx = 0
 canary_probe_rate = 2.0
 prometheus_url = None
+# What `npm run build` writes, relative to a checkout. With several web hosts, one host builds
+# a release's assets and the others receive a checksummed copy (not 8 builds on 8 hosts);
+# [] makes every host run npm ci and npm run build itself.
+asset_paths = ["public/build"]
 # Hosts per batch in a rolling deploy (None: all web hosts at once).
 rolling_batch = None
 # The web host that runs migrations (None: the first web host of the inventory).

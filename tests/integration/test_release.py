@@ -243,6 +243,15 @@ def test_v1_then_v2_on_two_web_hosts(provisioned: sandbox.SandboxState) -> None:
     assert psql(state, f"SELECT count(*) FROM migrations WHERE migration = '{V2_MIGRATION}'") == "1"
     steps = {name: [s["name"] for s in h["steps"]] for name, h in hosts(report).items()}
     assert "migrate" in steps["web1"] and "migrate" not in steps["web2"]
+    # The assets were built once, on web1, and web2 received a verified copy: byte for byte
+    # the same build, served by both.
+    assert {"npm ci", "npm run build", "pack the assets"} <= set(steps["web1"])
+    assert not {"npm ci", "npm run build"} & set(steps["web2"])
+    assert "receive the assets" in steps["web2"]
+    listing = f"cd {APP_ROOT}/blue/public/build && find . -type f | sort | xargs sha256sum"
+    built = {name: sh(state, name, listing) for name in WEB}
+    assert built["web1"][0] == 0 and built["web1"] == built["web2"], built
+    assert "app" in built["web1"][1]
     snapshot = report["snapshot"]
     assert snapshot["host"] == "db" and snapshot["name"].endswith(v2[:12])
     assert f"{snapshot['name']}.dump" in set(snapshots(state)) - set(before)

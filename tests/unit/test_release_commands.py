@@ -152,8 +152,9 @@ def test_release_steps_in_runbook_order() -> None:
         in text["composer install"]
     )
     assert "npm ci" in text["npm ci"] and "npm run build" in text["npm run build"]
-    for word in ("config:cache", "route:cache", "view:cache", "event:cache", "optimize"):
-        assert f"php artisan {word}" in text["caches"]
+    # The runbook's caches (its `optimize` is config:cache + route:cache), in one PHP process.
+    assert text["caches"].endswith(" -- config:cache route:cache view:cache event:cache")
+    assert text["caches"].count("php -r") == 1
     assert "php-fpm8.2 -t && service php8.2-fpm reload" in text["reload php-fpm"]
     assert text["reload php-fpm"].startswith("sudo -n ")
     assert "nginx -t -q && service nginx reload" in text["reload nginx"]
@@ -233,3 +234,52 @@ def test_snapshot_names_sort_by_time() -> None:
     name = snapshot_name("4f1c2e9a8b7c6d5e", datetime(2026, 12, 3, 4, 12, 9, tzinfo=UTC))
     assert name == "20261203T041209Z-4f1c2e9a8b7c"
     assert commands.SNAPSHOT_NAME.match(name)
+
+
+def test_assets_built_once_are_packed_and_unpacked_over_the_old_ones(tmp_path: Path) -> None:
+    import hashlib
+
+    builder, other = tmp_path / "builder", tmp_path / "other"
+    for checkout in (builder, other):
+        (checkout / ".git").mkdir(parents=True)
+    (builder / "public" / "build" / "assets").mkdir(parents=True)
+    (builder / "public" / "build" / "manifest.json").write_text('{"app.css": "app-2.css"}')
+    (builder / "public" / "build" / "assets" / "app-2.css").write_text("new")
+    (other / "public" / "build" / "assets").mkdir(parents=True)
+    (other / "public" / "build" / "assets" / "app-1.css").write_text("old")
+    paths = ("public/build",)
+    assert sh(commands.pack_assets(str(builder), paths)).returncode == 0
+    archive = (builder / commands.ASSETS_ARCHIVE).read_bytes()
+    digest = hashlib.sha256(archive).hexdigest()
+    # A copy that does not match its checksum is refused, and nothing changes.
+    (other / commands.ASSETS_ARCHIVE).write_bytes(archive[:-1] + b"x")
+    assert sh(commands.unpack_assets(str(other), paths, digest)).returncode != 0
+    assert (other / "public" / "build" / "assets" / "app-1.css").exists()
+    (other / commands.ASSETS_ARCHIVE).write_bytes(archive)
+    done = sh(commands.unpack_assets(str(other), paths, digest))
+    assert done.returncode == 0, done.stderr
+    built = sorted(p.relative_to(other).as_posix() for p in (other / "public").rglob("*"))
+    assert built == [
+        "public/build",
+        "public/build/assets",
+        "public/build/assets/app-2.css",
+        "public/build/manifest.json",
+    ]
+    assert not (other / commands.ASSETS_ARCHIVE).exists()
+    assert sorted(p.name for p in (other / ".git").iterdir()) == []
+
+
+def test_packing_names_an_asset_path_the_build_did_not_write(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    done = sh(commands.pack_assets(str(tmp_path), ("public/build",)))
+    assert done.returncode != 0 and "public/build does not exist" in done.stderr
+    with pytest.raises(ConfigError):
+        commands.unpack_assets(str(tmp_path), ("public/build",), "not-a-sha; id")
+
+
+def test_artisan_batch_runs_each_command_in_one_process() -> None:
+    command = commands.artisan_batch("config:cache", "route:cache")
+    assert command.startswith("php -r ") and command.endswith(" -- config:cache route:cache")
+    for bad in ("config:cache; id", "--env=prod", "list"):
+        with pytest.raises(ConfigError):
+            commands.artisan_batch(bad)

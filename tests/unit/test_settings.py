@@ -69,6 +69,11 @@ def test_typo_suggests_the_known_key() -> None:
         ("auto_rollback", "yes"),
         ("rolling_batch", 0),
         ("repository", "--upload-pack=touch /tmp/pwned"),
+        ("asset_paths", "public/build"),
+        ("asset_paths", ["../etc"]),
+        ("asset_paths", ["/public/build"]),
+        ("asset_paths", ["public/build; id"]),
+        ("asset_paths", ["-rf"]),
     ],
 )
 def test_hostile_or_wrong_values_are_refused(key: str, value: object) -> None:
@@ -93,3 +98,10 @@ def test_secrets_come_from_environment_and_name_the_missing_variable() -> None:
     assert "base64:x" not in message
     full = {**env, "BGDEPLOY_REDIS_PASSWORD": "r", "BGDEPLOY_API_TOKEN": "t"}
     assert settings.secrets_from_env(environ=full)["APP_KEY"] == "base64:x"
+
+
+def test_asset_paths_default_and_empty() -> None:
+    data = group_data()
+    assert settings.from_data(data, "prod").asset_paths == ("public/build",)
+    data["asset_paths"] = []
+    assert settings.from_data(data, "prod").asset_paths == ()
