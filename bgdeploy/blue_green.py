@@ -163,9 +163,7 @@ def build_idle_colour(run: ReleaseRun) -> None:
     release.install_dependencies(run, 0)
     release.snapshot_database(run, 0)
     release.run_migrations(run, 0)
-    release.warm_caches(run, 0)
-    release.link_storage(run, 0)
-    release.reload_php_fpm(run, 0)
+    release.warm_up(run, 0)  # caches, storage link, php-fpm reload
 
 
 def smoke_test_idle(run: ReleaseRun) -> None:

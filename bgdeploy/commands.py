@@ -908,9 +908,9 @@ def restart_live_workers(settings: Settings, directory: str) -> str:
         return signal
     program = f"{settings.app_name}-worker"
     return join(
-        as_root(supervisor_control("stop", program)),
+        as_root(supervisor_group("stop", program)),
         signal,
-        as_root(supervisor_control("start", program)),
+        as_root(supervisor_group("start", program)),
     )
 
 
@@ -921,6 +921,47 @@ def supervisor_control(action: str, program: str) -> str:
     if not SERVICE_NAME.match(program):
         raise ConfigError(f"supervisor program {program!r} is not valid")
     return f"supervisorctl {action} {q(program + ':*')}"
+
+
+SUPERVISOR_SOCKET = "/var/run/supervisor.sock"
+
+SUPERVISOR_RPC = """
+import http.client, socket, sys, xmlrpc.client
+class Connection(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(sys.argv[1])
+class Transport(xmlrpc.client.Transport):
+    def make_connection(self, host):
+        return Connection("localhost")
+action, group = sys.argv[2], sys.argv[3]
+rpc = xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=Transport()).supervisor
+try:
+    done = getattr(rpc, action + "ProcessGroup")(group, True)
+except (OSError, xmlrpc.client.Error) as error:
+    sys.exit(f"supervisor: {action} {group}: {getattr(error, 'faultString', error)}")
+for result in done:
+    if result["status"] == 80:
+        print(result["name"] + (": stopped" if action == "stop" else ": started"))
+failed = [r["name"] + ": " + r["description"] for r in done if r["status"] != 80]
+if failed:
+    sys.exit(f"supervisor: {action} {group}: " + "; ".join(failed))
+"""
+"""``stop``/``start`` of a program's process group through supervisord's XML-RPC socket,
+waiting as ``supervisorctl`` does: a few standard modules instead of supervisorctl's start-up
+(about a tenth of the CPU, which adds up with many hosts on shared cores)."""
+
+
+def supervisor_group(action: str, program: str) -> str:
+    """``supervisorctl stop|start NAME:*``, through supervisord's socket when it is at
+    :data:`SUPERVISOR_SOCKET` (:data:`SUPERVISOR_RPC`), else through ``supervisorctl``. Run as
+    root; fails naming each process that did not stop or start."""
+    fallback = supervisor_control(action, program)
+    if action not in ("stop", "start"):
+        raise ConfigError(f"supervisor group action {action!r} is not stop or start")
+    sock = q(SUPERVISOR_SOCKET)
+    rpc = f"python3 -I -S -c {q(SUPERVISOR_RPC)} {sock} {action} {q(program)}"
+    return f"if [ -S {sock} ]; then {rpc}; else {fallback}; fi"
 
 
 def release_steps(

@@ -7,13 +7,14 @@ one named pyinfra operation (or a few) to every host of the inventory. The live 
     take the deploy lock          every web host, atomically (bgdeploy.lock)
     preflight                     current, APP_KEY in shared/.env, free disk, clean tree, fetch
     check out the release         the exact commit the ref resolved to, once, for every host
-    composer install / npm ci / npm run build
+    install dependencies          composer install; npm ci / npm run build on one host, whose
+                                  assets the others receive, checksummed (asset_paths)
     snapshot the database         on the db host, when migrations are pending (verified)
     run migrations                once, from the designated web host (migrate_host)
-    warm caches, link storage     config/route/view/event cache, optimize, storage:link
-    reload php-fpm, reload nginx  each configuration tested first
-    restart queue workers         queue:restart and the supervisor program
-    verify health                 /api/health through nginx, with retries until health_deadline
+    go live                       caches (config/route/view/event, one PHP process),
+                                  storage:link, php-fpm and nginx reloads (each configuration
+                                  tested first), queue workers (stopped, queue:restart,
+                                  started), /api/health through nginx until health_deadline
     restore or roll back          the previous commit and its build, when something failed
     journal, release the lock     on every web host, whatever happened
 
@@ -721,25 +722,16 @@ def install_dependencies(release: ReleaseRun, batch: int) -> None:
     """``composer install --no-dev --optimize-autoloader`` on every host; ``npm ci`` and
     ``npm run build`` on one host when ``asset_paths`` is set and there are several web hosts
     (its build, packed and checksummed, is then copied to the others: :func:`receive_assets`),
-    else on every host."""
+    else on every host. One operation: the hosts that only run composer do not wait for the
+    building host between steps (its npm work runs beside their composer)."""
     _, name = _current()
     _add(
-        "composer install",
-        _build_step,
+        "Install dependencies",
+        _install,
         lambda: release.changing(name, batch),
         release=release,
         batch=batch,
-        step="composer install",
     )
-    for step in ("npm ci", "npm run build"):
-        _add(
-            step,
-            _build_step,
-            lambda: release.changing(name, batch) and release.builds_assets(name, batch),
-            release=release,
-            batch=batch,
-            step=step,
-        )
     _add(
         "Receive the assets",
         _receive_assets,
@@ -752,6 +744,17 @@ def install_dependencies(release: ReleaseRun, batch: int) -> None:
         release=release,
         batch=batch,
     )
+
+
+def _install(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
+    for step in ("composer install", "npm ci", "npm run build"):
+        if not release.changing(host.name, batch):
+            return False
+        if step != "composer install" and not release.builds_assets(host.name, batch):
+            continue
+        if not _build_step(state, host, release, batch, step):
+            return False
+    return True
 
 
 def _build_step(state: Any, host: Any, release: ReleaseRun, batch: int, step: str) -> bool:
@@ -921,55 +924,63 @@ def _migrate(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
     return False
 
 
-def _post_step(release: ReleaseRun, label: str, step: str, batch: int) -> None:
-    _, name = _current()
-    _add(label, _live_step, lambda: release.changing(name, batch), release=release, step=step)
+LIVE_STEPS = ("caches", "storage link", "reload php-fpm", "reload nginx", "restart workers")
+"""After migrations, on each host: the release goes live (:func:`go_live`)."""
+
+WARM_UP_STEPS = ("caches", "storage link", "reload php-fpm")
+"""After migrations, on each host: a blue-green colour gets ready (:func:`warm_up`)."""
 
 
-def _live_step(state: Any, host: Any, release: ReleaseRun, step: str) -> bool:
-    run = release.hosts[host.name]
-    ok = _command_step(release, run, host, step, _step_command(release, run, step))
-    if not ok:
-        run.needs_restore = True
-    return ok
+def go_live(release: ReleaseRun, batch: int) -> None:
+    """Each host, in order: ``config:cache``, ``route:cache``, ``view:cache`` and
+    ``event:cache`` (one PHP process), ``storage:link``, php-fpm tested and reloaded
+    gracefully, nginx tested and reloaded, the queue workers restarted on the new code
+    (:func:`bgdeploy.commands.restart_live_workers`), then ``/api/health`` through nginx
+    (127.0.0.1, the public port) retried until ``health_deadline``: 200, and the
+    ``X-Release`` header (when the app sends one) naming the new commit.
 
-
-def warm_caches(release: ReleaseRun, batch: int) -> None:
-    """``config:cache``, ``route:cache``, ``view:cache``, ``event:cache``, ``optimize``."""
-    _post_step(release, "Warm caches", "caches", batch)
-
-
-def link_storage(release: ReleaseRun, batch: int) -> None:
-    """``php artisan storage:link`` (public/storage -> storage/app/public)."""
-    _post_step(release, "Link storage", "storage link", batch)
-
-
-def reload_php_fpm(release: ReleaseRun, batch: int) -> None:
-    """Test php-fpm's configuration, then reload it gracefully (requests in flight finish)."""
-    _post_step(release, "Reload php-fpm", "reload php-fpm", batch)
-
-
-def reload_nginx(release: ReleaseRun, batch: int) -> None:
-    """``nginx -t``, then reload nginx gracefully."""
-    _post_step(release, "Reload nginx", "reload nginx", batch)
-
-
-def restart_workers(release: ReleaseRun, batch: int) -> None:
-    """``php artisan queue:restart`` and a restart of the supervisor workers."""
-    _post_step(release, "Restart queue workers", "restart workers", batch)
-
-
-def verify_health(release: ReleaseRun, batch: int) -> None:
-    """``/api/health`` through nginx on each host (127.0.0.1, the public port), retried until
-    ``health_deadline``: 200, and the ``X-Release`` header (when the app sends one) naming the
-    new commit."""
+    One operation: each host goes through its steps without waiting for the others between
+    them. Its first failure stops it there; :func:`restore_on_failure` puts the previous
+    release back on it (unless ``auto_rollback`` is off)."""
     _, name = _current()
     _add(
-        "Verify health",
-        _verify_health,
+        "Go live",
+        _run_steps,
         lambda: release.changing(name, batch),
         release=release,
+        batch=batch,
+        steps=LIVE_STEPS,
+        health=True,
     )
+
+
+def warm_up(release: ReleaseRun, batch: int) -> None:
+    """Each host, in order (one operation, as :func:`go_live`): the caches, ``storage:link``,
+    php-fpm tested and reloaded (the blue-green colour it serves gets the new code)."""
+    _, name = _current()
+    _add(
+        "Warm up",
+        _run_steps,
+        lambda: release.changing(name, batch),
+        release=release,
+        batch=batch,
+        steps=WARM_UP_STEPS,
+        health=False,
+    )
+
+
+def _run_steps(
+    state: Any, host: Any, release: ReleaseRun, batch: int, steps: tuple[str, ...], health: bool
+) -> bool:
+    run = release.hosts[host.name]
+    for step in steps:
+        if not release.changing(host.name, batch):
+            return False
+        ok = _command_step(release, run, host, step, _step_command(release, run, step))
+        if not ok:
+            run.needs_restore = True
+            return False
+    return _verify_health(state, host, release) if health else True
 
 
 def _probe_until(host: Any, settings: Settings, sha: str | None) -> tuple[bool, str]:

@@ -28,12 +28,7 @@ for batch in host.loop(range(len(run.batches))):
     release.install_dependencies(run, batch)
     release.snapshot_database(run, batch)
     release.run_migrations(run, batch)
-    release.warm_caches(run, batch)
-    release.link_storage(run, batch)
-    release.reload_php_fpm(run, batch)
-    release.reload_nginx(run, batch)
-    release.restart_workers(run, batch)
-    release.verify_health(run, batch)
+    release.go_live(run, batch)  # caches, storage link, reloads, workers, health
     release.restore_on_failure(run, batch)
 
 release.write_journal(run)

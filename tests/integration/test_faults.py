@@ -221,7 +221,7 @@ def test_web_host_stopped_mid_rollout_is_behind_and_locked(
         ["pyinfra", "-y", "inventories/sandbox.py", "deploys/release.py",
          "--data", f"ref={tag}", "--data", "rolling_batch=1"],
         state,
-        {"Starting operation: composer install": lambda: web2.stop(timeout=1)},
+        {"Starting operation: Install dependencies": lambda: web2.stop(timeout=1)},
     )  # fmt: skip
     code, _out, err = deploy.wait()
     assert deploy.fired, err[-4000:]
@@ -310,7 +310,7 @@ def test_database_down_at_migration_switches_nothing(
 
 PHASES = {
     "fetch": ("in-place", "Starting operation: Preflight", harmless),
-    "build": ("in-place", "Starting operation: composer install", slow_composer),
+    "build": ("in-place", "Starting operation: Install dependencies", slow_composer),
     "migrate": ("in-place", "Starting operation: Run migrations", slow_migration),
     "switch": ("blue-green", "Starting operation: Switch colours", harmless),
 }

@@ -43,7 +43,8 @@ def test_restarts_are_graceful(prod: settings.Settings) -> None:
     assert emergency.restart_command("nginx", prod) == "nginx -t -q && service nginx reload"
     workers = emergency.restart_command("workers", prod)
     assert "queue:restart" in workers
-    assert workers.index("stop") < workers.index("queue:restart") < workers.index("start")
+    stop, start = (f"supervisor.sock {a} bideshgomon-worker" for a in ("stop", "start"))
+    assert workers.index(stop) < workers.index("queue:restart") < workers.index(start)
     assert "/var/www/bideshgomon/current" in workers
     with pytest.raises(ConfigError):
         emergency.restart_command("postgresql; reboot", prod)
