@@ -8,7 +8,9 @@ required: without it every integration test fails with a clear message, it is ne
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shlex
 import subprocess
 import sys
 import uuid
@@ -19,7 +21,7 @@ from typing import Any
 import paramiko
 import pytest
 
-from bgdeploy import sandbox
+from bgdeploy import sampleapp, sandbox
 from bgdeploy.errors import OperationFailed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,6 +127,51 @@ def sh(
         return stdout.channel.recv_exit_status(), out
     finally:
         client.close()
+
+
+APP_ROOT = "/var/www/bideshgomon"
+JOURNAL = f"{APP_ROOT}/.bgdeploy/journal.jsonl"
+LOCK = f"{APP_ROOT}/.bgdeploy/lock"
+BACKUPS = "/var/backups/bideshgomon"
+V2_MIGRATION = "2025_07_01_000000_add_passport_country_to_visa_applications_table"
+
+
+def q(text: str) -> str:
+    return shlex.quote(text)
+
+
+def journal(state: sandbox.SandboxState, host: str) -> list[dict[str, Any]]:
+    """A host's journal, read over SSH from the sandbox as it is now (a host started again
+    has new ports)."""
+    _code, out = sh(sandbox.load_state(state.name), host, f"cat {JOURNAL} 2>/dev/null || true")
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def psql(state: sandbox.SandboxState, sql: str) -> str:
+    """One query on the db host's application database, as postgres; its output."""
+    code, out = sh(state, "db", f"cd / && sudo -u postgres psql -X -d bideshgomon -tAc {q(sql)}")
+    assert code == 0, out
+    return out.strip()
+
+
+def commit(
+    state: sandbox.SandboxState, files: dict[str, str], message: str, prefix: str = "it"
+) -> tuple[str, str]:
+    """A commit on top of v2 in the sandbox's repository, under a new tag: (tag, sha)."""
+    tag = unique_name(prefix)
+    sha = sampleapp.add_commit(Path(state.app_repository), files, message, tag=tag, parent="v2")
+    return tag, sha
+
+
+def logins(docker_client: Any, state: sandbox.SandboxState) -> dict[str, int]:
+    """How many SSH logins each container's sshd has accepted so far."""
+    return {
+        h.name: docker_client.containers.get(h.container)
+        .logs()
+        .decode()
+        .count("Accepted publickey")
+        for h in state.hosts
+    }
 
 
 def sandbox_run_env(state: sandbox.SandboxState) -> dict[str, str]:

@@ -24,12 +24,21 @@ import pytest
 
 from bgdeploy import sampleapp, sandbox
 
-from .conftest import DEPLOY_V2, PROVISION, ROOT, own_sandbox, run, sandbox_run_env, sh, unique_name
+from .conftest import (
+    BACKUPS,
+    DEPLOY_V2,
+    LOCK,
+    PROVISION,
+    ROOT,
+    commit,
+    journal,
+    own_sandbox,
+    run,
+    sandbox_run_env,
+    sh,
+    unique_name,
+)
 
-APP_ROOT = "/var/www/bideshgomon"
-JOURNAL = f"{APP_ROOT}/.bgdeploy/journal.jsonl"
-LOCK = f"{APP_ROOT}/.bgdeploy/lock"
-BACKUPS = "/var/backups/bideshgomon"
 WEB = ("web1", "web2")
 
 SLOW_MIGRATION = """<?php
@@ -97,11 +106,6 @@ def on(state: sandbox.SandboxState, host: str, command: str) -> tuple[int, str]:
     return sh(sandbox.load_state(state.name), host, command)
 
 
-def journal(state: sandbox.SandboxState, host: str) -> list[dict[str, Any]]:
-    _code, out = on(state, host, f"cat {JOURNAL} 2>/dev/null || true")
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
 def locked(state: sandbox.SandboxState) -> list[str]:
     return [name for name in WEB if on(state, name, f"test -e {LOCK}")[0] == 0]
 
@@ -134,13 +138,6 @@ def columns(docker_client: Any, state: sandbox.SandboxState) -> str:
         "SELECT column_name FROM information_schema.columns "
         "WHERE table_name = 'visa_applications' ORDER BY column_name",
     )
-
-
-def commit(state: sandbox.SandboxState, files: dict[str, str], message: str) -> tuple[str, str]:
-    """A commit on top of v2 in the sandbox's repository, under a new tag: (tag, sha)."""
-    tag = unique_name("fault")
-    sha = sampleapp.add_commit(Path(state.app_repository), files, message, tag=tag, parent="v2")
-    return tag, sha
 
 
 def harmless(state: sandbox.SandboxState) -> tuple[str, str]:

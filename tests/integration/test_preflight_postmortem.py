@@ -16,19 +16,25 @@ import re
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bgdeploy import sampleapp, sandbox
 
-from .conftest import run, sandbox_run_env, sh, unique_name
+from .conftest import (
+    LOCK,
+    V2_MIGRATION,
+    commit,
+    journal,
+    logins,
+    run,
+    sandbox_run_env,
+    sh,
+    unique_name,
+)
 
 WEB = ("web1", "web2")
-JOURNAL = "/var/www/bideshgomon/.bgdeploy/journal.jsonl"
-LOCK = "/var/www/bideshgomon/.bgdeploy/lock"
-V2_MIGRATION = "2025_07_01_000000_add_passport_country_to_visa_applications_table"
 FLAG = "visa_new_flow_20250601"
 DHAKA = timedelta(hours=6)
 
@@ -105,27 +111,6 @@ def by_name(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 def statuses(data: dict[str, Any], name: str) -> set[str]:
     return {check["status"] for check in by_name(data)[name]}
-
-
-def journal(state: sandbox.SandboxState, host: str) -> list[dict[str, Any]]:
-    _code, out = sh(state, host, f"cat {JOURNAL} 2>/dev/null || true")
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-def logins(docker_client: Any, state: sandbox.SandboxState) -> dict[str, int]:
-    return {
-        h.name: docker_client.containers.get(h.container)
-        .logs()
-        .decode()
-        .count("Accepted publickey")
-        for h in state.hosts
-    }
-
-
-def commit(state: sandbox.SandboxState, files: dict[str, str], message: str) -> tuple[str, str]:
-    tag = unique_name("pf")
-    sha = sampleapp.add_commit(Path(state.app_repository), files, message, tag=tag, parent="v2")
-    return tag, sha
 
 
 def deploy(state: sandbox.SandboxState, ref: str) -> subprocess.CompletedProcess[str]:

@@ -22,13 +22,23 @@ import pytest
 
 from bgdeploy import sampleapp, sandbox
 
-from .conftest import ROOT, run, sandbox_run_env, sh, unique_name
+from .conftest import (
+    APP_ROOT,
+    BACKUPS,
+    LOCK,
+    ROOT,
+    V2_MIGRATION,
+    commit,
+    journal,
+    logins,
+    psql,
+    q,
+    run,
+    sandbox_run_env,
+    sh,
+    unique_name,
+)
 
-APP_ROOT = "/var/www/bideshgomon"
-JOURNAL = f"{APP_ROOT}/.bgdeploy/journal.jsonl"
-LOCK = f"{APP_ROOT}/.bgdeploy/lock"
-BACKUPS = "/var/backups/bideshgomon"
-V2_MIGRATION = "2025_07_01_000000_add_passport_country_to_visa_applications_table"
 WEB = ("web1", "web2")
 
 BROKEN_MIGRATION = """<?php
@@ -121,18 +131,6 @@ def served(state: sandbox.SandboxState) -> dict[str, tuple[int, str]]:
     return found
 
 
-def psql(state: sandbox.SandboxState, sql: str) -> str:
-    code, out = sh(state, "db", f"cd / && sudo -u postgres psql -X -d bideshgomon -tAc {q(sql)}")
-    assert code == 0, out
-    return out.strip()
-
-
-def q(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
 def schema(state: sandbox.SandboxState) -> str:
     code, out = sh(state, "db", "cd / && sudo -u postgres pg_dump --schema-only bideshgomon")
     assert code == 0, out
@@ -140,11 +138,6 @@ def schema(state: sandbox.SandboxState) -> str:
     return "\n".join(
         line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
     )
-
-
-def journal(state: sandbox.SandboxState, host: str) -> list[dict[str, Any]]:
-    _code, out = sh(state, host, f"cat {JOURNAL} 2>/dev/null || true")
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def lock_exists(state: sandbox.SandboxState, host: str) -> bool:
@@ -155,13 +148,6 @@ def snapshots(state: sandbox.SandboxState) -> list[str]:
     code, out = sh(state, "db", f"sudo ls -1 {BACKUPS}")
     assert code == 0, out
     return sorted(line for line in out.split() if line.endswith(".dump"))
-
-
-def commit(state: sandbox.SandboxState, files: dict[str, str], message: str) -> tuple[str, str]:
-    """A commit on top of v2 in the sandbox's repository, under a new tag: (tag, sha)."""
-    tag = unique_name("it")
-    sha = sampleapp.add_commit(Path(state.app_repository), files, message, tag=tag, parent="v2")
-    return tag, sha
 
 
 def slow_composer(state: sandbox.SandboxState) -> tuple[str, str]:
@@ -195,17 +181,6 @@ def start_deploy(state: sandbox.SandboxState, ref: str, operator: str) -> subpro
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def logins(docker_client: Any, state: sandbox.SandboxState) -> dict[str, int]:
-    """How many SSH logins each container's sshd has accepted so far."""
-    return {
-        h.name: docker_client.containers.get(h.container)
-        .logs()
-        .decode()
-        .count("Accepted publickey")
-        for h in state.hosts
-    }
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -25,22 +24,25 @@ import pytest
 from bgdeploy import sampleapp, sandbox, sshkeys
 
 from .conftest import (
+    APP_ROOT,
+    BACKUPS,
     DEPLOY_V1,
     DEPLOY_V2,
+    LOCK,
     PROVISION,
     ROOT,
+    V2_MIGRATION,
+    journal,
+    logins,
     own_sandbox,
+    psql,
+    q,
     run,
     sandbox_run_env,
     sh,
     unique_name,
 )
 
-APP_ROOT = "/var/www/bideshgomon"
-JOURNAL = f"{APP_ROOT}/.bgdeploy/journal.jsonl"
-LOCK = f"{APP_ROOT}/.bgdeploy/lock"
-BACKUPS = "/var/backups/bideshgomon"
-V2_MIGRATION = "2025_07_01_000000_add_passport_country_to_visa_applications_table"
 WEB = ("web1", "web2")
 
 
@@ -72,36 +74,10 @@ def releases(state: sandbox.SandboxState, hosts: tuple[str, ...] = WEB) -> dict[
     return {name: (status, release) for name, (status, release, _) in served(state, hosts).items()}
 
 
-def journal(state: sandbox.SandboxState, host: str) -> list[dict[str, Any]]:
-    _code, out = sh(state, host, f"cat {JOURNAL} 2>/dev/null || true")
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
 def history(state: sandbox.SandboxState) -> list[dict[str, Any]]:
     proc = run(["bgdeploy", "history", "sandbox", "--json"], env=sandbox_run_env(state))
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
-
-
-def psql(state: sandbox.SandboxState, sql: str) -> str:
-    code, out = sh(state, "db", f"cd / && sudo -u postgres psql -X -d bideshgomon -tAc {q(sql)}")
-    assert code == 0, out
-    return out.strip()
-
-
-def q(text: str) -> str:
-    return shlex.quote(text)
-
-
-def logins(docker_client: Any, state: sandbox.SandboxState) -> dict[str, int]:
-    """How many SSH logins each container's sshd has accepted so far."""
-    return {
-        h.name: docker_client.containers.get(h.container)
-        .logs()
-        .decode()
-        .count("Accepted publickey")
-        for h in state.hosts
-    }
 
 
 def table_row(output: str, host: str) -> str:

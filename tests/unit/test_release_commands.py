@@ -8,6 +8,7 @@ import grp
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,50 @@ def test_artisan_batch_runs_each_command_in_one_process() -> None:
     for bad in ("config:cache; id", "--env=prod", "list"):
         with pytest.raises(ConfigError):
             commands.artisan_batch(bad)
+
+
+def test_supervisor_group_through_the_socket(tmp_path: Path) -> None:
+    """:data:`commands.SUPERVISOR_RPC` against an XML-RPC server on a unix socket that answers
+    as supervisord does (a list of per-process results, or a fault)."""
+    import socket
+    import threading
+    import xmlrpc.client
+    import xmlrpc.server
+
+    class Server(xmlrpc.server.SimpleXMLRPCServer):
+        address_family = socket.AF_UNIX
+
+    class Handler(xmlrpc.server.SimpleXMLRPCRequestHandler):
+        disable_nagle_algorithm = False  # a TCP option: not on a unix socket
+
+    def result(name: str, status: int, description: str) -> dict[str, object]:
+        return {"name": name, "group": "g", "status": status, "description": description}
+
+    def start(group: str, wait: bool) -> list[dict[str, object]]:
+        if group == "nosuch":
+            raise xmlrpc.client.Fault(10, "BAD_NAME: nosuch")
+        if group == "broken":
+            return [result("broken_00", 80, "OK"), result("broken_01", 50, "SPAWN_ERROR")]
+        return [result(f"{group}_00", 80, "OK")]
+
+    path = str(tmp_path / "supervisor.sock")
+    server = Server(path, Handler, logRequests=False, allow_none=True)  # type: ignore[arg-type]
+    server.register_function(start, "supervisor.startProcessGroup")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+
+        def rpc(group: str) -> subprocess.CompletedProcess[str]:
+            args = [sys.executable, "-I", "-S", "-c", commands.SUPERVISOR_RPC, path, "start"]
+            return subprocess.run([*args, group], capture_output=True, text=True, check=False)
+
+        done = rpc("bideshgomon-worker")
+        assert (done.returncode, done.stdout) == (0, "bideshgomon-worker_00: started\n"), (
+            done.stderr
+        )
+        done = rpc("broken")
+        assert done.returncode == 1 and "broken_01: SPAWN_ERROR" in done.stderr
+        done = rpc("nosuch")
+        assert done.returncode == 1 and "BAD_NAME: nosuch" in done.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
