@@ -154,7 +154,7 @@ def measure(size: int, rounds: int) -> dict[str, float]:
         print(f"{size} web: release v1 -> v2 in place {release:.1f} s", flush=True)
         print(f"{size} web:   slowest steps: {slowest_steps(json.loads(report))}", flush=True)
         for mark in ("a", "b"):
-            files = {PROBE.lstrip("/"): f"{mark}\n"}
+            files = {f"public{PROBE}": f"{mark}\n"}
             tag = f"bench-{mark}"
             sampleapp.add_commit(Path(state.app_repository), files, tag, tag=tag)
             cli("deploy", "sandbox", "--strategy", "blue-green", "--ref", tag)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,18 +28,13 @@ from typing import Any
 from bgdeploy import canary as canary_mod
 from bgdeploy import commands, journal, lock, notify, refs, remote, runner, switch, windows
 from bgdeploy.errors import BgdeployError, ConfigError, OperationFailed, PolicyRefusal
+from bgdeploy.progress import Progress, quiet
 from bgdeploy.release_report import ReleaseReport, StepResult
 from bgdeploy.settings import Settings
 
 DEPLOY_FILE = "deploys/release.py"
 DEPLOY_FILES = {"in-place": DEPLOY_FILE, "blue-green": "deploys/blue_green.py"}
 STRATEGIES = tuple(DEPLOY_FILES)
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_line: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -157,7 +152,7 @@ class Interrupted(Exception):
 
 
 def deploy(
-    request: DeployRequest, stream: bool = True, progress: Progress = _quiet
+    request: DeployRequest, stream: bool = True, progress: Progress = quiet
 ) -> ReleaseReport:
     """Run the release and return its report (see :meth:`ReleaseReport.exit_code`).
 
@@ -170,7 +165,9 @@ def deploy(
         report_path = str(Path(tmp) / "report.json")
         data = request.data(run_id, report_path)
         try:
-            result = runner.run_deploy(request.env, request.deploy_file, data, stream=stream)
+            result = runner.run_deploy(
+                request.env, request.deploy_file, data, stream=stream, checked=True
+            )
         except KeyboardInterrupt:
             progress("interrupted: stopping pyinfra and restoring the hosts it changed")
             report = ReleaseReport.load(report_path) or ReleaseReport(
@@ -306,7 +303,7 @@ def announce_rollback(
 
 
 def recover(
-    env: str, report: ReleaseReport, progress: Progress = _quiet, strategy: str = "in-place"
+    env: str, report: ReleaseReport, progress: Progress = quiet, strategy: str = "in-place"
 ) -> ReleaseReport:
     """Put back what an interrupted deploy changed, host by host, over SSH (Fabric).
 

@@ -26,18 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from bgdeploy.errors import ConfigError, OperationFailed
+from bgdeploy.progress import Progress, quiet
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "sandbox" / "image"
 IMAGE_REPOSITORY = "bgdeploy/target"
 SLIM_BASE = "debian:bookworm-slim"
 DEBOOTSTRAP_BASE = "bgdeploy/debian-base:bookworm"
 SUITE = "bookworm"
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_line: str) -> None:
-    pass
 
 
 def recipe_hash(recipe_dir: Path = RECIPE_DIR) -> str:
@@ -130,7 +125,7 @@ def _run(cmd: list[str], what: str) -> None:
         raise OperationFailed(f"{what} failed (exit {proc.returncode}):\n{tail}")
 
 
-def build_debootstrap_base(client: Any, mirror: str, progress: Progress = _quiet) -> str:
+def build_debootstrap_base(client: Any, mirror: str, progress: Progress = quiet) -> str:
     """Make ``bgdeploy/debian-base:bookworm`` with debootstrap and ``docker import``."""
     if shutil.which("debootstrap") is None:
         raise OperationFailed(
@@ -160,7 +155,7 @@ def build_debootstrap_base(client: Any, mirror: str, progress: Progress = _quiet
     return DEBOOTSTRAP_BASE
 
 
-def base_image(client: Any, mirror: str, progress: Progress = _quiet) -> str:
+def base_image(client: Any, mirror: str, progress: Progress = quiet) -> str:
     """The base to build on: bookworm-slim if present, else the debootstrap import."""
     if _has_image(client, SLIM_BASE):
         return SLIM_BASE
@@ -173,7 +168,7 @@ BUILD_LOCK = Path(tempfile.gettempdir()) / "bgdeploy-image-build.lock"
 """Held while the image is built: side-by-side sandboxes wait for one build, never race it."""
 
 
-def ensure_image(client: Any, progress: Progress = _quiet, force: bool = False) -> str:
+def ensure_image(client: Any, progress: Progress = quiet, force: bool = False) -> str:
     """Build the target image unless the current recipe's image exists; returns its tag.
 
     Concurrent callers (two sandboxes started at once) build it once: the others wait for the
@@ -187,7 +182,7 @@ def build_once(
     client: Any,
     tag: str,
     build: Callable[[], object],
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     force: bool = False,
 ) -> str:
     """Run ``build`` unless image ``tag`` exists, holding :data:`BUILD_LOCK`; returns ``tag``.
@@ -228,7 +223,7 @@ def build_recipe(
     recipe_dir: Path,
     tag: str,
     buildargs: dict[str, str],
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     what: str = "the sandbox image",
 ) -> str:
     """``docker build`` of ``recipe_dir`` as ``tag`` (host network, never pulling).

@@ -44,7 +44,7 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,7 @@ from bgdeploy import image, render
 from bgdeploy.errors import ConfigError, OperationFailed
 from bgdeploy.gate import Thresholds
 from bgdeploy.metrics import check_window
+from bgdeploy.progress import Progress, quiet
 
 if TYPE_CHECKING:
     from bgdeploy.sandbox import SandboxState
@@ -78,12 +79,6 @@ ALERTS = (
     "CanaryDeploymentFailing",
 )
 """The runbook's alerts, in its order."""
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_line: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -215,7 +210,7 @@ def image_tag(base_tag: str, recipe_dir: Path = RECIPE_DIR) -> str:
     return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:12]}"
 
 
-def ensure_image(client: Any, base_tag: str, progress: Progress = _quiet) -> str:
+def ensure_image(client: Any, base_tag: str, progress: Progress = quiet) -> str:
     """Build the monitoring image on ``base_tag`` unless it exists; returns its tag."""
     tag = image_tag(base_tag)
 
@@ -251,7 +246,7 @@ def write_config(state: SandboxState, alerts: AlertSettings = SANDBOX) -> Path:
     return directory
 
 
-def start(client: Any, state: SandboxState, progress: Progress = _quiet) -> dict[str, Any]:
+def start(client: Any, state: SandboxState, progress: Progress = quiet) -> dict[str, Any]:
     """Start the sandbox's Prometheus; returns what the sandbox state records of it.
 
     ``{"container", "image", "ports": {"prometheus"}, "url", "config_dir"}``. Waits until

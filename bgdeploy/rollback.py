@@ -49,18 +49,14 @@ from bgdeploy import commands, journal, lock, refs, remote, runner, smoke, switc
 from bgdeploy import settings as settings_mod
 from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.journal import JournalEntry
+from bgdeploy.progress import Progress, quiet
 from bgdeploy.settings import Settings
 
-Progress = Callable[[str], None]
 MAX_MIGRATION_STEPS = 100
 STEP_TIMEOUT = 1800
 """Seconds one restore step may take (composer and npm on a slow mirror), as in a release."""
 JOURNAL_LINES = 5000
 """How many of the last journal lines of each host are read to choose the target."""
-
-
-def _quiet(_line: str) -> None:
-    pass
 
 
 # The request, checked before any connection
@@ -333,7 +329,7 @@ class RollbackReport:
         }
 
 
-def rollback(request: RollbackRequest, progress: Progress = _quiet) -> RollbackReport:
+def rollback(request: RollbackRequest, progress: Progress = quiet) -> RollbackReport:
     """Roll ``request.env`` back (see the module): switch back when the other colour holds
     the previous release everywhere, otherwise in place. Returns the per-host report; raises
     :class:`PolicyRefusal` (exit 3) for a refused host key, a held lock or a failed smoke

@@ -155,13 +155,16 @@ def run_deploy(
     data: dict[str, Any] | None = None,
     limit: list[str] | None = None,
     stream: bool = True,
+    checked: bool = False,
 ) -> DeployRun:
     """Run ``pyinfra -y --json inventories/ENV.py deploys/FILE`` from the repository root.
 
     pyinfra's progress (stderr) is shown as it comes when ``stream`` is set; the JSON results
-    (stdout) are parsed.
+    (stdout) are parsed. The inventory and settings are validated first, unless ``checked``
+    (the caller just did: :func:`bgdeploy.deploying.check_request`).
     """
-    check_environment(env, data)
+    if not checked:
+        check_environment(env, data)
     args = [sys.executable, "-m", "pyinfra", "-y", "--json", str(inventory_path(env)), deploy_file]
     args += data_args(data or {})
     for item in limit or []:

@@ -36,7 +36,6 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any
 
 from bgdeploy import image, sampleapp, sshkeys
 from bgdeploy.errors import ConfigError, OperationFailed
+from bgdeploy.progress import Progress, quiet
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 LABEL = "io.bgdeploy.sandbox"
@@ -57,12 +57,6 @@ BACKUPS_DIR = "/var/backups/bideshgomon"
 BACKUPS_TMPFS = "size=64m"
 """The db host's snapshot directory (group_data's ``backups_dir``): a 64 MiB tmpfs."""
 MAX_WEB = 16
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_line: str) -> None:
-    pass
 
 
 @dataclass
@@ -244,7 +238,7 @@ def _start_container(
 def up(
     name: str = "default",
     web: int = 2,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     client: Any = None,
     single: bool = False,
     monitoring: bool = False,

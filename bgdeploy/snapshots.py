@@ -35,6 +35,7 @@ from typing import Any
 
 from bgdeploy import commands, journal, lock, remote, runner
 from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
+from bgdeploy.progress import Progress, quiet
 from bgdeploy.settings import Settings
 
 CREATED = re.compile(r"^bgdeploy-snapshot: (\S+) (\d+) ([0-9a-f]{64})$", re.MULTILINE)
@@ -43,12 +44,7 @@ SCRATCH_SUFFIX = "_restore"
 BEFORE_SUFFIX = "_before_restore"
 RESTORE_TIMEOUT = 6 * 3600.0
 
-Progress = Callable[[str], None]
 Confirm = Callable[[str], Any]
-
-
-def _quiet(_line: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -261,7 +257,7 @@ class Restore:
         return self.swapped and not self.error and all(r.ok for r in self.results)
 
 
-def restore(env: str, name: str, confirm: Confirm, progress: Progress = _quiet) -> Restore:
+def restore(env: str, name: str, confirm: Confirm, progress: Progress = quiet) -> Restore:
     """Restore snapshot ``name`` into ``env``'s database (see the module's description).
 
     ``confirm(question)`` is asked once the snapshot is verified; it stops the restore by
