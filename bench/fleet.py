@@ -6,13 +6,15 @@ For each size a sandbox of its own is started, provisioned and given v1 in place
 then timed, as an operator runs them (whole ``bgdeploy`` processes):
 
 - the no-change provision re-run (``bgdeploy provision sandbox`` on a provisioned fleet);
-- the in-place release v1 -> v2 (``bgdeploy deploy sandbox --ref v2``);
+- the in-place release v1 -> v2 (``bgdeploy deploy sandbox --ref v2``), ``--rounds`` times
+  (v1 deployed again, not timed, between two): the median (the first round also snapshots
+  and migrates);
 - the blue-green switch: after two blue-green deploys (not timed) of commits that each add
   ``public/bench-colour.txt`` with a content of their own, ``--rounds`` switches back and
-  forth, each timed from the call until every web host serves the new colour's file through
-  its public port (polled from a process of its own); the median. The file is static: nginx
-  answers without PHP. (Polling ``/``, as before, ran Laravel a hundred times a second per
-  host: on 8 hosts that load, not the switch, took most of the 2 cores.)
+  forth, 5 s apart, each timed from the call until every web host serves the new colour's
+  file through its public port (polled from a process of its own); the median. The file is
+  static: nginx answers without PHP. (Polling ``/``, as before, ran Laravel a hundred times a
+  second per host: on 8 hosts that load, not the switch, took most of the 2 cores.)
 
 Prints a line per measurement and a table; targets (issue 9): the release at 8 hosts within
 1.5 times the release at 1 host, the switch at 8 hosts within 1.5 s. Asserts nothing. About
@@ -69,6 +71,10 @@ def slowest_steps(report: dict[str, Any], count: int = 4) -> str:
     top = sorted(steps.items(), key=lambda item: -item[1])[:count]
     return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in top)
 
+
+SETTLE = 5.0
+"""Seconds between two switches: the workers of every host restart (in the background) after a
+switch; the next switch starts on a settled fleet, as an operator's does."""
 
 PROBE = "/bench-colour.txt"
 """The static file each colour serves with a content of its own."""
@@ -130,6 +136,7 @@ def switches(state: sandbox.SandboxState, rounds: int) -> list[float]:
         bodies = {colour: "b", switch.other(colour): "a"}
         for _ in range(rounds):
             colour = switch.other(colour)
+            time.sleep(SETTLE)
             serving, returned = time_switch(state, fleet, settings, colour, bodies[colour])
             print(f"  switch to {colour}: all serve {serving:.2f} s, returned {returned:.2f} s")
             found.append(serving)
@@ -149,10 +156,14 @@ def measure(size: int, rounds: int) -> dict[str, float]:
         first = cli("provision", "sandbox")
         again = cli("provision", "sandbox")
         print(f"{size} web: provision {first:.1f} s, re-run (no change) {again:.1f} s", flush=True)
-        cli("deploy", "sandbox", "--ref", "v1")
-        release, report = cli_output("deploy", "sandbox", "--ref", "v2", "--json")
-        print(f"{size} web: release v1 -> v2 in place {release:.1f} s", flush=True)
-        print(f"{size} web:   slowest steps: {slowest_steps(json.loads(report))}", flush=True)
+        releases = []
+        for number in range(rounds):
+            # v1 again (not timed; --force: its commit may be built there already), then v2.
+            cli("deploy", "sandbox", "--ref", "v1", *(["--force"] if number else []))
+            release, report = cli_output("deploy", "sandbox", "--ref", "v2", "--json", "--force")
+            print(f"{size} web: release v1 -> v2 in place {release:.1f} s", flush=True)
+            print(f"{size} web:   slowest steps: {slowest_steps(json.loads(report))}", flush=True)
+            releases.append(release)
         for mark in ("a", "b"):
             files = {f"public{PROBE}": f"{mark}\n"}
             tag = f"bench-{mark}"
@@ -160,7 +171,11 @@ def measure(size: int, rounds: int) -> dict[str, float]:
             cli("deploy", "sandbox", "--strategy", "blue-green", "--ref", tag)
         timed = switches(state, rounds)
         print(f"{size} web: switch " + ", ".join(f"{s:.2f}" for s in timed) + " s", flush=True)
-        return {"provision": again, "release": release, "switch": statistics.median(timed)}
+        return {
+            "provision": again,
+            "release": statistics.median(releases),
+            "switch": statistics.median(timed),
+        }
     finally:
         sandbox.down(name)
 
