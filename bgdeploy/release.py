@@ -942,30 +942,28 @@ def go_live(release: ReleaseRun, batch: int) -> None:
     One operation: each host goes through its steps without waiting for the others between
     them. Its first failure stops it there; :func:`restore_on_failure` puts the previous
     release back on it (unless ``auto_rollback`` is off)."""
-    _, name = _current()
-    _add(
-        "Go live",
-        _run_steps,
-        lambda: release.changing(name, batch),
-        release=release,
-        batch=batch,
-        steps=LIVE_STEPS,
-        health=True,
-    )
+    _phase("Go live", release, batch, LIVE_STEPS, health=True)
 
 
 def warm_up(release: ReleaseRun, batch: int) -> None:
     """Each host, in order (one operation, as :func:`go_live`): the caches, ``storage:link``,
     php-fpm tested and reloaded (the blue-green colour it serves gets the new code)."""
+    _phase("Warm up", release, batch, WARM_UP_STEPS, health=False)
+
+
+def _phase(
+    label: str, release: ReleaseRun, batch: int, steps: tuple[str, ...], health: bool
+) -> None:
+    """One operation running ``steps`` (and the health check) on each host being released."""
     _, name = _current()
     _add(
-        "Warm up",
+        label,
         _run_steps,
         lambda: release.changing(name, batch),
         release=release,
         batch=batch,
-        steps=WARM_UP_STEPS,
-        health=False,
+        steps=steps,
+        health=health,
     )
 
 
