@@ -6,18 +6,22 @@ pool); the preview listener includes ``idle.conf``. A switch, on a fleet:
 
 1. reads both colours on every host (which is live, which commit each holds and was built at,
    and the host's clock); the colour switched to must be built on every host;
-2. on every host at once, in one round trip (:func:`bgdeploy.commands.switch_colour`): writes
-   the new includes beside the old ones, keeps the old, renames the new over them (atomic),
-   ``nginx -t``, moves ``current`` (an atomic rename) and reloads nginx (graceful: requests in
-   flight finish on the old workers). A command that reaches a host after the switch gave up
-   on it (:data:`SWITCH_TIMEOUT`) refuses to run, by the host's own clock: a host that was
-   unreachable never switches later behind the operator's back;
+2. on every host at once, in one round trip (:func:`bgdeploy.commands.switch_colour`): arms
+   the host's watchdog, writes the new includes beside the old ones, keeps the old, renames
+   the new over them (atomic), ``nginx -t``, moves ``current`` (an atomic rename) and reloads
+   nginx (graceful: requests in flight finish on the old workers). A command that reaches a
+   host after the switch gave up on it (:data:`SWITCH_TIMEOUT`) refuses to run, by the host's
+   own clock: a host that was unreachable never switches later behind the operator's back;
 3. if any host failed (or the operator pressed Ctrl-C), every host is put back where it was
    (:func:`bgdeploy.commands.switch_revert`), and the switch fails: all hosts or none;
-4. on success, in one more round trip: removes what the switch left beside the includes,
-   journals the switch, and signals the queue workers to restart after their current job
-   (``queue:restart``, in the background: supervisor starts them again through ``current``,
-   now the new colour). A failed signal is journaled by the host itself.
+4. on success, in one more round trip: confirms the switch (the watchdog stands down),
+   removes what the switch left beside the includes, journals the switch, and signals the
+   queue workers to restart after their current job (``queue:restart``, in the background:
+   supervisor starts them again through ``current``, now the new colour). A failed signal is
+   journaled by the host itself. A host the confirmation does not reach (its network cut
+   after it switched, the operator's process gone) puts itself back after
+   :data:`WATCHDOG_SECONDS` and journals why; the hosts that did confirm are switched back at
+   once, so that no host is left alone on the new colour.
 
 The old colour stays as it is, built and warm, so switching back takes a second. The same
 code runs from the CLI (over Fabric) and from the blue-green deploy file (over pyinfra's
