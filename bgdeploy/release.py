@@ -721,7 +721,7 @@ def _abort_batch(release: ReleaseRun, batch: int, host: str, step: str) -> None:
 def install_dependencies(release: ReleaseRun, batch: int) -> None:
     """``composer install --no-dev --optimize-autoloader`` on every host; ``npm ci`` and
     ``npm run build`` on one host when ``asset_paths`` is set and there are several web hosts
-    (its build, packed and checksummed, is then copied to the others: :func:`receive_assets`),
+    (its build, packed and checksummed, is then copied to the others: ``Receive the assets``),
     else on every host. One operation: the hosts that only run composer do not wait for the
     building host between steps (its npm work runs beside their composer)."""
     _, name = _current()
