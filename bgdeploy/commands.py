@@ -200,10 +200,15 @@ def tail(path: str, lines: int, follow: bool = False) -> str:
     )
 
 
+def in_live(settings: Settings, command: str) -> str:
+    """``command`` in the live colour (through ``current``), as the php-fpm user, so that the
+    caches it writes stay writable by php-fpm."""
+    return as_user(settings.php_fpm_user, f"cd {q(settings.app_root + '/current')} && {command}")
+
+
 def live_artisan(settings: Settings, *words: str) -> str:
-    """``php artisan WORDS`` in the live colour (through ``current``), as the php-fpm user, so
-    the caches it writes stay writable by php-fpm."""
-    return as_user(settings.php_fpm_user, artisan(f"{settings.app_root}/current", *words))
+    """``php artisan WORDS`` in the live colour, as the php-fpm user (:func:`in_live`)."""
+    return in_live(settings, artisan_here(*words))
 
 
 CACHE_CLEARS = ("optimize:clear", "config:clear", "route:clear", "view:clear", "cache:clear")
@@ -215,8 +220,7 @@ CACHE_WARMS = ("config:cache", "route:cache", "view:cache", "event:cache")
 def clear_and_warm_caches(settings: Settings) -> str:
     """The runbook's cache clears, then the caches warmed again, in the live colour, in one PHP
     process, as the php-fpm user (the caches it writes stay writable by php-fpm)."""
-    live = f"{settings.app_root}/current"
-    return as_user(settings.php_fpm_user, in_dir(live, artisan_batch(*CACHE_CLEARS, *CACHE_WARMS)))
+    return in_live(settings, artisan_batch(*CACHE_CLEARS, *CACHE_WARMS))
 
 
 def restart_workers(settings: Settings) -> str:
@@ -956,9 +960,9 @@ def supervisor_group(action: str, program: str) -> str:
     """``supervisorctl stop|start NAME:*``, through supervisord's socket when it is at
     :data:`SUPERVISOR_SOCKET` (:data:`SUPERVISOR_RPC`), else through ``supervisorctl``. Run as
     root; fails naming each process that did not stop or start."""
-    fallback = supervisor_control(action, program)
     if action not in ("stop", "start"):
         raise ConfigError(f"supervisor group action {action!r} is not stop or start")
+    fallback = supervisor_control(action, program)
     sock = q(SUPERVISOR_SOCKET)
     rpc = f"python3 -I -S -c {q(SUPERVISOR_RPC)} {sock} {action} {q(program)}"
     return f"if [ -S {sock} ]; then {rpc}; else {fallback}; fi"
