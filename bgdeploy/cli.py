@@ -37,9 +37,6 @@ class WholeNumber(click.IntRange):
 
     name = "whole number"
 
-    def __init__(self, low: int, high: int) -> None:
-        super().__init__(low, high)
-
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         if isinstance(value, str) and not (value.isascii() and value.isdigit()):
             self.fail(f"{value!r} is not a whole number (digits only)", param, ctx)
