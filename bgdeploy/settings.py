@@ -278,21 +278,26 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
     )
 
 
-_ASSET_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
+_ASSET_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 
 
 def _asset_paths(read: _Reader) -> tuple[str, ...]:
-    """``asset_paths``: a list of paths relative to a checkout (no ``..``, no leading ``/``)."""
-    value = read.data.get("asset_paths", ["public/build"])
+    """``asset_paths``: a list of paths relative to a checkout (no ``..``, no leading ``/``),
+    none of them inside another (each is replaced whole)."""
+    value = read.data.get("asset_paths", Settings.asset_paths)
     if not isinstance(value, list | tuple):
         raise read.fail(
             "asset_paths", f"must be a list of paths like 'public/build', not {value!r}"
         )
     for item in value:
-        if not isinstance(item, str) or not _ASSET_PATH.match(item) or ".." in item.split("/"):
+        if not isinstance(item, str) or not _ASSET_PATH.fullmatch(item) or ".." in item.split("/"):
             raise read.fail(
                 "asset_paths", f"holds {item!r}, which is not a path inside the checkout"
             )
+    for item in value:
+        inside = [other for other in value if other == item or other.startswith(item + "/")]
+        if len(inside) > 1:
+            raise read.fail("asset_paths", f"names {item!r} more than once (or a path inside it)")
     return tuple(value)
 
 

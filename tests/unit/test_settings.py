@@ -74,6 +74,9 @@ def test_typo_suggests_the_known_key() -> None:
         ("asset_paths", ["/public/build"]),
         ("asset_paths", ["public/build; id"]),
         ("asset_paths", ["-rf"]),
+        ("asset_paths", ["public/build\n"]),
+        ("asset_paths", ["public/build", "public/build"]),
+        ("asset_paths", ["public", "public/build"]),
     ],
 )
 def test_hostile_or_wrong_values_are_refused(key: str, value: object) -> None:
