@@ -367,12 +367,21 @@ def down(name: str = "default", client: Any = None) -> list[str]:
     return removed
 
 
+def _host(state: SandboxState, host_name: str) -> SandboxHost:
+    """One host of a sandbox by name (an unknown name is an error naming the sandbox's)."""
+    for host in state.hosts:
+        if host.name == host_name:
+            return host
+    names = ", ".join(h.name for h in state.hosts)
+    raise ConfigError(f"sandbox {state.name} has no host {host_name!r} (it has {names})")
+
+
 def start_host(name: str, host_name: str, client: Any = None) -> SandboxState:
     """Start a stopped host of a sandbox again (its services start with the container) and
     wait for its sshd. Docker publishes it on new ports: the state file and ``known_hosts``
     are updated (same host keys), so the inventory reaches it. Returns the new state."""
     state = load_state(name)
-    (host,) = [h for h in state.hosts if h.name == host_name]
+    host = _host(state, host_name)
     container = (client or docker_client()).containers.get(host.container)
     container.start()
     deadline = time.monotonic() + 60
@@ -395,7 +404,7 @@ def disconnect_host(name: str, host_name: str, client: Any = None) -> None:
     ports (nothing reaches it, it reaches nothing; its processes go on). For fault tests;
     :func:`reconnect_host` undoes it."""
     state = load_state(name)
-    (host,) = [h for h in state.hosts if h.name == host_name]
+    host = _host(state, host_name)
     client = client or docker_client()
     client.networks.get(state.network).disconnect(host.container)
 
@@ -403,9 +412,11 @@ def disconnect_host(name: str, host_name: str, client: Any = None) -> None:
 def reconnect_host(name: str, host_name: str, client: Any = None) -> SandboxState:
     """Connect a host cut off by :func:`disconnect_host` again and wait for its sshd. Docker
     publishes it on new ports: the state file and ``known_hosts`` are updated, as
-    :func:`start_host` does. Returns the new state."""
+    :func:`start_host` does. Returns the new state. Docker may give it another private address
+    (seen: the same one when no container joined in between); pg_hba trusts the provisioned
+    one until ``bgdeploy provision`` runs again."""
     state = load_state(name)
-    (host,) = [h for h in state.hosts if h.name == host_name]
+    host = _host(state, host_name)
     client = client or docker_client()
     client.networks.get(state.network).connect(host.container)
     _republish(state, host, client.containers.get(host.container), time.monotonic() + 60)
@@ -504,7 +515,7 @@ def ssh_client(state: SandboxState, host: str) -> Any:
     tests' and benchmarks' direct line; bgdeploy's own commands go through pyinfra or Fabric)."""
     import paramiko
 
-    target = next(h for h in state.hosts if h.name == host)
+    target = _host(state, host)
     client = paramiko.SSHClient()
     client.load_host_keys(state.known_hosts)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
