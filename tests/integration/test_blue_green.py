@@ -67,6 +67,13 @@ def served_by(state: sandbox.SandboxState, path: str = "/") -> dict[str, tuple[i
     return found
 
 
+def serving(state: sandbox.SandboxState) -> tuple[dict[str, tuple[int, str, str]], str, str]:
+    """(what each web host serves, the one live colour, the other colour)."""
+    before = served_by(state)
+    (live,) = {colour for _, colour, _ in before.values()}
+    return before, live, "blue" if live == "green" else "green"
+
+
 def served_by_host(state: sandbox.SandboxState, name: str) -> tuple[int, str, str]:
     (web,) = [w for w in state.group("web") if w.name == name]
     response = httpx.get(f"http://127.0.0.1:{web.ports['http']}/", timeout=15)
@@ -225,9 +232,7 @@ def test_failed_health_once_live_switches_back(bg: sandbox.SandboxState) -> None
 
 
 def test_requests_in_flight_finish_on_their_colour(bg: sandbox.SandboxState) -> None:
-    before = served_by(bg)
-    (live,) = {colour for _, colour, _ in before.values()}
-    other = "blue" if live == "green" else "green"
+    before, live, other = serving(bg)
     urls = [f"http://127.0.0.1:{w.ports['http']}/api/slow?seconds=20" for w in bg.group("web")]
 
     def slow(url: str) -> tuple[int, str, float]:
@@ -286,10 +291,8 @@ def wait_for_workers(state: sandbox.SandboxState, colour: str, seconds: float = 
 
 
 def test_queue_workers_run_the_new_colour_after_a_switch(bg: sandbox.SandboxState) -> None:
-    before = served_by(bg)
-    (live,) = {colour for _, colour, _ in before.values()}
+    before, live, new = serving(bg)
     (release,) = {sha for _, _, sha in before.values()}
-    new = "blue" if live == "green" else "green"
     ref = "v2" if release == bg.releases["v1"] else "v1"
     wait_for_workers(bg, live)
     proc = blue_green(bg, ref)
@@ -327,9 +330,7 @@ def test_queue_workers_run_the_new_colour_after_a_switch(bg: sandbox.SandboxStat
 def test_unreachable_web_host_leaves_every_host_on_the_old_colour(
     bg: sandbox.SandboxState, docker_client: Any
 ) -> None:
-    before = served_by(bg)
-    (live,) = {colour for _, colour, _ in before.values()}
-    other = "blue" if live == "green" else "green"
+    before, live, other = serving(bg)
     web2 = docker_client.containers.get(bg.group("web")[1].container)
     # From the CLI: web2 stops answering before the switch.
     web2.pause()
@@ -367,12 +368,9 @@ def test_unreachable_web_host_leaves_every_host_on_the_old_colour(
 
 
 def test_hosts_that_disagree_are_refused_before_anything_changes(bg: sandbox.SandboxState) -> None:
-    before = served_by(bg)
-    (live,) = {colour for _, colour, _ in before.values()}
-    other = "blue" if live == "green" else "green"
-    current = "/var/www/bideshgomon/current"
+    before, live, other = serving(bg)
     code, out = sh(
-        bg, "web2", f"sudo ln -sfn {other} {current}.x && sudo mv -T {current}.x {current}"
+        bg, "web2", f"sudo ln -sfn {other} {CURRENT}.x && sudo mv -T {CURRENT}.x {CURRENT}"
     )
     assert code == 0, out
     try:
@@ -380,7 +378,7 @@ def test_hosts_that_disagree_are_refused_before_anything_changes(bg: sandbox.San
         assert proc.returncode != 0
         text = proc.stdout + proc.stderr
         assert "disagree" in text and f"web1 {live}" in text and f"current -> {other}" in text
-        _, after = sh(bg, "web2", f"readlink {current}")
+        _, after = sh(bg, "web2", f"readlink {CURRENT}")
         assert after.strip() == other, "nothing may change on a host"
         assert served_by(bg) == before
     finally:
@@ -482,9 +480,7 @@ return new class extends Migration
 
 
 def test_cli_strategy_script_and_rollback(bg: sandbox.SandboxState) -> None:
-    before = served_by(bg)
-    (live,) = {colour for _, colour, _ in before.values()}
-    other = "blue" if live == "green" else "green"
+    before, _live, other = serving(bg)
     (release,) = {sha for _, _, sha in before.values()}
     ref = "v2" if release == bg.releases["v1"] else "v1"
     env = sandbox_run_env(bg)
@@ -509,9 +505,7 @@ def test_network_cut_during_a_switch_leaves_no_host_on_the_new_colour(
     bg: sandbox.SandboxState, docker_client: Any
 ) -> None:
     """Last of the module: web2 comes back on new published ports."""
-    before = served_by(bg)
-    (live,) = {colour for _, colour, _ in before.values()}
-    other = "blue" if live == "green" else "green"
+    before, live, other = serving(bg)
     web2 = docker_client.containers.get(bg.group("web")[1].container)
 
     def on_web2(command: str) -> str:
