@@ -635,6 +635,95 @@ def applied_migrations(port: int, database: str) -> str:
     return f'if [ "$({exists})" = t ]; then {rows}; fi'
 
 
+def _wait_for_postgres(port: int, seconds: int) -> str:
+    """Shell: wait until PostgreSQL accepts connections, at most ``seconds`` (then go on: the
+    next command says what is wrong)."""
+    return (
+        f"i=0; until pg_isready -q -p {int(port)}; do i=$((i+1)); "
+        f'[ "$i" -ge {int(seconds)} ] && break; sleep 1; done'
+    )
+
+
+def schema_fingerprint(
+    port: int, database: str, compare_with: str | None = None, wait: int = 0
+) -> str:
+    """The database's fingerprint (:mod:`bgdeploy.schema`), as the postgres user on the db host.
+
+    Prints ``bgdeploy-fingerprint: SHA256 BATCH ROWS``: the sha256 of the schema
+    (``pg_dump --schema-only --no-owner --no-privileges`` without its comments, blank lines and
+    per-run ``\\restrict`` keys) followed by the ``migrations`` table's rows (name and batch,
+    sorted), the highest batch (0 without the table) and the number of rows.
+    ``compare_with``: a snapshot (``.dump``) whose schema is compared with the database's: each
+    differing line printed as ``bgdeploy-schema-diff: < line`` (snapshot) or ``> line`` (now),
+    at most 40. ``wait``: seconds to wait for PostgreSQL to accept connections first. Changes
+    nothing."""
+
+    def filtered(source: str) -> str:
+        return (
+            "grep -v -e '^--' -e '^\\\\restrict' -e '^\\\\unrestrict' -e '^[[:space:]]*$' "
+            f'"{source}" || true'
+        )
+
+    exists = f"psql -X -tA -p {int(port)} -d {q(database)} -c {q(_MIGRATIONS_EXIST)}"
+    rows_sql = "SELECT migration || ' ' || batch FROM migrations ORDER BY migration, batch"
+    rows = f"psql -X -tA -p {int(port)} -d {q(database)} -c {q(rows_sql)}"
+    lines = [
+        "set -e",
+        "umask 077",
+        't=$(mktemp); trap \'rm -f "$t" "$t.raw" "$t.rows" "$t.snap"\' EXIT',
+        *([_wait_for_postgres(port, wait)] if wait else []),
+        f'pg_dump --schema-only --no-owner --no-privileges -p {int(port)} -f "$t.raw" '
+        f"{q(database)}",
+        f'{{ {filtered("$t.raw")}; }} > "$t"',
+        f'if [ "$({exists})" = t ]; then {rows} > "$t.rows"; else : > "$t.rows"; fi',
+        'echo "bgdeploy-fingerprint: $(cat "$t" "$t.rows" | sha256sum | cut -c1-64) '
+        "$(awk 'BEGIN {m = 0} $NF > m {m = $NF} END {print m}' \"$t.rows\") "
+        '$(wc -l < "$t.rows")"',
+    ]
+    if compare_with is not None:
+        if not compare_with.endswith(".dump") or not SNAPSHOT_PATH.match(compare_with):
+            raise ConfigError(f"snapshot path {compare_with!r} is not valid")
+        lines.append(
+            f"if [ -r {q(compare_with)} ]; then "
+            f'pg_restore --schema-only --no-owner --no-privileges -f "$t.raw" {q(compare_with)} '
+            f'&& {{ {filtered("$t.raw")}; }} > "$t.snap" && '
+            '{ diff "$t.snap" "$t" | grep "^[<>]" | head -n 40 | '
+            "sed 's/^/bgdeploy-schema-diff: /'; true; }; fi"
+        )
+    return as_user("postgres", "; ".join(lines))
+
+
+_MIGRATIONS_EXIST = "SELECT to_regclass('migrations') IS NOT NULL"
+
+SNAPSHOT_PATH = re.compile(r"^/[A-Za-z0-9_./-]+$")
+
+
+def migrations_after(port: int, database: str, batch: int, wait: int = 0) -> str:
+    """The migrations recorded in a batch above ``batch`` (what one ``migrate`` run added), in
+    the order ``migrate:rollback`` undoes them (newest first), one line
+    ``bgdeploy-migration: NAME BATCH`` each, as the postgres user on the db host. ``wait``:
+    seconds to wait for PostgreSQL to accept connections first."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+        raise ConfigError(f"migration batch {batch!r} must be a whole number")
+    sql = (
+        "SELECT 'bgdeploy-migration: ' || migration || ' ' || batch FROM migrations "  # noqa: S608
+        f"WHERE batch > {int(batch)} ORDER BY batch DESC, migration DESC"
+    )
+    exists = f"psql -X -tA -p {int(port)} -d {q(database)} -c {q(_MIGRATIONS_EXIST)}"
+    query = f"psql -X -tA -v ON_ERROR_STOP=1 -p {int(port)} -d {q(database)} -c {q(sql)}"
+    script = "; ".join(
+        [
+            *([_wait_for_postgres(port, wait)] if wait else []),
+            f'e=$({exists}) || exit 1; if [ "$e" = t ]; then {query}; fi',
+        ]
+    )
+    return as_user("postgres", script)
+
+
+SNAPSHOT_CREATED = re.compile(r"^bgdeploy-snapshot: (\S+) (\d+) ([0-9a-f]{64})$", re.MULTILINE)
+"""The line :func:`snapshot_create` ends with: name, size in bytes, sha256."""
+
+
 def snapshot_create(backups_dir: str, name: str, database: str, port: int, keep: int) -> str:
     """A verified database snapshot, to run as the postgres user on the db host.
 

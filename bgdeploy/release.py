@@ -66,7 +66,7 @@ from pyinfra.api import StringCommand
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import python
 
-from bgdeploy import commands, journal, lock, migrations, refs, windows
+from bgdeploy import commands, journal, lock, migrations, refs, schema, windows
 from bgdeploy import preflight as checklist
 from bgdeploy.errors import BgdeployError
 from bgdeploy.release_report import HostOutcome, ReleaseReport, StepResult
@@ -145,6 +145,9 @@ class ReleaseRun:
     aborted: str | None = None
     aborted_batches: dict[int, str] = field(default_factory=dict)
     snapshot_ok: bool = False
+    fingerprint: schema.Fingerprint | None = None
+    """The database before migrating (taken with the snapshot): what a failed migrate must
+    leave it as."""
     migrated: bool = False
     strategy: str = "in-place"
     assets: bytes | None = None
@@ -848,14 +851,20 @@ def _snapshot(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
     settings = run.settings
     assert release.sha is not None
     name = snapshot_name(release.sha)
-    command = commands.snapshot_create(
-        settings.backups_dir, name, settings.db_name, settings.db_port, settings.snapshot_keep
+    command = commands.join(
+        commands.snapshot_create(
+            settings.backups_dir, name, settings.db_name, settings.db_port, settings.snapshot_keep
+        ),
+        # What the database looks like before migrating: a failed migrate must leave it so.
+        commands.schema_fingerprint(settings.db_port, settings.db_name),
     )
     started = time.monotonic()
     ok, out, err = _sh(host, command)
-    found = re.search(r"^bgdeploy-snapshot: (\S+) (\d+) ([0-9a-f]{64})$", out, re.MULTILINE)
-    if ok and found:
+    found = commands.SNAPSHOT_CREATED.search(out)
+    fingerprint = schema.parse_fingerprint(out)
+    if ok and found and fingerprint:
         release.snapshot_ok = True
+        release.fingerprint = fingerprint
         run.outcome.result = "ok"
         release.report.snapshot = {
             "name": found.group(1),
@@ -865,7 +874,10 @@ def _snapshot(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
             "sha256": found.group(3),
         }
         _record(run, "snapshot", started, True)
-        logger.info(f"{host.print_prefix}snapshot {name}.dump verified ({found.group(2)} bytes)")
+        logger.info(
+            f"{host.print_prefix}snapshot {name}.dump verified ({found.group(2)} bytes); "
+            f"database fingerprint {fingerprint.short} (batch {fingerprint.batch})"
+        )
         release.save()
         return True
     message = f"database snapshot failed: {_tail(err, out)}"
@@ -904,24 +916,93 @@ def _migrate(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
     run = release.hosts[host.name]
     started = time.monotonic()
     ok, out, err = _sh(host, commands.in_dir(run.live_dir, commands.migrate()), pty=True)
-    snapshot = release.report.snapshot or {}
     if ok:
         release.migrated = True
         release.report.migrated_on = host.name
         _record(run, "migrate", started, True)
         release.save()
         return True
-    message = (
-        f"php artisan migrate failed: {_tail(out, err)}\n"
-        "PostgreSQL rolled the failed migration back (transactional DDL); the previous "
-        f"release is being restored. Snapshot {snapshot.get('name')} is kept at "
-        f"{snapshot.get('host')}:{snapshot.get('path')}."
+    failure = f"php artisan migrate failed: {_tail(out, err)}"
+    logger.error(f"{host.print_prefix}migrate failed: {_tail(out, err)}")
+    check = undo_failed_migrate(state, host, release)
+    verdict = check.verdict()
+    advice = check.advice(release.env, release.report.snapshot)
+    message = "\n".join(
+        line for line in (failure, verdict, advice, _after_failed_migrate(release)) if line
     )
+    release.report.database = check.to_dict()
+    (logger.info if check.verified else logger.error)(f"{host.print_prefix}{verdict}")
     _record(run, "migrate", started, False, message)
     _fail(run, "migrate", message, host)
-    release.report.error = message.replace("\n", " ")
+    release.report.error = "; ".join(line for line in (failure, verdict, advice) if line).replace(
+        "\n", " "
+    )
     _abort_batch(release, batch, host.name, "migrate")
     return False
+
+
+def _after_failed_migrate(release: ReleaseRun) -> str:
+    if release.strategy == "blue-green":
+        return "nothing was switched: the live colour keeps serving the previous release"
+    return "the previous release is being restored"
+
+
+UNDO_WAIT = 30
+"""Seconds the undo of a failed migrate waits for PostgreSQL to answer (it may have been the
+reason ``migrate`` failed)."""
+
+
+def undo_failed_migrate(state: Any, host: Any, release: ReleaseRun) -> schema.DatabaseCheck:
+    """After ``php artisan migrate`` failed on ``host``: undo the migrations this run recorded
+    (every batch above the one before it) with the release's own code, in the directory it was
+    migrated from, then compare the database's fingerprint with the one taken before.
+    Never raises; the :class:`bgdeploy.schema.DatabaseCheck` says what was found."""
+    run = release.hosts[host.name]
+    settings = run.settings
+    check = schema.DatabaseCheck(before=release.fingerprint)
+    if release.fingerprint is None or release.db_host is None:
+        return check
+    db_host = _real(state).inventory.get_host(release.db_host)
+    before = release.fingerprint
+    ok, out, err = _sh(
+        db_host,
+        commands.migrations_after(settings.db_port, settings.db_name, before.batch, UNDO_WAIT),
+        timeout=UNDO_WAIT + 60,
+    )
+    recorded = schema.parse_rows(out) if ok else []
+    if not ok:
+        check.problem = f"the migrations table could not be read: {_tail(err, out)}"
+    elif recorded:
+        logger.warning(
+            f"{host.print_prefix}undoing the {len(recorded)} migration(s) this run recorded: "
+            + ", ".join(recorded)
+        )
+        command = commands.in_dir(run.live_dir, commands.migrate_rollback(len(recorded)))
+        ok, out, err = _sh(host, command, pty=True)
+        if ok:
+            check.undone = recorded
+        else:
+            check.problem = f"migrate:rollback failed: {_tail(out, err)}"
+    snapshot = (release.report.snapshot or {}).get("path")
+    ok, out, err = _sh(
+        db_host,
+        commands.join(
+            commands.schema_fingerprint(
+                settings.db_port, settings.db_name, compare_with=snapshot, wait=UNDO_WAIT
+            ),
+            commands.migrations_after(settings.db_port, settings.db_name, before.batch),
+        ),
+        timeout=UNDO_WAIT + 120,
+    )
+    check.after = schema.parse_fingerprint(out)
+    if check.after is None:
+        problem = f"the database could not be read: {_tail(err, out)}"
+        check.problem = f"{check.problem}; {problem}" if check.problem else problem
+        return check
+    check.left = schema.parse_rows(out)
+    if not check.verified:
+        check.diff = schema.parse_diff(out)
+    return check
 
 
 LIVE_STEPS = ("caches", "storage link", "reload php-fpm", "reload nginx", "restart workers")
@@ -1181,7 +1262,11 @@ def journal_entries(release: ReleaseRun, run: HostRun) -> list[journal.JournalEn
                 result=migrate_step.result,
                 message=migrate_step.message or None,
                 steps=[journal.Step(migrate_step.name, migrate_step.seconds, migrate_step.result)],
-                details={"run": release.run_id, "migrations": release.pending},
+                details={
+                    "run": release.run_id,
+                    "migrations": release.pending,
+                    **({"database": release.report.database} if release.report.database else {}),
+                },
                 **common,
             )
         )

@@ -111,6 +111,8 @@ class ReleaseReport:
     + migrations: the migrations that were pending
     + snapshot: ``{"name", "path", "host", "size", "sha256"}`` of the snapshot taken
     + migrated_on: the host that ran ``migrate``
+    + database: after a failed ``migrate``, what :class:`bgdeploy.schema.DatabaseCheck` found
+      (``verified``, ``verdict``, the fingerprints, the migrations undone)
     """
 
     env: str
@@ -124,6 +126,7 @@ class ReleaseReport:
     migrations: list[str] = field(default_factory=list)
     snapshot: dict[str, Any] | None = None
     migrated_on: str | None = None
+    database: dict[str, Any] | None = None
 
     def host(self, name: str, roles: list[str] | None = None) -> HostOutcome:
         """The outcome of ``name``, created when missing."""

@@ -38,14 +38,13 @@ host whose live colour is checked out at the target but not marked built is buil
 from __future__ import annotations
 
 import io
-import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bgdeploy import commands, journal, lock, refs, remote, runner, smoke, switch
+from bgdeploy import commands, journal, lock, refs, remote, runner, schema, smoke, switch
 from bgdeploy import settings as settings_mod
 from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.journal import JournalEntry
@@ -298,6 +297,9 @@ class RollbackReport:
     results: list[remote.HostResult] = field(default_factory=list)
     snapshot: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    database: dict[str, Any] = field(default_factory=dict)
+    """``--migrations``: the fingerprints before and after, the migrations undone (newest
+    first) and their batches."""
 
     @property
     def ok(self) -> bool:
@@ -315,6 +317,7 @@ class RollbackReport:
             "colour": self.colour or None,
             "ok": self.ok,
             "snapshot": self.snapshot or None,
+            "database": self.database or None,
             "notes": self.notes,
             "hosts": [
                 {
@@ -816,6 +819,29 @@ def _down_results(hosts: Hosts) -> list[remote.HostResult]:
 # --------------
 
 
+def _on_db(target: remote.Target, command: str, what: str) -> Any:
+    """Run ``command`` on the db host (its own connection); OperationFailed saying ``what``."""
+    connection = remote.connect(target)
+    try:
+        return connection.run(command, hide=True, warn=True, in_stream=False)
+    except Exception as error:
+        raise OperationFailed(f"{target.name}: {what}: {remote.describe_error(error)}") from None
+    finally:
+        connection.close()
+
+
+def _batches(output: str) -> dict[str, int]:
+    """Migration -> batch, from :func:`bgdeploy.commands.migrations_after` lines (newest
+    first)."""
+    found = {}
+    for line in output.splitlines():
+        if line.startswith(schema.MIGRATION_ROW):
+            migration, _, batch = line[len(schema.MIGRATION_ROW) :].strip().rpartition(" ")
+            if migration and batch.isdigit():
+                found[migration] = int(batch)
+    return found
+
+
 def _migrations(
     request: RollbackRequest,
     hosts: Hosts,
@@ -837,26 +863,25 @@ def _migrations(
     db_target = remote.targets(request.env, ("db",), environment.inventory)[0]
     db = environment.settings[db_target.name]
     name = snapshot_name(left or "0" * 12)
-    command = commands.snapshot_create(
-        db.backups_dir, name, db.db_name, db.db_port, db.snapshot_keep
+    steps = request.migrations
+    state = commands.join(
+        commands.schema_fingerprint(db.db_port, db.db_name),
+        commands.migrations_after(db.db_port, db.db_name, 0),
     )
-    progress(
-        f"{db_target.name}: snapshot {name}, then migrate:rollback --step={request.migrations}"
+    command = commands.join(
+        commands.snapshot_create(db.backups_dir, name, db.db_name, db.db_port, db.snapshot_keep),
+        state,
     )
-    connection = remote.connect(db_target)
-    try:
-        done = connection.run(command, hide=True, warn=True, in_stream=False)
-    except Exception as error:
-        why = remote.describe_error(error)
-        raise OperationFailed(f"{db_target.name}: snapshot failed: {why}") from None
-    finally:
-        connection.close()
-    found = re.search(r"^bgdeploy-snapshot: (\S+) (\d+) ([0-9a-f]{64})$", done.stdout, re.M)
-    if done.exited != 0 or not found:
+    progress(f"{db_target.name}: snapshot {name}, then migrate:rollback --step={steps}")
+    done = _on_db(db_target, command, "snapshot failed, no migration was rolled back")
+    found = commands.SNAPSHOT_CREATED.search(done.stdout)
+    before = schema.parse_fingerprint(done.stdout)
+    if done.exited != 0 or not found or before is None:
         raise OperationFailed(
             f"{db_target.name}: snapshot failed, no migration was rolled back: "
             f"{remote.exit_text(done)}"
         )
+    recorded = _batches(done.stdout)
     report.snapshot = {
         "name": found.group(1),
         "path": f"{db.backups_dir}/{found.group(1)}.dump",
@@ -866,17 +891,31 @@ def _migrations(
         "migrated_on": migrate_host,
     }
     directory = f"{settings.app_root}/{facts.current}"
-    progress(f"{migrate_host}: php artisan migrate:rollback --step={request.migrations} --force")
+    progress(f"{migrate_host}: php artisan migrate:rollback --step={steps} --force")
     ok, out, err = hosts.command(
-        migrate_host, commands.in_dir(directory, commands.migrate_rollback(request.migrations)),
-        pty=True,
-    )  # fmt: skip
+        migrate_host, commands.in_dir(directory, commands.migrate_rollback(steps)), pty=True
+    )
+    after_run = _on_db(db_target, state, "the database could not be read after the rollback")
+    after = schema.parse_fingerprint(after_run.stdout)
+    remaining = _batches(after_run.stdout)
+    undone = [(m, b) for m, b in recorded.items() if m not in remaining]
+    report.database = {
+        "before": asdict(before),
+        "after": asdict(after) if after else None,
+        "undone": [m for m, _ in undone],
+        "batches": sorted({b for _, b in undone}, reverse=True),
+    }
+    kept = f"snapshot {found.group(1)} is kept at {db_target.name}:{report.snapshot['path']}"
     if not ok:
         raise OperationFailed(
             f"{migrate_host}: migrate:rollback failed: {(err or out).strip()[-400:]}\n"
-            f"snapshot {found.group(1)} is kept at {db_target.name}:{report.snapshot['path']}"
+            f"undone before it failed: {', '.join(m for m, _ in undone) or 'nothing'}; {kept} "
+            f"(`bgdeploy snapshot {request.env} restore {found.group(1)}`)"
         )
+    batches = ", ".join(str(b) for b in report.database["batches"]) or "none"
     report.notes.append(
-        f"{request.migrations} migration(s) rolled back on {migrate_host}, after snapshot "
-        f"{found.group(1)} ({db_target.name}, verified)"
+        f"{len(undone)} migration(s) rolled back on {migrate_host} (batch {batches}): "
+        f"{', '.join(m for m, _ in undone) or 'none'}; after snapshot {found.group(1)} "
+        f"({db_target.name}, verified); database fingerprint {before.short} -> "
+        f"{after.short if after else 'unreadable'}"
     )

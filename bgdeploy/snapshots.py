@@ -38,7 +38,7 @@ from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.progress import Progress, quiet
 from bgdeploy.settings import Settings
 
-CREATED = re.compile(r"^bgdeploy-snapshot: (\S+) (\d+) ([0-9a-f]{64})$", re.MULTILINE)
+CREATED = commands.SNAPSHOT_CREATED
 VERIFIED = re.compile(r"^bgdeploy-verify: (\S+) ok (\d+) ([0-9a-f]{64})$", re.MULTILINE)
 SCRATCH_SUFFIX = "_restore"
 BEFORE_SUFFIX = "_before_restore"
