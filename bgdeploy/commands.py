@@ -17,8 +17,8 @@ from bgdeploy.errors import ConfigError
 if TYPE_CHECKING:
     from bgdeploy.settings import Settings
 
-SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-ARTISAN_WORD = re.compile(r"^[A-Za-z0-9:_=,./-]+$")
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
+ARTISAN_WORD = re.compile(r"^[A-Za-z0-9:_=,./-]+\Z")
 SERVICE_ACTIONS = ("start", "stop", "restart", "reload", "status")
 
 
@@ -103,8 +103,8 @@ def as_user(user: str, command: str) -> str:
 
 # Server setup (deploys/provision.py) -------------------------------------------------------
 
-PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}$")
-SQL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}\Z")
+SQL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\Z")
 
 
 def apt_install(packages: list[str]) -> str:
@@ -260,9 +260,9 @@ def redis_wait_protected(address: str, port: int, seconds: int = 10) -> str:
 # Commands that change the live colour run in it with ``umask 002``: the colour and the shared
 # storage are group-writable by php-fpm's group, and what a deploy writes there stays so.
 
-SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-SHA_WORD = re.compile(r"^[0-9a-f]{7,64}$")
-MIGRATION_PATH = re.compile(r"^database/migrations/[A-Za-z0-9_.-]+\.php$")
+SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+SHA_WORD = re.compile(r"^[0-9a-f]{7,64}\Z")
+MIGRATION_PATH = re.compile(r"^database/migrations/[A-Za-z0-9_.-]+\.php\Z")
 
 
 def lock_acquire(path: str, content: str) -> str:
@@ -283,7 +283,7 @@ def lock_acquire(path: str, content: str) -> str:
 def lock_release(path: str, run: str) -> str:
     """Remove the deploy lock if deploy ``run`` holds it (never someone else's); prints
     ``released`` or ``not held``."""
-    if not re.match(r"^[A-Za-z0-9_-]{1,64}$", run):
+    if not re.match(r"^[A-Za-z0-9_-]{1,64}\Z", run):
         raise ConfigError(f"deploy run id {run!r} is not valid")
     return (
         f"if grep -qF {q(chr(34) + 'run' + chr(34) + ':' + chr(34) + run + chr(34))} "
@@ -358,7 +358,7 @@ def _missing_secrets(env_file: str, names: tuple[str, ...]) -> str:
     (values are never printed)."""
     parts = []
     for name in names:
-        if not re.match(r"^[A-Z][A-Z0-9_]{0,63}$", name):
+        if not re.match(r"^[A-Z][A-Z0-9_]{0,63}\Z", name):
             raise ConfigError(f"secret name {name!r} is not valid")
         parts.append(
             f'grep -Eq "^{name}=[\\"\']?[^\\"\' ]" {q(env_file)} 2>/dev/null '
@@ -516,7 +516,7 @@ def pack_assets(directory: str, paths: tuple[str, ...]) -> str:
 def unpack_assets(directory: str, paths: tuple[str, ...], sha256: str) -> str:
     """Check :data:`ASSETS_ARCHIVE` against ``sha256``, unpack it beside the checkout's
     ``paths`` and rename each over the old one; the archive is removed."""
-    if not re.match(r"^[0-9a-f]{64}$", sha256):
+    if not re.match(r"^[0-9a-f]{64}\Z", sha256):
         raise ConfigError(f"checksum {sha256!r} is not a sha256")
     staging = ".git/bgdeploy-assets"
     swaps = []
@@ -588,7 +588,7 @@ def health_request(port: int, path: str) -> str:
     """GET ``http://127.0.0.1:PORT/PATH`` through nginx: prints the body (4 KiB at most), then
     a last line ``bgdeploy-health STATUS X-RELEASE X-COLOUR SECONDS`` (``000`` when nothing
     answered). Never fails."""
-    if not re.match(r"^/[A-Za-z0-9_./-]*$", path):
+    if not re.match(r"^/[A-Za-z0-9_./-]*\Z", path):
         raise ConfigError(f"health path {path!r} is not valid")
     url = q(f"http://127.0.0.1:{int(port)}{path}")
     meta = "bgdeploy-health %{http_code} %header{x-release} %header{x-colour} %{time_total}"
@@ -602,7 +602,7 @@ def health_request(port: int, path: str) -> str:
 def health_probe(port: int, path: str) -> str:
     """One request to ``http://127.0.0.1:PORT/PATH`` through nginx: prints the HTTP status and
     the ``X-Release`` header (``000`` when nothing answered). Never fails."""
-    if not re.match(r"^/[A-Za-z0-9_./-]*$", path):
+    if not re.match(r"^/[A-Za-z0-9_./-]*\Z", path):
         raise ConfigError(f"health path {path!r} is not valid")
     url = f"http://127.0.0.1:{int(port)}{path}"
     return (
@@ -695,7 +695,7 @@ def schema_fingerprint(
 
 _MIGRATIONS_EXIST = "SELECT to_regclass('migrations') IS NOT NULL"
 
-SNAPSHOT_PATH = re.compile(r"^/[A-Za-z0-9_./-]+$")
+SNAPSHOT_PATH = re.compile(r"^/[A-Za-z0-9_./-]+\Z")
 
 
 def migrations_after(port: int, database: str, batch: int, wait: int = 0) -> str:
@@ -805,7 +805,7 @@ def git_is_ancestor(sha: str, branch: str) -> str:
 def git_changed_files(base: str, sha: str, directory: str) -> str:
     """``git diff --name-status BASE SHA -- DIRECTORY/``: files added (A), modified (M) or
     deleted (D) from commit ``base`` to ``sha`` (current repository)."""
-    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$", directory) or ".." in directory:
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\Z", directory) or ".." in directory:
         raise ConfigError(f"directory {directory!r} is not valid")
     return f"git diff --no-renames --name-status {_sha(base)} {_sha(sha)} -- {q(directory + '/')}"
 
@@ -813,7 +813,7 @@ def git_changed_files(base: str, sha: str, directory: str) -> str:
 def show_optional_file(sha: str, path: str) -> str:
     """Print file ``path`` of commit ``sha`` after a line ``==> bgdeploy-file PATH``, or only
     ``==> bgdeploy-missing PATH`` when that commit has no such file."""
-    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$", path) or ".." in path:
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\Z", path) or ".." in path:
         raise ConfigError(f"file path {path!r} is not valid")
     spec = q(f"{_sha(sha)}:{path}")
     return (
@@ -1135,7 +1135,7 @@ SWITCH_LOCK = ".bgdeploy-lock"
 """Beside the live include: the lock a switch, its confirmation, its undo and its watchdog
 take (``flock``), so that the watchdog never undoes a switch half-way through its
 confirmation, nor an older switch's watchdog a newer switch."""
-SWITCH_TOKEN = re.compile(r"^[0-9a-f]{8,32}$")
+SWITCH_TOKEN = re.compile(r"^[0-9a-f]{8,32}\Z")
 
 
 def colour_facts(
@@ -1169,7 +1169,7 @@ def colour_facts(
 
 def write_file(path: str, content: str, mode: str = "0644") -> str:
     """Write ``content`` to ``path`` (no secret: the content is part of the command)."""
-    if not re.match(r"^0[0-7]{3}$", mode):
+    if not re.match(r"^0[0-7]{3}\Z", mode):
         raise ConfigError(f"file mode {mode!r} is not valid")
     return f"printf '%s' {q(content)} > {q(path)} && chmod {mode} {q(path)}"
 

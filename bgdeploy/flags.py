@@ -16,7 +16,7 @@ from bgdeploy import commands, journal, remote
 from bgdeploy import settings as settings_mod
 from bgdeploy.errors import ConfigError, OperationFailed
 
-FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 ACTIONS = ("enable", "disable", "rollout", "users", "reset", "list")
 
 

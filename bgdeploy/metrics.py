@@ -50,7 +50,7 @@ from .errors import OperationFailed
 
 COLOURS = ("blue", "green")
 
-_WINDOW = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
+_WINDOW = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+\Z")
 _NON_ZERO = re.compile(r"[1-9]")
 
 

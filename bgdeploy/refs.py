@@ -24,13 +24,13 @@ from bgdeploy.errors import ConfigError
 MAX_LENGTH = 200
 """Longest ref accepted."""
 
-ALLOWED = re.compile(r"^[A-Za-z0-9._/+@-]+$")
+ALLOWED = re.compile(r"^[A-Za-z0-9._/+@-]+\Z")
 """The characters a ref may use (anything else is refused, never escaped)."""
 
-SHA = re.compile(r"^[0-9a-f]{7,64}$")
+SHA = re.compile(r"^[0-9a-f]{7,64}\Z")
 """An abbreviated or full commit id (sha-1 or sha-256)."""
 
-FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?\Z")
 """A full commit id, as ``git rev-parse`` prints it."""
 
 

@@ -302,7 +302,7 @@ def _new_run(
     except BgdeployError as error:
         raise DeployRefused("config", str(error)) from None
     run_id = str(data.get("bgdeploy_run_id") or lock.new_run_id())
-    if not re.match(r"^[A-Za-z0-9_-]{1,64}$", run_id):
+    if not re.match(r"^[A-Za-z0-9_-]{1,64}\Z", run_id):
         raise DeployRefused("config", f"bgdeploy_run_id {run_id!r} is not valid")
     inventory = real_state.inventory
     active = {h.name for h in inventory.iter_activated_hosts()} or {h.name for h in inventory}

@@ -33,7 +33,7 @@ IDLE_INCLUDE = f"{NGINX_DIR}/idle.conf"
 CANARY_INCLUDE = f"{NGINX_DIR}/canary.conf"
 
 # What may stand unquoted in .env; anything else is single-quoted (no interpolation).
-_DOTENV_PLAIN = re.compile(r"^[A-Za-z0-9_./:@+=,-]*$")
+_DOTENV_PLAIN = re.compile(r"^[A-Za-z0-9_./:@+=,-]*\Z")
 _COLOUR_MARK = re.compile(r"^# bgdeploy colour: (blue|green)$", re.MULTILINE)
 
 

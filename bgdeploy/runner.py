@@ -22,8 +22,8 @@ from bgdeploy import settings as settings_mod
 from bgdeploy.errors import ConfigError, OperationFailed
 from bgdeploy.settings import ROOT, Settings
 
-ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-DATA_KEY = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
+DATA_KEY = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")
 
 
 def inventory_path(env: str) -> Path:

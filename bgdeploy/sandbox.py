@@ -45,7 +45,7 @@ from bgdeploy import image, sampleapp, sshkeys
 from bgdeploy.errors import ConfigError, OperationFailed
 from bgdeploy.progress import Progress, quiet
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}\Z")
 LABEL = "io.bgdeploy.sandbox"
 CONTAINER_REPOSITORY = "/srv/sandbox/app.git"
 WEB_SERVICES = "php8.2-fpm nginx supervisor cron"

@@ -43,10 +43,10 @@ SECRET_VARIABLES = {
 HOST_KEYS = frozenset({"private_ip", "http_port", "preview_http_port", "sandbox"})
 POLICY_KEYS = frozenset({"deploy_windows", "blackouts", "timezone"})
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
-_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
-_VERSION = re.compile(r"^\d+\.\d+$")
-_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9_./-]*)?$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\Z")
+_PATH = re.compile(r"^/[A-Za-z0-9_./-]*\Z")
+_VERSION = re.compile(r"^\d+\.\d+\Z")
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9_./-]*)?\Z")
 
 
 @dataclass(frozen=True)
@@ -224,18 +224,18 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         not isinstance(migrate_host, str) or not _NAME.match(migrate_host)
     ):
         raise read.fail("migrate_host", f"must be an inventory host name, not {migrate_host!r}")
-    health_path = read.text("health_path", re.compile(r"^/[A-Za-z0-9_./-]*$"))
+    health_path = read.text("health_path", re.compile(r"^/[A-Za-z0-9_./-]*\Z"))
     return Settings(
         env=env,
         production=read.boolean("production"),
         app_name=read.text("app_name", _NAME),
         app_root=read.text("app_root", _PATH),
-        repository=read.text("repository", re.compile(r"^[A-Za-z0-9_@:/.+~-]+$")),
+        repository=read.text("repository", re.compile(r"^[A-Za-z0-9_@:/.+~-]+\Z")),
         ref=read.text("ref"),
         php_version=read.text("php_version", _VERSION),
         deploy_user=read.text("deploy_user", _NAME),
         php_fpm_user=read.text("php_fpm_user", _NAME),
-        server_name=read.text("server_name", re.compile(r"^[A-Za-z0-9_.* -]+$")),
+        server_name=read.text("server_name", re.compile(r"^[A-Za-z0-9_.* -]+\Z")),
         public_port=read.integer("public_port", 1, 65535),  # type: ignore[arg-type]
         preview_port=read.integer("preview_port", 1, 65535),  # type: ignore[arg-type]
         preview_allow=tuple(str(item) for item in preview_allow),
@@ -267,7 +267,7 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
             "log_level", ("debug", "info", "notice", "warning", "error", "critical")
         ),
         log_retention_days=read.integer("log_retention_days", 1, 3650),  # type: ignore[arg-type]
-        postgres_version=read.text("postgres_version", re.compile(r"^\d{1,2}$")),
+        postgres_version=read.text("postgres_version", re.compile(r"^\d{1,2}\Z")),
         canary_window=read.number("canary_window", 1, 86_400),
         canary_max_error_rate=read.number("canary_max_error_rate", 0, 1),
         canary_max_p95_seconds=read.number("canary_max_p95_seconds", 0, 3600),

@@ -47,3 +47,11 @@ def test_actions(action: str, name: str | None, value: str | None, words: list[s
 def test_bad_input_is_refused(action: str, name: str | None, value: str | None) -> None:
     with pytest.raises(ConfigError):
         feature_words(action, name, value)
+
+
+@pytest.mark.parametrize("name", ["a\n", "new_checkout\n", "a\nb"])
+def test_a_trailing_newline_is_not_part_of_a_valid_name(name: str) -> None:
+    # `$` matches before a final newline: every validating pattern ends in `\Z` (hypothesis
+    # found `flags prod disable 'a\n'` accepted and sent to the hosts).
+    with pytest.raises(ConfigError):
+        feature_words("disable", name, None)

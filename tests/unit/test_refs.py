@@ -102,3 +102,16 @@ def test_sha_helpers() -> None:
     assert not is_sha("main")
     assert short("4f1c2e9a8b7c6d5e4f3a") == "4f1c2e9a8b7c"
     assert short(None) == "-"
+
+
+def test_no_validating_pattern_accepts_a_trailing_newline() -> None:
+    import re
+    from pathlib import Path
+
+    import bgdeploy
+
+    package = Path(bgdeploy.__file__).parent
+    source = "\n".join(p.read_text() for p in package.rglob("*.py"))
+    # Patterns that read lines of a command's output (re.MULTILINE) are not validators.
+    loose = re.findall(r're\.(?:compile|match)\(r"\^[^"]*\$"(?!, re\.M)', source)
+    assert loose == [], "use \\Z: `$` also matches before a final newline"
