@@ -140,9 +140,15 @@ class DatabaseCheck:
         return f"{NOT_AS_BEFORE}: " + "; ".join(reasons) + (undone if self.undone else "")
 
     def advice(self, env: str, snapshot: dict[str, Any] | None) -> str:
-        """What to do when the database is not verified: the snapshot and its restore."""
+        """Where the snapshot taken before migrating is; when the database is not verified,
+        the command that restores it."""
         if self.verified:
-            return ""
+            if not snapshot:
+                return ""
+            return (
+                f"snapshot {snapshot.get('name')} is kept at "
+                f"{snapshot.get('host')}:{snapshot.get('path')}"
+            )
         if not snapshot:
             return "no snapshot was taken: check the database by hand"
         return (

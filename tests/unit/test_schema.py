@@ -40,7 +40,10 @@ def test_equal_fingerprints_are_verified() -> None:
     assert check.verified
     assert check.verdict().startswith(schema.VERIFIED)
     assert "m2, m1" in check.verdict()
-    assert check.advice("prod", SNAPSHOT) == ""
+    assert check.advice("prod", SNAPSHOT) == (
+        "snapshot 20261203T120000Z-0123456789ab is kept at db:/b/x.dump"
+    )
+    assert "restore" not in check.advice("prod", SNAPSHOT)
     assert check.to_dict()["verified"] is True
 
 
