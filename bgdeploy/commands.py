@@ -301,9 +301,16 @@ def lock_break(path: str) -> str:
     return f"if [ -e {q(path)} ]; then cat {q(path)}; echo; rm -f {q(path)}; fi"
 
 
+TERMINAL_COLUMNS = 1000
+"""The terminal width commands run at (``COLUMNS``): Symfony's console (artisan, composer)
+reads it before asking the terminal, so an error is never wrapped at a pty's 80 columns, and a
+table name in it never cut in two (:mod:`bgdeploy.explain` reads those messages)."""
+
+
 def in_dir(directory: str, command: str) -> str:
-    """``command`` in ``directory``, with ``umask 002`` (files stay group-writable)."""
-    return f"cd {q(directory)} && umask 002 && {command}"
+    """``command`` in ``directory``, with ``umask 002`` (files stay group-writable) and
+    ``COLUMNS`` at :data:`TERMINAL_COLUMNS` (however wide the terminal, if any)."""
+    return f"cd {q(directory)} && umask 002 && export COLUMNS={TERMINAL_COLUMNS} && {command}"
 
 
 def _sha(sha: str) -> str:
