@@ -16,13 +16,12 @@ changed what.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bgdeploy.explain import first_line
+from bgdeploy.files import write_atomic
 from bgdeploy.refs import short
 
 HOST_RESULTS = (
@@ -204,16 +203,8 @@ class ReleaseReport:
         return cls(hosts=hosts, **fields)
 
     def save(self, path: str | Path) -> None:
-        """Write the report as JSON, atomically (a reader never sees half a file)."""
-        target = Path(path)
-        fd, temp = tempfile.mkstemp(prefix=".bgdeploy-report-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.to_dict(), handle, indent=2)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        """Write the report as JSON, atomically (a reader never sees half a file), 0600."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=2), mode=0o600)
 
     @classmethod
     def load(cls, path: str | Path) -> ReleaseReport | None:
