@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import sampleapp, sandbox
+from bgdeploy import commands, sampleapp, sandbox
 
 from .conftest import (
     APP_ROOT,
@@ -36,6 +36,7 @@ from .conftest import (
     run,
     sandbox_run_env,
     sh,
+    ssh,
     unique_name,
 )
 
@@ -390,6 +391,27 @@ def test_boot_failure_is_named_in_the_table_the_last_line_and_json(
         fail = journal(state, name)[-1]
         assert fail["event"] == "deploy_fail" and BOOT_FAILURE in fail["message"]
     assert served(state) == {name: (200, v2) for name in WEB}
+
+
+def test_step_commands_are_not_wrapped_at_the_ptys_width(at_v2: sandbox.SandboxState) -> None:
+    """Under an 80-column pty (as the release's steps run), the console width artisan and
+    composer use (Symfony's Terminal) is 80 in a plain command and TERMINAL_COLUMNS in one
+    built as the steps' are (``commands.wide``), whatever stty said before it."""
+    width = (
+        'php -r \'require "vendor/autoload.php"; '
+        "echo (new Symfony\\Component\\Console\\Terminal())->getWidth(), PHP_EOL;'"
+    )
+    plain = f"cd {APP_ROOT}/blue && stty cols 80 && {width}"
+    step = commands.in_dir(f"{APP_ROOT}/blue", f"stty cols 80 && {commands.wide(width)}")
+    client = ssh(at_v2, "web1")
+    try:
+        found = []
+        for command in (plain, step):
+            _, stdout, _ = client.exec_command(command, get_pty=True, timeout=60)
+            found.append(stdout.read().decode().split())
+    finally:
+        client.close()
+    assert found == [["80"], [str(commands.TERMINAL_COLUMNS)]]
 
 
 # The lock and Ctrl-C

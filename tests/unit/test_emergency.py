@@ -56,7 +56,7 @@ def test_cache_clear_then_warm_in_the_live_colour(prod: settings.Settings) -> No
     assert "/var/www/bideshgomon/current" in command
     assert command.index("optimize:clear") < command.index("config:cache")
     # One PHP process: the application boots once for the ten commands.
-    assert command.count("php -r") == 1 and command.count("&& php") == 1
+    assert command.count("php -r") == 1 and command.count("&& COLUMNS=1000 php") == 1
 
 
 @pytest.mark.parametrize("seconds", [0, -5, 86_401])
