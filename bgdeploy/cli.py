@@ -435,16 +435,46 @@ def emergency_db_connections(env: str) -> None:
     help="Age of the queries to end: 30s, 5m, 2h (a bare number is minutes).",
 )
 @_yes_option
+@click.option("--json", "as_json", is_flag=True, help="Print what was listed and ended as JSON.")
 @_handle_errors
-def emergency_kill_long_queries(env: str, older_than: str, yes: bool) -> None:
-    """Terminate queries active for longer than --older-than (asks first)."""
+def emergency_kill_long_queries(env: str, older_than: str, yes: bool, as_json: bool) -> None:
+    """Terminate the queries active for longer than --older-than, as listed (asks first).
+
+    Exactly the queries listed are ended, each only if it is still running (the same backend,
+    session and query start): one that finished before the confirmation is left alone and
+    said so."""
     seconds = emergency.parse_age(older_than)
-    listed = emergency.db_query(env, emergency.long_queries_sql(seconds, False), "list")
-    click.echo(remote.format_results(listed, "pid|running for|query"))
-    if not yes:
-        click.confirm("Terminate these queries?", abort=True)
-    sql = emergency.long_queries_sql(seconds, True)
-    _finish(emergency.db_query(env, sql, "kill-long-queries", journaled=True), "pid|terminated")
+    results, listed = emergency.list_long_queries(env, seconds)
+    click.echo(remote.format_results(results, "long queries"), err=as_json)
+    failed = any(not result.ok for result in results)
+    ended: dict[str, list[emergency.QueryEnd]] = {}
+    if any(listed.values()):
+        if not yes:
+            click.confirm("Terminate these queries?", abort=True, err=as_json)
+        done, ended = emergency.kill_long_queries(env, seconds, listed)
+        click.echo(remote.format_results(done, "ended"), err=as_json)
+        failed = failed or any(not result.ok for result in done)
+    if as_json:
+        click.echo(json.dumps(_query_ends(listed, ended), indent=2))
+    if failed:
+        sys.exit(1)
+
+
+def _query_ends(
+    listed: dict[str, list[emergency.LongQuery]], ended: dict[str, list[emergency.QueryEnd]]
+) -> dict[str, Any]:
+    """``--json`` of kill-long-queries: per db host, the queries listed and what became of
+    each (terminated, finished, not terminated)."""
+    return {
+        host: {
+            "listed": [dataclasses.asdict(query) for query in queries],
+            "ended": [
+                {"pid": end.query.pid, "outcome": end.outcome, "detail": end.detail}
+                for end in ended.get(host, [])
+            ],
+        }
+        for host, queries in listed.items()
+    }
 
 
 @emergency_group.command("table-sizes")

@@ -61,12 +61,27 @@ def php_fpm_reload(php_version: str) -> str:
     return join(php_fpm_test(php_version), service(f"php{php_version}-fpm", "reload"))
 
 
+TERMINAL_COLUMNS = 1000
+"""The console width artisan and composer run at (``COLUMNS``, :func:`wide`)."""
+
+
+def wide(command: str) -> str:
+    """``command`` (one simple command) with ``COLUMNS`` at :data:`TERMINAL_COLUMNS` in its
+    environment. Symfony's console (artisan, composer) reads ``COLUMNS`` before asking the
+    terminal, so under the release's pty (80 columns) an error is not wrapped and a table
+    name in it not cut in two (:mod:`bgdeploy.explain` reads those messages). Set on the
+    command itself: bash (``checkwinsize``) resets an exported ``COLUMNS`` to the terminal's
+    width after each program it runs."""
+    return f"COLUMNS={TERMINAL_COLUMNS} {command}"
+
+
 def artisan(app_dir: str, *words: str) -> str:
-    """``php artisan WORDS`` in ``app_dir``; each word is checked, then quoted."""
+    """``php artisan WORDS`` in ``app_dir`` (:func:`wide`); each word is checked, then
+    quoted."""
     for word in words:
         if not ARTISAN_WORD.match(word):
             raise ConfigError(f"artisan argument {word!r} is not allowed")
-    return f"cd {q(app_dir)} && php artisan {' '.join(q(w) for w in words)}"
+    return f"cd {q(app_dir)} && {wide('php artisan')} {' '.join(q(w) for w in words)}"
 
 
 ARTISAN_BATCH = (
@@ -89,11 +104,12 @@ ARTISAN_BATCH = (
 def artisan_batch(*words: str) -> str:
     """``php artisan WORD`` for each word in order, stopping at the first failure, in ONE PHP
     process in the current directory: the application boots once instead of once per
-    command (about 0.2 s of CPU each, which adds up on many hosts sharing cores)."""
+    command (about 0.2 s of CPU each, which adds up on many hosts sharing cores); at
+    :func:`wide`'s width."""
     for word in words:
         if not ARTISAN_WORD.match(word) or ":" not in word:
             raise ConfigError(f"artisan command {word!r} is not allowed")
-    return f"php -r {q(ARTISAN_BATCH)} -- {' '.join(q(w) for w in words)}"
+    return wide(f"php -r {q(ARTISAN_BATCH)} -- {' '.join(q(w) for w in words)}")
 
 
 def as_user(user: str, command: str) -> str:
@@ -485,7 +501,7 @@ def link_shared(app_root: str, group: str) -> str:
 
 def composer_install() -> str:
     """The runbook's ``composer install --no-dev --optimize-autoloader``, never prompting."""
-    return "composer install --no-dev --optimize-autoloader --no-interaction --no-progress"
+    return wide("composer install --no-dev --optimize-autoloader --no-interaction --no-progress")
 
 
 def npm_ci() -> str:

@@ -28,6 +28,7 @@ from typing import Any
 from bgdeploy import canary as canary_mod
 from bgdeploy import commands, journal, lock, notify, refs, remote, runner, switch, windows
 from bgdeploy.errors import BgdeployError, ConfigError, OperationFailed, PolicyRefusal
+from bgdeploy.explain import explain, first_line
 from bgdeploy.progress import Progress, quiet
 from bgdeploy.release_report import ReleaseReport, StepResult
 from bgdeploy.settings import Settings
@@ -438,14 +439,16 @@ def _recover_host(
         started = time.monotonic()
         done = connection.run(command, hide=True, warn=True, in_stream=False, pty=True)
         ok = done.exited == 0
+        why = "" if ok else explain(done.stdout, done.stderr)
         outcome.steps.append(
             StepResult(f"restore: {step}", round(time.monotonic() - started, 2),
-                       "ok" if ok else "failed", "" if ok else done.stdout.strip()[-500:])
+                       "ok" if ok else "failed", why)
         )  # fmt: skip
         if not ok:
             outcome.result = "failed"
             outcome.message = (
-                f"interrupted; RESTORE FAILED at {step}: the host may serve a broken release"
+                f"interrupted; RESTORE FAILED at {step}: {first_line(why)}; the host may serve "
+                "a broken release"
             )
             return outcome.message
     healthy = _wait_healthy(connection, settings, outcome.sha_before)

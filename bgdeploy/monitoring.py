@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from bgdeploy import image, render
 from bgdeploy.errors import ConfigError, OperationFailed
+from bgdeploy.files import write_atomic
 from bgdeploy.gate import Thresholds
 from bgdeploy.metrics import check_window
 from bgdeploy.progress import Progress, quiet
@@ -240,9 +241,7 @@ def write_config(state: SandboxState, alerts: AlertSettings = SANDBOX) -> Path:
         RULES_FILE: alert_rules(alerts),
     }
     for name, text in files.items():
-        path = directory / name
-        path.write_text(text)
-        path.chmod(0o644)
+        write_atomic(directory / name, text, mode=0o644)
     return directory
 
 

@@ -69,6 +69,7 @@ from pyinfra.operations import python
 from bgdeploy import commands, journal, lock, migrations, refs, schema, windows
 from bgdeploy import preflight as checklist
 from bgdeploy.errors import BgdeployError
+from bgdeploy.explain import explain, first_line
 from bgdeploy.release_report import HostOutcome, ReleaseReport, StepResult
 from bgdeploy.settings import Settings
 
@@ -370,19 +371,6 @@ def _sh(
     return bool(ok), output.stdout, output.stderr
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def _tail(*texts: str, lines: int = 6) -> str:
-    """The last lines of a command's output (colours removed), for an error message."""
-    for text in texts:
-        kept = [_ANSI.sub("", line).rstrip() for line in text.strip().splitlines() if line.strip()]
-        kept = [line for line in kept if line.strip()]
-        if kept:
-            return "\n".join(kept[-lines:])
-    return "no output"
-
-
 def _record(run: HostRun, name: str, started: float, ok: bool, message: str = "") -> None:
     run.last_step_end = time.monotonic()
     run.outcome.steps.append(
@@ -417,7 +405,7 @@ def _command_step(
 ) -> bool:
     started = time.monotonic()
     ok, out, err = _sh(host, command, pty=True)
-    message = "" if ok else _tail(err, out)
+    message = "" if ok else explain(out, err)
     _record(run, step, started, ok, message)
     if not ok:
         _fail(run, step, message, host)
@@ -497,7 +485,9 @@ def _check_migrations(
     assert release.sha is not None
     ok, out, err = _sh(real_host, commands.in_dir(live_dir, commands.migration_files(release.sha)))
     if not ok:
-        raise release.refuse("error", f"{real_host.name}: cannot list migrations: {_tail(err)}")
+        raise release.refuse(
+            "error", f"{real_host.name}: cannot list migrations: {explain(out, err)}"
+        )
     files = [line.strip() for line in out.splitlines() if line.strip().endswith(".php")]
     if not files:
         return
@@ -511,7 +501,7 @@ def _check_migrations(
     ok, out, err = _sh(db_host, commands.applied_migrations(settings.db_port, settings.db_name))
     if not ok:
         raise release.refuse(
-            "error", f"{release.db_host}: cannot read the applied migrations: {_tail(err, out)}"
+            "error", f"{release.db_host}: cannot read the applied migrations: {explain(out, err)}"
         )
     applied = [line.strip() for line in out.splitlines() if line.strip()]
     release.pending = migrations.pending_migrations(files, applied)
@@ -529,7 +519,9 @@ def _check_migrations(
         real_host, commands.in_dir(live_dir, commands.show_files(release.sha, paths))
     )
     if not ok:
-        raise release.refuse("error", f"{real_host.name}: cannot read migrations: {_tail(err)}")
+        raise release.refuse(
+            "error", f"{real_host.name}: cannot read migrations: {explain(out, err)}"
+        )
     scans = [
         migrations.scan_source(source, name) for name, source in checklist.split_files(out).items()
     ]
@@ -577,9 +569,9 @@ def _release_facts(
             ),
         )
     if not ok and facts.get("fetch") is None:
-        return facts, live_dir, f"preflight command failed: {_tail(err, out)}"
+        return facts, live_dir, f"preflight command failed: {explain(out, err)}"
     if facts.get("fetch") != "ok":
-        return facts, live_dir, f"git fetch from {settings.repository} failed: {_tail(err)}"
+        return facts, live_dir, f"git fetch from {settings.repository} failed: {explain(out, err)}"
     return facts, live_dir, ""
 
 
@@ -610,7 +602,7 @@ def _take_lock(state: Any, host: Any, release: ReleaseRun) -> bool:
         release.save()
         return True
     if not ok:
-        _fail(run, "take the deploy lock", _tail(err, out), host)
+        _fail(run, "take the deploy lock", explain(out, err), host)
         release.aborted = release.aborted or f"could not take the lock on {host.name}"
         release.save()
         return False
@@ -717,7 +709,12 @@ def _check_out(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
 
 
 def _abort_batch(release: ReleaseRun, batch: int, host: str, step: str) -> None:
-    release.aborted_batches.setdefault(batch, f"{step} failed on {host}")
+    """Stop ``batch``: ``step`` failed on ``host`` (the other hosts' notes say why)."""
+    run = release.hosts.get(host)
+    cause = first_line(run.outcome.message) if run is not None else ""
+    release.aborted_batches.setdefault(
+        batch, f"{step} failed on {host}" + (f": {cause}" if cause else "")
+    )
     release.save()
 
 
@@ -782,7 +779,7 @@ def _pack_assets(release: ReleaseRun, run: HostRun, host: Any) -> bool:
         except Exception as error:
             ok, err = False, f"{type(error).__name__}: {error}"
         _sh(host, f"rm -f {commands.q(archive)}")
-    message = "" if ok else f"packing the assets failed: {_tail(err, out)}"
+    message = "" if ok else f"packing the assets failed: {explain(out, err)}"
     _record(run, "pack the assets", started, ok, message)
     if not ok:
         _fail(run, "pack the assets", message, host)
@@ -813,7 +810,7 @@ def _receive_assets(state: Any, host: Any, release: ReleaseRun, batch: int) -> b
             run.live_dir, run.settings.asset_paths, release.assets_sha256
         )
         ok, out, err = _sh(host, command)
-    message = "" if ok else f"the assets could not be received: {_tail(err, out)}"
+    message = "" if ok else f"the assets could not be received: {explain(out, err)}"
     _record(run, "receive the assets", started, ok, message)
     if not ok:
         _fail(run, "receive the assets", message, host)
@@ -880,7 +877,7 @@ def _snapshot(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
         )
         release.save()
         return True
-    message = f"database snapshot failed: {_tail(err, out)}"
+    message = f"database snapshot failed: {explain(out, err)}"
     _record(run, "snapshot", started, False, message)
     run.outcome.result, run.outcome.failed_step = "failed", "snapshot"
     logger.error(f"{host.print_prefix}{message}")
@@ -922,8 +919,9 @@ def _migrate(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
         _record(run, "migrate", started, True)
         release.save()
         return True
-    failure = f"php artisan migrate failed: {_tail(out, err)}"
-    logger.error(f"{host.print_prefix}migrate failed: {_tail(out, err)}")
+    cause = explain(out, err)
+    failure = f"php artisan migrate failed: {cause}"
+    logger.error(f"{host.print_prefix}migrate failed: {cause}")
     check = undo_failed_migrate(state, host, release)
     verdict = check.verdict()
     advice = check.advice(release.env, release.report.snapshot)
@@ -971,7 +969,7 @@ def undo_failed_migrate(state: Any, host: Any, release: ReleaseRun) -> schema.Da
     )
     recorded = schema.parse_rows(out) if ok else []
     if not ok:
-        check.problem = f"the migrations table could not be read: {_tail(err, out)}"
+        check.problem = f"the migrations table could not be read: {explain(out, err)}"
     elif recorded:
         logger.warning(
             f"{host.print_prefix}undoing the {len(recorded)} migration(s) this run recorded: "
@@ -982,7 +980,7 @@ def undo_failed_migrate(state: Any, host: Any, release: ReleaseRun) -> schema.Da
         if ok:
             check.undone = recorded
         else:
-            check.problem = f"migrate:rollback failed: {_tail(out, err)}"
+            check.problem = f"migrate:rollback failed: {explain(out, err)}"
     snapshot = (release.report.snapshot or {}).get("path")
     ok, out, err = _sh(
         db_host,
@@ -996,7 +994,7 @@ def undo_failed_migrate(state: Any, host: Any, release: ReleaseRun) -> schema.Da
     )
     check.after = schema.parse_fingerprint(out)
     if check.after is None:
-        problem = f"the database could not be read: {_tail(err, out)}"
+        problem = f"the database could not be read: {explain(out, err)}"
         check.problem = f"{check.problem}; {problem}" if check.problem else problem
         return check
     check.left = schema.parse_rows(out)
@@ -1140,9 +1138,9 @@ def _restore(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
     for step, command in steps:
         started = time.monotonic()
         ok, out, err = _sh(host, command, pty=True)
-        _record(run, f"restore: {step}", started, ok, "" if ok else _tail(err, out))
+        _record(run, f"restore: {step}", started, ok, "" if ok else explain(out, err))
         if not ok:
-            return _restore_failed(release, run, host, f"restore: {step}", _tail(err, out))
+            return _restore_failed(release, run, host, f"restore: {step}", explain(out, err))
     outcome.sha_after = outcome.sha_before
     started = time.monotonic()
     ok, message = _probe_until(host, settings, outcome.sha_before)
@@ -1329,7 +1327,7 @@ def _write_journal(state: Any, host: Any, release: ReleaseRun) -> bool:
     command = commands.join(*appends)
     ok, out, err = _sh(host, command)
     if not ok:
-        logger.error(f"{host.print_prefix}journal not written: {_tail(err, out)}")
+        logger.error(f"{host.print_prefix}journal not written: {explain(out, err)}")
     release.save()
     return ok
 
@@ -1352,7 +1350,7 @@ def _release_lock(state: Any, host: Any, release: ReleaseRun) -> bool:
         run.lock_acquired = False
     else:
         logger.error(
-            f"{host.print_prefix}the deploy lock was not released ({_tail(out, err)}): "
+            f"{host.print_prefix}the deploy lock was not released ({explain(out, err)}): "
             f"`bgdeploy unlock {release.env}` removes it"
         )
     release.save()

@@ -16,12 +16,12 @@ changed what.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bgdeploy.explain import first_line
+from bgdeploy.files import write_atomic
 from bgdeploy.refs import short
 
 HOST_RESULTS = (
@@ -163,9 +163,25 @@ class ReleaseReport:
             if all(outcome.result == "unchanged" for outcome in webs):
                 return f"{label}: already live on every host, nothing changed"
             return f"deployed {label} to {len(webs)} host(s)"
-        failed = [o.host for o in webs if o.failed]
-        text = f"deploy of {label} FAILED on {', '.join(failed) or 'the fleet'}"
-        return f"{text}: {self.error}" if self.error else text
+        failed = [o for o in webs if o.failed]
+        text = f"deploy of {label} FAILED on {', '.join(o.host for o in failed) or 'the fleet'}"
+        if self.error:
+            return f"{text}: {self.error}"
+        return text + self._causes(failed)
+
+    def _causes(self, failed: list[HostOutcome]) -> str:
+        """``: <why>`` when every failed host says the same (its note's first line), else
+        ``: web1: <why>; web2: <why>``; empty when none says anything."""
+        causes: dict[str, list[str]] = {}
+        for outcome in failed:
+            cause = first_line(note(outcome, self))
+            if cause:
+                causes.setdefault(cause, []).append(outcome.host)
+        if len(causes) == 1 and len(next(iter(causes.values()))) == len(failed):
+            return f": {next(iter(causes))}"
+        return (": " if causes else "") + "; ".join(
+            f"{', '.join(hosts)}: {cause}" for cause, hosts in causes.items()
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``--json``): hosts as a list, in inventory order."""
@@ -190,16 +206,8 @@ class ReleaseReport:
         return cls(hosts=hosts, **fields)
 
     def save(self, path: str | Path) -> None:
-        """Write the report as JSON, atomically (a reader never sees half a file)."""
-        target = Path(path)
-        fd, temp = tempfile.mkstemp(prefix=".bgdeploy-report-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.to_dict(), handle, indent=2)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        """Write the report as JSON, atomically (a reader never sees half a file), 0600."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=2), mode=0o600)
 
     @classmethod
     def load(cls, path: str | Path) -> ReleaseReport | None:

@@ -43,6 +43,7 @@ from typing import Any
 
 from bgdeploy import image, sampleapp, sshkeys
 from bgdeploy.errors import ConfigError, OperationFailed
+from bgdeploy.files import write_atomic
 from bgdeploy.progress import Progress, quiet
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}\Z")
@@ -333,13 +334,14 @@ def _create(
         address = container.attrs["NetworkSettings"]["Networks"][state.network]["IPAddress"]
         state.hosts.append(SandboxHost(host_name, container.name, groups, ports, address))
         progress(f"{host_name}: ssh 127.0.0.1:{ports['ssh']} ready")
-    (directory / "known_hosts").write_text("\n".join(known) + "\n")
+    write_atomic(directory / "known_hosts", "\n".join(known) + "\n", mode=0o644)
     _save(state)
 
 
 def _save(state: SandboxState) -> None:
+    """Write ``state.json`` atomically: the inventory and other commands read it any time."""
     path = Path(state.directory) / "state.json"
-    path.write_text(json.dumps(asdict(state), indent=2) + "\n")
+    write_atomic(path, json.dumps(asdict(state), indent=2) + "\n")
 
 
 def _add_monitoring(client: Any, state: SandboxState, progress: Progress) -> None:
@@ -443,7 +445,7 @@ def _republish(state: SandboxState, host: SandboxHost, container: Any, deadline:
         sshkeys.known_hosts_line("127.0.0.1", host.ports["ssh"], key)
         for key in _host_keys(container)
     ]
-    Path(state.known_hosts).write_text("\n".join(known) + "\n")
+    write_atomic(state.known_hosts, "\n".join(known) + "\n")
     _save(state)
 
 

@@ -6,7 +6,6 @@ is needed on the operator's machine. Private keys are written with mode 0600.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from pathlib import Path
@@ -14,14 +13,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bgdeploy.files import write_atomic
+
 
 def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` readable by its owner only (0600), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=0o600)
 
 
 def generate_keypair(private_path: Path, comment: str) -> str:
@@ -37,7 +34,7 @@ def generate_keypair(private_path: Path, comment: str) -> str:
     )
     line = f"{public.decode()} {comment}"
     write_private(private_path, private)
-    private_path.with_name(private_path.name + ".pub").write_text(line + "\n")
+    write_atomic(private_path.with_name(private_path.name + ".pub"), line + "\n", mode=0o644)
     return line
 
 

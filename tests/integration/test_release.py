@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import sampleapp, sandbox
+from bgdeploy import commands, sampleapp, sandbox
 
 from .conftest import (
     APP_ROOT,
@@ -36,6 +36,7 @@ from .conftest import (
     run,
     sandbox_run_env,
     sh,
+    ssh,
     unique_name,
 )
 
@@ -78,6 +79,23 @@ class HealthController extends Controller
         return new JsonResponse(['status' => 'unhealthy', 'checks' => []], 503);
     }
 }
+"""
+
+BOOT_FAILURE = "bgdeploy-boot-failure: the payments gateway key is missing"
+
+THROWING_PROVIDER = f"""<?php
+
+namespace App\\Providers;
+
+use Illuminate\\Support\\ServiceProvider;
+
+class PaymentsServiceProvider extends ServiceProvider
+{{
+    public function register()
+    {{
+        throw new \\RuntimeException('{BOOT_FAILURE}');
+    }}
+}}
 """
 
 DESTRUCTIVE_MIGRATION = """<?php
@@ -323,6 +341,77 @@ def test_failed_health_rolls_back_every_host(at_v2: sandbox.SandboxState) -> Non
         assert events == ["rollback", "deploy_fail"]
     assert served(state) == {name: (200, state.releases["v2"]) for name in WEB}
     assert report["sha"] == sha
+
+
+def throwing_provider(state: sandbox.SandboxState) -> tuple[str, str]:
+    """A commit whose AppServiceProvider registers a provider that throws when the
+    application boots: ``composer install`` fails (its post-autoload-dump script,
+    ``artisan package:discover``, boots the application, cached configuration or not)."""
+    provider = (sampleapp.APP_DIR / "app" / "Providers" / "AppServiceProvider.php").read_text()
+    anchor = "    public function register()\n    {\n"
+    assert anchor in provider
+    provider = provider.replace(
+        anchor, f"{anchor}        $this->app->register(PaymentsServiceProvider::class);\n\n"
+    )
+    files = {
+        "app/Providers/PaymentsServiceProvider.php": THROWING_PROVIDER,
+        "app/Providers/AppServiceProvider.php": provider,
+    }
+    return commit(state, files, "A service provider that throws at boot")
+
+
+def test_boot_failure_is_named_in_the_table_the_last_line_and_json(
+    at_v2: sandbox.SandboxState,
+) -> None:
+    """The exception's message, not composer's last line ("Nothing to install, update or
+    remove"), is what each host's note, the final FAILED line and --json say."""
+    state = at_v2
+    v2 = state.releases["v2"]
+    tag, sha = throwing_provider(state)
+    proc = run(["bgdeploy", "deploy", "sandbox", "--ref", tag], env=sandbox_run_env(state))
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    table = proc.stdout.splitlines()
+    for name in WEB:
+        (row,) = [line for line in table if line.startswith(f"{name} ")]
+        assert "failed" in row and BOOT_FAILURE in row, table
+    last = table[-1]
+    assert "FAILED on" in last and f": composer install: {BOOT_FAILURE}" in last, table
+    assert "Nothing to install" not in proc.stdout
+    assert served(state) == {name: (200, v2) for name in WEB}
+
+    proc, report = deploy(state, "--ref", tag)
+    assert proc.returncode == 1, proc.stderr[-4000:]
+    assert report["sha"] == sha and BOOT_FAILURE in report["summary"]
+    for name, outcome in hosts(report).items():
+        assert outcome["result"] == "failed" and outcome["failed_step"] == "composer install"
+        assert outcome["message"].startswith(BOOT_FAILURE), outcome["message"]
+        assert "post-autoload-dump event returned with error code 1" in outcome["message"]
+        assert f"the previous release {v2[:12]} was restored" in outcome["message"]
+        assert outcome["sha_after"] == v2 and not lock_exists(state, name)
+        fail = journal(state, name)[-1]
+        assert fail["event"] == "deploy_fail" and BOOT_FAILURE in fail["message"]
+    assert served(state) == {name: (200, v2) for name in WEB}
+
+
+def test_step_commands_are_not_wrapped_at_the_ptys_width(at_v2: sandbox.SandboxState) -> None:
+    """Under an 80-column pty (as the release's steps run), the console width artisan and
+    composer use (Symfony's Terminal) is 80 in a plain command and TERMINAL_COLUMNS in one
+    built as the steps' are (``commands.wide``), whatever stty said before it."""
+    width = (
+        'php -r \'require "vendor/autoload.php"; '
+        "echo (new Symfony\\Component\\Console\\Terminal())->getWidth(), PHP_EOL;'"
+    )
+    plain = f"cd {APP_ROOT}/blue && stty cols 80 && {width}"
+    step = commands.in_dir(f"{APP_ROOT}/blue", f"stty cols 80 && {commands.wide(width)}")
+    client = ssh(at_v2, "web1")
+    try:
+        found = []
+        for command in (plain, step):
+            _, stdout, _ = client.exec_command(command, get_pty=True, timeout=60)
+            found.append(stdout.read().decode().split())
+    finally:
+        client.close()
+    assert found == [["80"], [str(commands.TERMINAL_COLUMNS)]]
 
 
 # The lock and Ctrl-C

@@ -4,7 +4,9 @@ kill switch, restarts, cache clears, database checks.
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ import pytest
 
 from bgdeploy import sandbox
 
-from .conftest import run, sandbox_run_env, sh
+from .conftest import BIN, ROOT, journal, psql, run, sandbox_run_env, sh
 
 FLAG = "visa_new_flow_20250601"
 
@@ -98,31 +100,40 @@ def test_database_checks(deployed: sandbox.SandboxState) -> None:
     assert proc.returncode == 0 and "bideshgomon" in proc.stdout
 
 
+Outcomes = dict[str, tuple[int, str, float]]
+
+
+def start_query(
+    state: sandbox.SandboxState, outcomes: Outcomes, name: str, seconds: int
+) -> threading.Thread:
+    """``SELECT pg_sleep(seconds)`` as the app's database user from web1, in a thread; its
+    exit code, output and duration land in ``outcomes[name]``."""
+    db = state.group("db")[0]
+    password = sandbox.load_secrets(state.name)["DB_PASSWORD"]
+    command = (
+        f"PGPASSWORD={shlex.quote(password)} PGAPPNAME=it-{name} psql -X -tA "
+        f"-h {db.private_ip} -U bideshgomon -d bideshgomon -c 'SELECT pg_sleep({seconds})'"
+    )
+
+    def query() -> None:
+        started = time.monotonic()
+        code, out = sh(state, "web1", command, timeout=150)
+        outcomes[name] = (code, out, time.monotonic() - started)
+
+    thread = threading.Thread(target=query, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_kill_long_queries_ends_the_long_query_only(deployed: sandbox.SandboxState) -> None:
     """Queries of the app's database user from a web host: pg_sleep(60) is ended by
     ``--older-than 5s``; pg_sleep(2) from the same moment, and pg_sleep(4) started just
     before the command (never 5 s old), complete normally."""
-    db = deployed.group("db")[0]
-    password = sandbox.load_secrets(deployed.name)["DB_PASSWORD"]
-    outcomes: dict[str, tuple[int, str, float]] = {}
-
-    def query(name: str, seconds: int) -> None:
-        command = (
-            f"PGPASSWORD={shlex.quote(password)} PGAPPNAME=it-{name} psql -X -tA "
-            f"-h {db.private_ip} -U bideshgomon -d bideshgomon -c 'SELECT pg_sleep({seconds})'"
-        )
-        started = time.monotonic()
-        code, out = sh(deployed, "web1", command, timeout=120)
-        outcomes[name] = (code, out, time.monotonic() - started)
-
-    def start(name: str, seconds: int) -> threading.Thread:
-        thread = threading.Thread(target=query, args=(name, seconds), daemon=True)
-        thread.start()
-        return thread
-
-    threads = [start("long", 60), start("short", 2)]
+    outcomes: Outcomes = {}
+    threads = [start_query(deployed, outcomes, "long", 60)]
+    threads.append(start_query(deployed, outcomes, "short", 2))
     time.sleep(6)
-    threads.append(start("young", 4))
+    threads.append(start_query(deployed, outcomes, "young", 4))
     time.sleep(0.5)
     proc = run(
         ["bgdeploy", "emergency", "sandbox", "kill-long-queries", "--older-than", "5s", "--yes"],
@@ -138,3 +149,66 @@ def test_kill_long_queries_ends_the_long_query_only(deployed: sandbox.SandboxSta
     for name in ("short", "young"):
         code, out, seconds = outcomes[name]
         assert code == 0 and "terminat" not in out, (name, out)
+
+
+def backend_pid(state: sandbox.SandboxState, name: str) -> int:
+    """The backend of the query started as ``name`` (:func:`start_query`), once it runs."""
+    sql = f"SELECT pid FROM pg_stat_activity WHERE application_name = 'it-{name}'"
+    deadline = time.monotonic() + 30
+    while not (found := psql(state, sql)):
+        assert time.monotonic() < deadline, f"query {name} never started"
+        time.sleep(0.2)
+    return int(found)
+
+
+def test_kill_long_queries_spares_a_listed_query_that_finished_before_the_confirmation(
+    deployed: sandbox.SandboxState,
+) -> None:
+    """Two queries listed; the operator confirms after one of them ended and another one,
+    not listed, has run longer than 5 s: only the listed one still running is terminated,
+    and the output says which had finished."""
+    outcomes: Outcomes = {}
+    long = start_query(deployed, outcomes, "listed-long", 90)
+    ending = start_query(deployed, outcomes, "listed-ending", 20)
+    pids = {name: backend_pid(deployed, name) for name in ("listed-long", "listed-ending")}
+    time.sleep(6)
+    proc = subprocess.Popen(
+        [str(BIN / "bgdeploy"), "emergency", "sandbox", "kill-long-queries", "--older-than", "5s"],
+        cwd=ROOT, env={**os.environ, **sandbox_run_env(deployed)}, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    listing = []
+    try:
+        while not any("pg_sleep(20)" in line for line in listing):
+            line = proc.stdout.readline()
+            assert line, f"no listing: {listing}"
+            listing.append(line)
+        while not any("pg_sleep(90)" in line for line in listing):
+            listing.append(proc.stdout.readline())
+        # While the operator reads the list, a query starts (and grows older than 5 s),
+        # and one of the listed queries ends.
+        late = start_query(deployed, outcomes, "late", 25)
+        pids["late"] = backend_pid(deployed, "late")
+        ending.join(timeout=60)
+        assert outcomes["listed-ending"][0] == 0, outcomes
+        proc.stdin.write("y\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    long.join(timeout=90)
+    late.join(timeout=60)
+    print("".join(listing) + out)
+    assert proc.returncode == 0, "".join(listing) + out + err
+    assert f"pid {pids['late']} " not in out and outcomes["late"][0] == 0  # never listed
+    long_pid, ending_pid = pids["listed-long"], pids["listed-ending"]
+    assert f"pid {long_pid} terminated: SELECT pg_sleep(90)" in out, out
+    (said,) = [line for line in out.splitlines() if f"pid {ending_pid} " in line]
+    assert "finished (" in said and said.endswith("SELECT pg_sleep(20)"), out  # it had ended
+    code, text, seconds = outcomes["listed-long"]
+    assert code != 0 and "terminating connection due to administrator command" in text, text
+    assert seconds < 60
+    entry = [e for e in journal(deployed, "db") if e["event"] == "emergency"][-1]
+    assert entry["message"] == f"terminated: {long_pid}; had finished: {ending_pid}"

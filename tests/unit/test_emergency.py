@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import runpy
 import subprocess
 import sys
@@ -55,13 +56,16 @@ def test_cache_clear_then_warm_in_the_live_colour(prod: settings.Settings) -> No
     assert "/var/www/bideshgomon/current" in command
     assert command.index("optimize:clear") < command.index("config:cache")
     # One PHP process: the application boots once for the ten commands.
-    assert command.count("php -r") == 1 and command.count("&& php") == 1
+    assert command.count("php -r") == 1 and command.count("&& COLUMNS=1000 php") == 1
 
 
 @pytest.mark.parametrize("seconds", [0, -5, 86_401])
 def test_long_query_age_is_bounded(seconds: int) -> None:
     with pytest.raises(ConfigError, match="older-than"):
-        emergency.long_queries_sql(seconds, terminate=True)
+        emergency.long_queries_sql(seconds)
+    query = emergency.LongQuery(7, STAMP, STAMP, 60, "SELECT 1")
+    with pytest.raises(ConfigError, match="older-than"):
+        emergency.terminate_queries_sql([query], seconds)
 
 
 @pytest.mark.parametrize(
@@ -79,12 +83,112 @@ def test_older_than_refuses_anything_else(text: str) -> None:
         emergency.parse_age(text)
 
 
-def test_long_query_sql_lists_or_terminates() -> None:
-    assert "pg_terminate_backend" not in emergency.long_queries_sql(5, terminate=False)
-    sql = emergency.long_queries_sql(5, terminate=True)
-    assert "pg_terminate_backend(pid)" in sql and "interval '5 seconds'" in sql
+STAMP = "2026-12-03T12:00:00.123456Z"
+LISTED = (
+    "4242|2026-12-03T11:58:00.000001Z|2026-12-03T12:00:00.123456Z|75|SELECT pg_sleep(60)\n"
+    "4243|2026-12-03T11:59:00.500000Z|2026-12-03T12:00:10.000000Z|65|SELECT a|b FROM t\n"
+)
+
+
+def test_long_queries_are_listed_with_what_identifies_them() -> None:
+    sql = emergency.long_queries_sql(5)
+    assert "pg_terminate_backend" not in sql  # listing never ends anything
+    assert "interval '5 seconds'" in sql and "state = 'active'" in sql
     assert "pg_backend_pid()" in sql  # never its own session
     assert "backend_type = 'client backend'" in sql  # never autovacuum or replication
+    assert "backend_start AT TIME ZONE 'UTC'" in sql and "query_start AT TIME ZONE 'UTC'" in sql
+    first, second = emergency.parse_long_queries(LISTED)
+    assert first == emergency.LongQuery(
+        4242, "2026-12-03T11:58:00.000001Z", STAMP, 75, "SELECT pg_sleep(60)"
+    )
+    assert second.query == "SELECT a|b FROM t"  # a | in the query is the query's
+    with pytest.raises(ValueError, match="unexpected row"):
+        emergency.parse_long_queries("4242|yesterday|today|5|x\n")
+
+
+def test_terminating_ends_exactly_the_listed_queries_still_running() -> None:
+    listed = emergency.parse_long_queries(LISTED)
+    sql = emergency.terminate_queries_sql(listed, 5)
+    # The listed backends, by pid, session start and query start: no fresh selection.
+    assert (
+        "(VALUES (4242, '2026-12-03T11:58:00.000001Z'::timestamptz, "
+        "'2026-12-03T12:00:00.123456Z'::timestamptz), (4243, "
+    ) in sql
+    assert "FROM pg_stat_activity WHERE" not in sql
+    assert sql.count("pg_terminate_backend") == 2  # one call, and its refusal's message
+    # Every check comes before the call (CASE stops at the first true WHEN).
+    call = sql.index("WHEN pg_terminate_backend(a.pid)")
+    for check in (
+        "a.backend_start <> l.backend_start",
+        "a.query_start IS DISTINCT FROM l.query_start",
+        "a.state <> 'active'",
+        "a.query_start >= now() - interval '5 seconds'",
+    ):
+        assert sql.index(check) < call, check
+    ends = emergency.parse_query_ends(
+        "4243|finished|its session has ended\n4242|terminated\n", listed
+    )
+    assert [(e.query.pid, e.outcome, e.detail) for e in ends] == [
+        (4242, "terminated", ""),
+        (4243, "finished", "its session has ended"),
+    ]
+    assert ends[1].describe() == "pid 4243 finished (its session has ended): SELECT a|b FROM t"
+    with pytest.raises(ValueError, match="no answer for backend"):
+        emergency.parse_query_ends("4242|terminated\n", listed)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        emergency.LongQuery(0, STAMP, STAMP, 60, "x"),
+        emergency.LongQuery(7, "2026-12-03'); SELECT pg_terminate_backend(1); --", STAMP, 60, "x"),
+        emergency.LongQuery(7, STAMP, "now", 60, "x"),
+    ],
+)
+def test_terminating_refuses_what_was_not_listed(query: emergency.LongQuery) -> None:
+    with pytest.raises(ConfigError):
+        emergency.terminate_queries_sql([query], 5)
+
+
+def test_cli_terminates_what_it_listed_and_says_what_had_finished(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from bgdeploy import remote
+    from bgdeploy.cli import cli
+
+    listed = {"db": emergency.parse_long_queries(LISTED)}
+    asked: list[dict[str, list[emergency.LongQuery]]] = []
+
+    def fake_list(env: str, seconds: int) -> tuple[list[remote.HostResult], dict]:
+        return [remote.HostResult("db", True, detail="2 queries")], listed
+
+    def fake_kill(env: str, seconds: int, queries: dict) -> tuple[list[remote.HostResult], dict]:
+        asked.append(queries)
+        first, second = queries["db"]
+        ends = [
+            emergency.QueryEnd(first, "terminated"),
+            emergency.QueryEnd(second, "finished", "its session has ended"),
+        ]
+        text = "\n".join(end.describe() for end in ends)
+        return [remote.HostResult("db", True, detail=text)], {"db": ends}
+
+    monkeypatch.setattr(emergency, "list_long_queries", fake_list)
+    monkeypatch.setattr(emergency, "kill_long_queries", fake_kill)
+    args = ["emergency", "prod", "kill-long-queries", "--older-than", "5s"]
+    refused = CliRunner().invoke(cli, args, input="n\n")
+    assert refused.exit_code == 1 and not asked  # not confirmed: nothing ended
+    result = CliRunner().invoke(cli, args, input="y\n")
+    assert result.exit_code == 0, result.output
+    assert asked == [listed]  # exactly what was listed and confirmed
+    assert "pid 4242 terminated: SELECT pg_sleep(60)" in result.output
+    assert "pid 4243 finished (its session has ended)" in result.output
+    as_json = CliRunner().invoke(cli, [*args, "--yes", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert [e["outcome"] for e in data["db"]["ended"]] == ["terminated", "finished"]
+    assert [q["pid"] for q in data["db"]["listed"]] == [4242, 4243]
 
 
 def test_prefixed_stream_keeps_lines_whole() -> None:

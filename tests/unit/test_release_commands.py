@@ -283,7 +283,9 @@ def test_packing_names_an_asset_path_the_build_did_not_write(tmp_path: Path) -> 
 
 def test_artisan_batch_runs_each_command_in_one_process() -> None:
     command = commands.artisan_batch("config:cache", "route:cache")
-    assert command.startswith("php -r ") and command.endswith(" -- config:cache route:cache")
+    assert command.startswith("COLUMNS=1000 php -r ") and command.endswith(
+        " -- config:cache route:cache"
+    )
     for bad in ("config:cache; id", "--env=prod", "list"):
         with pytest.raises(ConfigError):
             commands.artisan_batch(bad)

@@ -74,8 +74,40 @@ def test_table_has_host_shas_result_duration_and_note() -> None:
     assert lines[2].split()[:5] == ["web2", V1[:12], "->", V1[:12], "rolled_back"]
     assert "verify health: /api/health answered 503" in lines[2]
     assert "db" not in "".join(line.split()[0] for line in lines[1:3])
-    assert lines[-1] == "deploy of v2 (c9112b4774ca) FAILED on web2"
+    assert lines[-1] == (
+        "deploy of v2 (c9112b4774ca) FAILED on web2: verify health: /api/health answered 503 "
+        "(for 20 s)"
+    )
     assert len(lines) == 4
+
+
+BOOT = (
+    "bgdeploy-boot-failure: the payments gateway key is missing "
+    "(In PaymentsServiceProvider.php line 11)\n"
+    "Script @php artisan package:discover --ansi handling the post-autoload-dump event "
+    "returned with error code 1"
+)
+
+
+def test_the_last_line_names_each_failed_hosts_cause() -> None:
+    made = report("failed", "failed")
+    for outcome in made.web_hosts:
+        outcome.failed_step = "composer install"
+        outcome.message = f"{BOOT}\nthe previous release {V1[:12]} was restored"
+    lines = format_table(made).splitlines()
+    cause = "composer install: bgdeploy-boot-failure: the payments gateway key is missing"
+    assert all(cause in line for line in lines[1:3])  # each host's note
+    assert lines[-1] == (  # the same cause on both hosts: said once
+        f"deploy of v2 (c9112b4774ca) FAILED on web1, web2: {cause} "
+        "(In PaymentsServiceProvider.php line 11)"
+    )
+    made.hosts["web2"].failed_step = "aborted"
+    made.hosts["web2"].message = "composer install failed on web1: bgdeploy-boot-failure"
+    assert made.summary().endswith(
+        f"FAILED on web1, web2: web1: {cause} (In PaymentsServiceProvider.php line 11); "
+        "web2: aborted: composer install failed on web1: bgdeploy-boot-failure"
+    )
+    assert cause in made.to_dict()["summary"]
 
 
 def test_summaries() -> None:

@@ -155,7 +155,7 @@ def test_migration_steps_out_of_range_are_refused(steps: int) -> None:
 
 def test_migrate_rollback_command() -> None:
     assert commands.migrate_rollback(2) == (
-        "php artisan migrate:rollback --step=2 --force --no-interaction"
+        "COLUMNS=1000 php artisan migrate:rollback --step=2 --force --no-interaction"
     )
 
 
