@@ -100,7 +100,8 @@ def hold(
         raise
     refused = {n: a for n, a in answers.items() if not a.taken}
     if refused:
-        _release(fleet, paths, held, _maybe_taken(names, answers), progress)
+        asked = [n for n in names if n in answers]  # the first host refused: only it was
+        _release(fleet, paths, held, _maybe_taken(asked, answers), progress)
         holders = {n: a.holder for n, a in refused.items() if a.held}
         if holders:
             raise lock.refusal(holders, env, what)
