@@ -19,6 +19,7 @@ import click
 from bgdeploy import (
     emergency,
     flags,
+    fleetlock,
     history,
     journal,
     remote,
@@ -28,7 +29,7 @@ from bgdeploy import (
     windows,
 )
 from bgdeploy import settings as settings_mod
-from bgdeploy.errors import BgdeployError, PolicyRefusal
+from bgdeploy.errors import BgdeployError, ConfigError, PolicyRefusal
 
 
 class WholeNumber(click.IntRange):
@@ -236,13 +237,37 @@ def _print_release(report: Any, as_json: bool, release_report: Any) -> None:
 @cli.command("unlock")
 @click.argument("env")
 @click.option("--reason", help="Why the lock is broken (journaled).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force", is_flag=True, help="Break it even while its process still runs on this machine."
+)
 @_handle_errors
-def unlock_cmd(env: str, reason: str | None) -> None:
+def unlock_cmd(env: str, reason: str | None, yes: bool, force: bool) -> None:
     """Break a stale deploy lock on every web host of ENV (left by a deploy that died).
-    Whose lock it was is printed and journaled. Only for a lock no deploy is using."""
+
+    Shows each host's lock (owner, machine, pid, ref, since when), then asks (--yes does not;
+    with nothing to ask on, exit 2). A lock whose process still runs on this machine is not
+    stale: exit 3 unless --force. Who broke whose lock, and --reason, are journaled. A lock
+    that changed since it was shown is left."""
     from bgdeploy import deploying
 
-    results = deploying.unlock(env, reason)
+    def confirm(question: str) -> None:
+        if yes:
+            return
+        stdin = sys.stdin
+        if stdin is None or stdin.closed:
+            raise ConfigError(f"{question} There is no terminal to ask on: pass --yes")
+        if stdin.isatty():
+            click.confirm(question, abort=True, err=True)
+            return
+        click.echo(f"{question} [y/N]: ", nl=False, err=True)
+        answer = stdin.readline()
+        if not answer:
+            raise ConfigError(f"no answer to {question!r} (no terminal, stdin closed): pass --yes")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise click.Abort()
+
+    results = deploying.unlock(env, reason, confirm=confirm, force=force, progress=_progress)
     width = max(len("host"), *(len(r.host) for r in results))
     for result in results:
         click.echo(f"{result.host:<{width}}  {result.describe()}")
@@ -580,8 +605,9 @@ def db_group(ctx: click.Context, env: str) -> None:
 @_handle_errors
 def db_fresh(env: str, seed: bool, yes: bool) -> None:
     """php artisan migrate:fresh [--seed]: drop every table and migrate again, once, from the
-    migrate host (asks first). Only for environments marked production = False in
-    group_data (staging, the sandbox); elsewhere refused with exit 3 before any connection."""
+    migrate host (asks first), under the deploy lock of every web host (exit 3 while a
+    deploy holds it). Only for environments marked production = False in group_data
+    (staging, the sandbox); elsewhere refused with exit 3 before any connection."""
     from bgdeploy import snapshots
 
     environment = snapshots.check_fresh_allowed(env)
@@ -590,7 +616,7 @@ def db_fresh(env: str, seed: bool, yes: bool) -> None:
             f"migrate:fresh drops every table of {env}'s database and migrates again"
             + (" (then seeds it)" if seed else "") + ". Continue?", abort=True,
         )  # fmt: skip
-    _finish(snapshots.migrate_fresh(environment, seed), "migrate:fresh")
+    _finish(snapshots.migrate_fresh(environment, seed, progress=_progress), "migrate:fresh")
 
 
 @cli.command("flags")
@@ -719,24 +745,33 @@ def status_cmd(env: str, as_json: bool) -> None:
 @click.option("--reason", help="Why (journaled).")
 @_handle_errors
 def switch_cmd(env: str, colour: str, no_smoke: bool, force: bool, reason: str | None) -> None:
-    """Switch every web host to COLOUR (all hosts or none), after smoke-testing it."""
+    """Switch every web host to COLOUR (all hosts or none), after smoke-testing it.
+
+    The deploy lock is taken on every web host first and released at the end, however it
+    ends: while a deploy, a rollback or another switch holds it, exit 3 naming the holder."""
     environment = runner.check_environment(env)
     settings = environment.settings[environment.web[0]]
-    fleet = switch.FabricFleet(remote.targets(env, ("web",)))
+    fleet = switch.FabricFleet(remote.targets(env, ("web",), environment.inventory))
+    paths = {name: environment.settings[name].lock_path for name in fleet.names}
     try:
-        colours = switch.read_colours(fleet, settings)
-        already = all(c.consistent and c.live == colour for c in colours.values())
-        if already:
-            click.echo(f"every web host already serves {colour}: nothing to do")
-            return
-        switch.refuse_if_locked(colours, env, "switched")
-        if not no_smoke:
-            smoke_colour = colour if any(c.live != colour for c in colours.values()) else None
-            results, _ = smoke.run(env, idle=True, colour=smoke_colour)
-            if any(not r.ok for r in results):
-                click.echo(remote.format_results(results, "smoke tests of " + colour))
-                raise PolicyRefusal(f"{colour} failed its smoke tests: not switched")
-        report = switch.switch(fleet, settings, colour, reason=reason, force=force, colours=colours)
+        with fleetlock.hold(
+            fleet, paths, env, f"switch {colour}", what="switched", progress=_progress
+        ) as held:
+            colours = switch.read_colours(fleet, settings)
+            already = all(c.consistent and c.live == colour for c in colours.values())
+            if already:
+                click.echo(f"every web host already serves {colour}: nothing to do")
+                return
+            if not no_smoke:
+                smoke_colour = colour if any(c.live != colour for c in colours.values()) else None
+                results, _ = smoke.run(env, idle=True, colour=smoke_colour)
+                if any(not r.ok for r in results):
+                    click.echo(remote.format_results(results, "smoke tests of " + colour))
+                    raise PolicyRefusal(f"{colour} failed its smoke tests: not switched")
+            report = switch.switch(
+                fleet, settings, colour, reason=reason, force=force, colours=colours,
+                lock_run=held.run,
+            )  # fmt: skip
     finally:
         fleet.close()
     click.echo(remote.format_results(report.results, "switch"))

@@ -317,6 +317,22 @@ def lock_break(path: str) -> str:
     return f"if [ -e {q(path)} ]; then cat {q(path)}; echo; rm -f {q(path)}; fi"
 
 
+LOCK_BROKEN = "bgdeploy-lock: broken"
+LOCK_CHANGED = "bgdeploy-lock: changed"
+
+
+def lock_break_if(path: str, content: str) -> str:
+    """Remove the deploy lock only if it still holds ``content`` (what the operator was shown
+    and agreed to break): prints ``bgdeploy-lock: broken``; otherwise ``bgdeploy-lock:
+    changed`` and the lock as it is now (nothing when there is none), and leaves it."""
+    expected = content.rstrip("\n")
+    return (
+        f'if [ -e {q(path)} ] && [ "$(cat {q(path)})" = {q(expected)} ]; '
+        f"then rm -f {q(path)} && echo {q(LOCK_BROKEN)}; "
+        f"else echo {q(LOCK_CHANGED)}; cat {q(path)} 2>/dev/null; true; fi"
+    )
+
+
 def in_dir(directory: str, command: str) -> str:
     """``command`` in ``directory``, with ``umask 002`` (files stay group-writable)."""
     return f"cd {q(directory)} && umask 002 && {command}"

@@ -12,21 +12,33 @@ on the hosts, so they stop with it) and :func:`recover` puts every host the depl
 back on its previous commit and build, journals the interruption and releases the lock: the
 live release keeps serving.
 
-:func:`unlock` breaks a lock left behind by a deploy that died, and journals it.
+:func:`unlock` breaks a lock left behind by a deploy that died: it shows the holders, refuses
+a holder whose process still runs on this machine, asks, and journals who broke whose lock.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bgdeploy import canary as canary_mod
-from bgdeploy import commands, journal, lock, notify, refs, remote, runner, switch, windows
+from bgdeploy import (
+    commands,
+    fleetlock,
+    journal,
+    lock,
+    notify,
+    refs,
+    remote,
+    runner,
+    switch,
+    windows,
+)
 from bgdeploy.errors import BgdeployError, ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.explain import explain, first_line
 from bgdeploy.progress import Progress, quiet
@@ -473,7 +485,8 @@ def _wait_healthy(connection: Any, settings: Settings, sha: str) -> bool:
 
 @dataclass
 class UnlockResult:
-    """One web host's lock: whose it was (None: there was none), or why it could not be read."""
+    """One web host's lock: whose it was (None: there was none), or why it could not be read
+    or broken (``ok`` False)."""
 
     host: str
     ok: bool
@@ -488,42 +501,100 @@ class UnlockResult:
         return f"broke the lock of {self.holder.describe()}"
 
 
-def unlock(env: str, reason: str | None = None) -> list[UnlockResult]:
-    """Remove the deploy lock on every web host of ``env`` and journal whose lock it was."""
+def holder_line(found: fleetlock.Found) -> str:
+    """One host's lock for the operator: owner, machine, pid, ref, since when, run."""
+    holder = found.holder
+    if found.error:
+        return f"{found.host}: could not be read ({found.error})"
+    if holder is None:
+        return f"{found.host}: no lock"
+    return (
+        f"{found.host}: held by {holder.owner} on {holder.host}, pid {holder.pid}, "
+        f"ref {holder.ref}, since {holder.time} (run {holder.run})"
+    )
+
+
+def unlock(
+    env: str,
+    reason: str | None = None,
+    confirm: Callable[[str], Any] | None = None,
+    force: bool = False,
+    progress: Progress = quiet,
+) -> list[UnlockResult]:
+    """Break the deploy lock on every web host of ``env`` where one is left, and journal it.
+
+    Each host's lock is read and shown (``progress``). A lock taken on this very machine by a
+    process still running is not stale: :class:`PolicyRefusal` (exit 3) unless ``force``.
+    Then ``confirm(question)`` is asked (it stops the unlock by raising), and each lock is
+    removed only if it is still the one shown; the journal of each host says who broke
+    whose lock, and ``reason``.
+    """
     environment = runner.check_environment(env)
-    results: dict[str, UnlockResult] = {}
-
-    def task(connection: Any, target: remote.Target) -> str:
-        settings = environment.settings[target.name]
-        done = connection.run(
-            commands.lock_break(settings.lock_path), hide=True, warn=True, in_stream=False
+    fleet = remote.PerCommandFleet(remote.targets(env, ("web",), environment.inventory))
+    paths = {name: environment.settings[name].lock_path for name in fleet.names}
+    found = fleetlock.read(fleet, paths)
+    for name in fleet.names:
+        progress(holder_line(found[name]))
+    held = {name: f for name, f in found.items() if f.holder is not None}
+    results = {name: UnlockResult(name, not f.error, error=f.error) for name, f in found.items()}
+    if not held:
+        return [results[name] for name in fleet.names]
+    alive = {name: f.holder for name, f in held.items() if f.holder and lock.holder_alive(f.holder)}
+    if alive and not force:
+        each = "; ".join(
+            f"{name}: pid {holder.pid} of {holder.owner}" for name, holder in alive.items()
         )
-        if done.exited != 0:
-            raise remote.CommandFailed(done)
-        holder = lock.parse_lock(done.stdout)
-        results[target.name] = UnlockResult(target.name, True, holder)
-        if holder is not None:
-            entry = journal.new_entry(
-                "unlock",
-                host=target.name,
-                env=env,
-                ref=holder.ref if holder.ref != "unknown" else None,
-                result="ok",
-                reason=reason,
-                message=f"broke the deploy lock of {holder.describe()}",
-                details={"run": holder.run, "lock": holder.to_json()},
-            )
-            connection.run(
-                journal.journal_append_command(settings.journal_path, entry),
-                hide=True,
-                warn=True,
-                in_stream=False,
-            )
-        return "unlocked"
-
-    outcome = []
-    for result in remote.run_tasks(remote.targets(env, ("web",)), task):
-        outcome.append(
-            results.get(result.host, UnlockResult(result.host, result.ok, error=result.error))
+        raise PolicyRefusal(
+            f"the deploy lock is held by a process still running on this machine "
+            f"({lock.this_machine()}: {each}): it is not stale, nothing was unlocked. Wait "
+            f"for it to finish, or stop it; --force breaks the lock anyway"
         )
-    return outcome
+    if confirm is not None:
+        confirm(f"Break the deploy lock of {env} on {', '.join(held)}?")
+    failed = fleetlock.break_seen(fleet, paths, held)
+    for name, f in held.items():
+        if name in failed:
+            results[name] = UnlockResult(name, False, f.holder, failed[name].error)
+            continue
+        results[name] = UnlockResult(name, True, f.holder)
+    _journal_unlocks(fleet, environment, env, reason, force, alive, results)
+    return [results[name] for name in fleet.names]
+
+
+def _journal_unlocks(
+    fleet: remote.PerCommandFleet,
+    environment: runner.Environment,
+    env: str,
+    reason: str | None,
+    force: bool,
+    alive: Mapping[str, Any],
+    results: dict[str, UnlockResult],
+) -> None:
+    """On each host whose lock was broken: who broke it, whose it was, and why."""
+    broken = [r for r in results.values() if r.ok and r.holder is not None]
+
+    def one(name: str) -> None:
+        result = results[name]
+        holder = result.holder
+        assert holder is not None
+        entry = journal.new_entry(
+            "unlock", host=result.host, env=env,
+            ref=holder.ref if holder.ref != "unknown" else None, result="ok", reason=reason,
+            message=f"broke the deploy lock of {holder.describe()}",
+            details={
+                "run": holder.run, "lock": holder.to_json(), "holder": holder.owner,
+                "forced": bool(force and result.host in alive),
+            },
+        )  # fmt: skip
+        settings = environment.settings[result.host]
+        ok, out, err = fleet.run(
+            result.host, journal.journal_append_command(settings.journal_path, entry)
+        )
+        if not ok:
+            result.ok = False
+            result.error = (
+                f"broke the lock of {holder.describe()}, but the journal was not written: "
+                f"{(err or out).strip()[-200:]}"
+            )
+
+    fleet.map(one, [r.host for r in broken])

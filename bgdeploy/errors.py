@@ -7,6 +7,11 @@ raises one of these; the CLI turns it into a message and that exit code.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bgdeploy.lock import LockInfo
+
 
 class BgdeployError(Exception):
     """Base class: ``str(error)`` is the message shown to the operator."""
@@ -30,3 +35,15 @@ class PolicyRefusal(BgdeployError):
     """A policy (deploy window, lock, destructive migration) refused to act."""
 
     exit_code = 3
+
+
+class LockHeld(PolicyRefusal):
+    """The deploy lock is held by someone else: nothing was changed (exit 3).
+
+    ``holders`` maps each web host where it was found taken to its holder (a
+    :class:`bgdeploy.lock.LockInfo`, or None when the lock's content could not be read).
+    """
+
+    def __init__(self, message: str, holders: dict[str, LockInfo | None]) -> None:
+        super().__init__(message)
+        self.holders = holders

@@ -24,10 +24,12 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bgdeploy.errors import LockHeld
 from bgdeploy.journal import operator_name
 
 ACQUIRED = "bgdeploy-lock: acquired"
@@ -131,3 +133,44 @@ def parse_acquire_output(output: str) -> tuple[bool, LockInfo | None]:
     if lines and lines[0].strip() == HELD:
         return False, parse_lock("\n".join(lines[1:]))
     raise ValueError(f"unexpected output from the lock command: {output.strip()[:200]!r}")
+
+
+def this_machine() -> str:
+    """This machine's name, as :func:`new_lock` writes it in ``host``."""
+    return socket.gethostname()
+
+
+def process_alive(pid: int) -> bool:
+    """A process ``pid`` runs on this machine (``os.kill(pid, 0)``; one of another user's
+    counts). False for pid 0 or less (a lock that did not say)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def holder_alive(holder: LockInfo, machine: str | None = None) -> bool:
+    """The lock was taken on this very machine (``machine``: its name, default
+    :func:`this_machine`) by a process that is still running: its deploy is not stale."""
+    return holder.host == (machine or this_machine()) and process_alive(holder.pid)
+
+
+def refusal(holders: Mapping[str, LockInfo | None], env: str, what: str = "changed") -> LockHeld:
+    """The exit-3 error for a lock held by someone else on ``holders`` (web host -> holder,
+    None when its lock could not be read): names each holder, and says what to do."""
+    each = "; ".join(
+        f"{name}: held by {holder.describe() if holder else 'an unreadable lock'}"
+        for name, holder in holders.items()
+    )
+    return LockHeld(
+        f"the deploy lock is taken ({each}): nothing was {what}. Wait for that deploy to "
+        f"finish, or if it died, `bgdeploy unlock {env}`",
+        dict(holders),
+    )

@@ -19,11 +19,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bgdeploy import commands, runner
 from bgdeploy.errors import ConfigError
 from bgdeploy.settings import ROOT
+
+T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 600.0
@@ -224,6 +226,39 @@ def run_all(
         if done is not None:
             result.stdout, result.stderr, result.exit_code = done.stdout, done.stderr, done.exited
     return results
+
+
+class PerCommandFleet:
+    """Hosts reached with a new strict connection for each command, closed after it (the
+    :class:`bgdeploy.switch.Fleet` shape): for a deploy lock held through an hours-long
+    restore, no connection has to stay up meanwhile."""
+
+    def __init__(self, hosts: Sequence[Target]) -> None:
+        self.targets = {target.name: target for target in hosts}
+        self.names = [target.name for target in hosts]
+
+    def run(
+        self, name: str, command: str, sudo: bool = False, timeout: float | None = None
+    ) -> tuple[bool, str, str]:
+        """Run ``command`` (as root with ``sudo``): (ok, stdout, stderr); a host that cannot
+        be reached, or a command that times out, fails with why in stderr."""
+        connection = None
+        try:
+            connection = connect(self.targets[name])
+            text = commands.as_root(command) if sudo else command
+            result = connection.run(
+                text, hide=True, warn=True, in_stream=False, timeout=timeout or COMMAND_TIMEOUT
+            )
+        except Exception as error:
+            return False, "", describe_error(error)
+        finally:
+            if connection is not None:
+                connection.close()
+        return result.exited == 0, result.stdout, result.stderr
+
+    def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]:
+        with ThreadPoolExecutor(max_workers=max(1, min(32, len(names)))) as pool:
+            return list(pool.map(function, names))
 
 
 class CommandFailed(Exception):

@@ -1,6 +1,9 @@
 """``bgdeploy rollback ENV``: bring the previous release back, on every web host.
 
-Two ways back, chosen per run from what the hosts say:
+The deploy lock is taken on every reachable web host before anything is read
+(:func:`bgdeploy.fleetlock.hold`; exit 3 naming the holder when a deploy, a switch or another
+rollback holds it) and released at the end, however the rollback ends. Then, two ways back,
+chosen per run from what the hosts say:
 
 - **Switch back** (blue-green, seconds): when the colour that is not live holds a release on
   every web host, built and verified at that commit, and it is not the live one, every host
@@ -8,10 +11,9 @@ Two ways back, chosen per run from what the hosts say:
   smoke tests passed on it through the preview listener; then ``/api/health`` must answer
   from it on every host.
 - **In place** (minutes): otherwise the live colour goes back to the previous good commit:
-  the deploy lock is taken (exit 3 when someone holds it), then the release's own restore
-  steps run (:func:`bgdeploy.commands.release_steps`: forced checkout, composer, npm,
-  caches, storage link, php-fpm and nginx reloads, queue workers), then ``/api/health``
-  is watched until it answers 200 from that commit.
+  the release's own restore steps run (:func:`bgdeploy.commands.release_steps`: forced
+  checkout, composer, npm, caches, storage link, php-fpm and nginx reloads, queue workers),
+  then ``/api/health`` is watched until it answers 200 from that commit.
 
 The previous good commit is read from the journals of every web host, merged in time order
 (:func:`select_target`): the latest release that went live (a deploy, a switch or a
@@ -28,11 +30,12 @@ web host (``migrate_host``, or the first), with the code of the release being le
 that has those migrations).
 
 One strict SSH connection per web host is opened at the start and used for everything. A host
-that cannot be reached is reported failed and the others roll back (exit 1); a host whose key
-is unknown or changed stops the whole rollback before anything runs anywhere (exit 3). Ctrl-C
-during an in-place rollback stops the commands on the hosts, journals the interruption and
-releases the lock; running the rollback again with ``--to`` the same commit finishes it (a
-host whose live colour is checked out at the target but not marked built is built again).
+that cannot be reached is reported failed and the others roll back (exit 1), without its
+lock; a host whose key is unknown or changed stops the whole rollback before anything runs
+anywhere (exit 3). Ctrl-C during an in-place rollback stops the commands on the hosts,
+journals the interruption and releases the lock; running the rollback again with ``--to``
+the same commit finishes it (a host whose live colour is checked out at the target but not
+marked built is built again).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bgdeploy import commands, journal, lock, refs, remote, runner, schema, smoke, switch
+from bgdeploy import commands, fleetlock, journal, refs, remote, runner, schema, smoke, switch
 from bgdeploy import settings as settings_mod
 from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.journal import JournalEntry
@@ -355,6 +358,13 @@ def _rollback(request: RollbackRequest, hosts: Hosts, progress: Progress) -> Rol
         raise OperationFailed(f"no web host could be reached: {each}")
     for name, why in hosts.down.items():
         progress(f"{name}: {why}: the other hosts roll back without it")
+    paths = {name: request.environment.settings[name].lock_path for name in hosts.names}
+    with fleetlock.hold(hosts, paths, request.env, "rollback", progress=progress) as held:
+        return _locked(request, hosts, held.run, progress)
+
+
+def _locked(request: RollbackRequest, hosts: Hosts, run: str, progress: Progress) -> RollbackReport:
+    """The rollback, under the deploy lock (deploy ``run``) of every reachable web host."""
     colours, answers = _read(request, hosts)
     for facts in colours.values():
         if not facts.error and facts.current not in switch.COLOURS:
@@ -366,8 +376,8 @@ def _rollback(request: RollbackRequest, hosts: Hosts, progress: Progress) -> Rol
     to_sha = _resolve(request, hosts, colours) if request.to else None
     previous = switch_back_colour({n: c for n, c in colours.items() if not c.error}, to_sha)
     if previous is not None and not unreadable:
-        return _switch_back(request, hosts, colours, answers, previous, progress)
-    return _in_place(request, hosts, colours, to_sha, progress)
+        return _switch_back(request, hosts, colours, answers, previous, run, progress)
+    return _in_place(request, hosts, colours, to_sha, run, progress)
 
 
 def _read(
@@ -435,13 +445,13 @@ def _switch_back(
     colours: dict[str, switch.HostColours],
     answers: dict[str, str],
     previous: str,
+    run: str,
     progress: Progress,
 ) -> RollbackReport:
     settings = request.settings
     live = switch.other(previous)
     report = RollbackReport(request.env, "switch back", colour=previous)
     report.target = colours[hosts.names[0]].heads.get(previous, "")
-    switch.refuse_if_locked(colours, request.env, "switched")
     if request.smoke:
         failed = _smoke_failures(colours, answers, previous)
         if failed:
@@ -455,7 +465,7 @@ def _switch_back(
         _migrations(request, hosts, colours, report, progress)
     progress(f"switching every web host to {previous}")
     why = request.reason or "rollback"
-    switched = switch.switch(hosts, settings, previous, reason=why, colours=colours)
+    switched = switch.switch(hosts, settings, previous, reason=why, colours=colours, lock_run=run)
     report.results = switched.results + _down_results(hosts)
     if not switched.ok:
         return report
@@ -526,6 +536,7 @@ def _in_place(
     hosts: Hosts,
     colours: dict[str, switch.HostColours],
     to_sha: str | None,
+    run: str,
     progress: Progress,
 ) -> RollbackReport:
     settings = request.settings
@@ -553,14 +564,8 @@ def _in_place(
         report.results += _down_results(hosts)
         report.notes.append("nothing to do: every reachable host serves the target already")
         return report
-    run = lock.new_run_id()
-    _take_locks(request, hosts, moving, target, run)
-    try:
-        if request.migrations:
-            _migrations(request, hosts, colours, report, progress)
-    except BaseException:
-        _release_locks(request, hosts, moving, run)
-        raise
+    if request.migrations:
+        _migrations(request, hosts, colours, report, progress)
     progress(
         f"rolling back in place to {refs.short(target)} on {', '.join(moving)} "
         "(checkout, composer, npm, caches, reloads, workers, health)"
@@ -597,9 +602,10 @@ def _interrupted(
     run: str,
     progress: Progress,
 ) -> None:
-    """After Ctrl-C: over new connections, stop the step still running (its process group),
-    journal the interruption and release the lock on every host that was being rolled back,
-    so that the rollback can be run again."""
+    """After Ctrl-C: over new connections, stop the step still running (its process group)
+    and journal the interruption on every host that was being rolled back (the lock is
+    released on the way out, :func:`bgdeploy.fleetlock.hold`), so that the rollback can be
+    run again."""
     again = Hosts([t for t in hosts.targets if t.name in names])
     finish = f"bgdeploy rollback {request.env} --to {target}"
     message = f"interrupted (Ctrl-C): the host may be half rolled back; finish with `{finish}`"
@@ -616,10 +622,9 @@ def _interrupted(
             commands.join(
                 commands.stop_group(_group_file(settings, run)),
                 journal.journal_append_command(settings.journal_path, entry),
-                commands.lock_release(settings.lock_path, run),
             ),
         )
-        progress(f"{name}: " + ("lock released" if ok else f"lock NOT released: {err.strip()}"))
+        progress(f"{name}: " + ("stopped" if ok else f"NOT stopped: {err.strip()}"))
 
     try:
         again.open()
@@ -668,42 +673,6 @@ def _journals(hosts: Hosts, settings: Settings) -> tuple[JournalEntry, ...]:
     return journal.merge_histories({n: texts[n] for n in hosts.names if n in texts}).entries
 
 
-def _take_locks(
-    request: RollbackRequest, hosts: Hosts, names: list[str], target: str, run: str
-) -> None:
-    """The deploy lock on every host that changes; someone else's lock refuses (exit 3)."""
-    info = lock.new_lock(f"rollback-{target[:12]}", run)
-    held: dict[str, str] = {}
-
-    def one(name: str) -> None:
-        path = request.environment.settings[name].lock_path
-        ok, out, err = hosts.command(name, commands.lock_acquire(path, info.to_json()))
-        try:
-            acquired, holder = lock.parse_acquire_output(out) if ok else (False, None)
-        except ValueError:
-            acquired, holder = False, None
-        if not acquired:
-            held[name] = holder.describe() if holder else (err.strip() or "unreadable lock")
-
-    hosts.each(one, names)
-    if held:
-        _release_locks(request, hosts, names, run)
-        each = "; ".join(f"{name}: held by {who}" for name, who in held.items())
-        raise PolicyRefusal(
-            f"the deploy lock is taken ({each}): nothing was changed. Wait for that deploy, "
-            f"or if it died, `bgdeploy unlock {request.env}`"
-        )
-
-
-def _release_locks(request: RollbackRequest, hosts: Hosts, names: list[str], run: str) -> None:
-    hosts.each(
-        lambda name: hosts.command(
-            name, commands.lock_release(request.environment.settings[name].lock_path, run)
-        ),
-        names,
-    )
-
-
 def _restore_host(
     request: RollbackRequest,
     hosts: Hosts,
@@ -714,7 +683,7 @@ def _restore_host(
     report: RollbackReport,
 ) -> remote.HostResult:
     """The release's restore steps with ``target`` in the live colour, health, then the
-    journal line (and the lock released) in one round trip."""
+    journal line in one round trip."""
     settings = request.environment.settings[name]
     started = time.monotonic()
     directory = f"{settings.app_root}/{facts.current}"
@@ -751,7 +720,6 @@ def _restore_host(
     finish = [
         "" if failure else commands.mark_built(directory, target),
         journal.journal_append_command(settings.journal_path, entry),
-        commands.lock_release(settings.lock_path, run),
         commands.forget_group(group),
     ]
     ok, _, err = hosts.command(name, commands.join(*finish))

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bgdeploy import commands, journal, lock, remote, runner
+from bgdeploy import commands, fleetlock, journal, remote, runner
 from bgdeploy.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.progress import Progress, quiet
 from bgdeploy.settings import Settings
@@ -133,15 +133,6 @@ def format_list(snapshots: Sequence[Snapshot]) -> str:
 def _run(connection: Any, command: str, timeout: float = remote.COMMAND_TIMEOUT) -> Any:
     """Run ``command`` as root; a non-zero exit raises :class:`remote.CommandFailed`."""
     result = remote.sudo(connection, command, warn=True, timeout=timeout)
-    if result.exited != 0:
-        raise remote.CommandFailed(result)
-    return result
-
-
-def _run_plain(connection: Any, command: str) -> Any:
-    """Run ``command`` as the SSH user (the deploy user, who owns the deploy lock, as a
-    release takes it); a non-zero exit raises :class:`remote.CommandFailed`."""
-    result = connection.run(command, hide=True, warn=True, in_stream=False, timeout=60)
     if result.exited != 0:
         raise remote.CommandFailed(result)
     return result
@@ -262,8 +253,9 @@ def restore(env: str, name: str, confirm: Confirm, progress: Progress = quiet) -
 
     ``confirm(question)`` is asked once the snapshot is verified; it stops the restore by
     raising (the CLI's prompt, or nothing with ``--yes``). Raises :class:`OperationFailed`
-    when the snapshot fails verification (nothing touched), :class:`PolicyRefusal` when a
-    deploy holds the lock. Once started, a failure is in the returned :class:`Restore`
+    when the snapshot fails verification (nothing touched), :class:`bgdeploy.errors.LockHeld`
+    (exit 3) when a deploy holds the lock on any web host (taken after the question, released
+    however the restore ends). Once started, a failure is in the returned :class:`Restore`
     (``error``; each host's result): the live database is then untouched.
     """
     snapshot = commands.snapshot_id(name)
@@ -284,8 +276,20 @@ def restore(env: str, name: str, confirm: Confirm, progress: Progress = quiet) -
         f"snapshot is replaced (the current database is kept as {before})."
     )
     report = Restore(snapshot)
-    run_id = lock.new_run_id()
-    _take_locks(where, snapshot, run_id)
+    paths = {target.name: where.settings[target.name].lock_path for target in where.web}
+    fleet = remote.PerCommandFleet(where.web)
+    with fleetlock.hold(
+        fleet, paths, env, f"snapshot-restore {snapshot}", what="restored", progress=progress
+    ):
+        _restore_locked(where, report, scratch, before, progress)
+    return report
+
+
+def _restore_locked(
+    where: Place, report: Restore, scratch: str, before: str, progress: Progress
+) -> None:
+    """The restore, under the deploy lock of every web host (:func:`restore`)."""
+    snapshot, db = report.name, where.db_settings
     down: list[str] = []
     try:
         progress(f"{where.db.name}: restoring {snapshot} into {scratch}")
@@ -311,45 +315,8 @@ def restore(env: str, name: str, confirm: Confirm, progress: Progress = quiet) -
     finally:
         if not report.swapped and report.db is not None:
             _on_db(where, lambda c, s: _run(c, commands.drop_database(s.db_port, scratch)))
-        progress("every web host: back up (php artisan up), workers restarted, lock released")
-        _finish(where, report, down, run_id, before)
-    return report
-
-
-def _take_locks(where: Place, snapshot: str, run_id: str) -> None:
-    """The deploy lock on every web host, or on none (a deploy holding it: exit 3)."""
-    info = lock.new_lock(f"snapshot-restore {snapshot}", run_id)
-
-    def task(connection: Any, target: remote.Target) -> str:
-        path = where.settings[target.name].lock_path
-        out = _run_plain(connection, commands.lock_acquire(path, info.to_json())).stdout
-        acquired, holder = lock.parse_acquire_output(out)
-        if not acquired:
-            raise PolicyRefusal(
-                f"{target.name}: the deploy lock is held by "
-                f"{holder.describe() if holder else 'someone'}"
-            )
-        return "locked"
-
-    results = remote.run_tasks(where.web, task)
-    failed = _failed(results)
-    if failed:
-        _release_locks(where, run_id, [r.host for r in results if r.ok])
-        reasons = "; ".join(f"{r.host}: {r.error}" for r in failed)
-        if all("deploy lock is held" in r.error for r in failed):
-            raise PolicyRefusal(f"not restored, a deploy holds the lock: {reasons}")
-        raise OperationFailed(f"not restored, the deploy lock could not be taken: {reasons}")
-
-
-def _release_locks(where: Place, run_id: str, hosts: Sequence[str]) -> None:
-    targets = [target for target in where.web if target.name in hosts]
-
-    def task(connection: Any, target: remote.Target) -> str:
-        _run_plain(connection, commands.lock_release(where.settings[target.name].lock_path, run_id))
-        return "unlocked"
-
-    if targets:
-        remote.run_tasks(targets, task)
+        progress("every web host: back up (php artisan up), workers restarted")
+        _finish(where, report, down, before)
 
 
 def _fill_scratch(
@@ -390,10 +357,10 @@ def _maintenance_down(where: Place, report: Restore, down: list[str]) -> None:
         )
 
 
-def _finish(where: Place, report: Restore, down: list[str], run_id: str, before: str) -> None:
+def _finish(where: Place, report: Restore, down: list[str], before: str) -> None:
     """On every web host, whatever happened: ``php artisan up`` where this restore put the
-    app down, the queue workers restarted after a swap, the lock released, the journal
-    written."""
+    app down, the queue workers restarted after a swap, the journal written (the lock is
+    released next, by :func:`bgdeploy.fleetlock.hold`)."""
     result = "ok" if report.swapped else "failed"
     if report.swapped:
         message = f"restored {report.name}; the replaced database is kept as {before}"
@@ -412,7 +379,6 @@ def _finish(where: Place, report: Restore, down: list[str], run_id: str, before:
                 _run(connection, commands.restart_workers(settings))
                 done.append("workers restarted")
         finally:
-            _run_plain(connection, commands.lock_release(settings.lock_path, run_id))
             entry = journal.new_entry(
                 "snapshot_restore", host=target.name, env=where.env, result=result,
                 message=message, details=entry_details,
@@ -456,14 +422,18 @@ def refuse_production(settings: Iterable[Settings], env: str) -> None:
         )
 
 
-def migrate_fresh(environment: runner.Environment, seed: bool) -> list[remote.HostResult]:
+def migrate_fresh(
+    environment: runner.Environment, seed: bool, progress: Progress = quiet
+) -> list[remote.HostResult]:
     """``php artisan migrate:fresh --force [--seed]`` once, from the migrate host (the first
-    web host unless ``migrate_host``), journaled there."""
+    web host unless ``migrate_host``), journaled there, under the deploy lock of every web
+    host (:func:`bgdeploy.fleetlock.hold`: exit 3 while a deploy holds it)."""
     first = environment.settings[environment.web[0]]
     host = first.migrate_host or environment.web[0]
     if host not in environment.web:
         raise ConfigError(f"migrate_host {host!r} is not a web host of {environment.name}")
-    target = [t for t in remote.targets(environment.name, ("web",)) if t.name == host]
+    web = remote.targets(environment.name, ("web",), environment.inventory)
+    target = [t for t in web if t.name == host]
     settings = environment.settings[host]
     refuse_production([settings], environment.name)
 
@@ -483,4 +453,8 @@ def migrate_fresh(environment: runner.Environment, seed: bool) -> list[remote.Ho
             _run(connection, commands.journal_append(settings, entry))
         return f"{what}: every table dropped and migrated again" + (", seeded" if seed else "")
 
-    return remote.run_tasks(target, task)
+    paths = {t.name: environment.settings[t.name].lock_path for t in web}
+    with fleetlock.hold(
+        remote.PerCommandFleet(web), paths, environment.name, "migrate:fresh", progress=progress
+    ):
+        return remote.run_tasks(target, task)

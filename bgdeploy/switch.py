@@ -187,22 +187,21 @@ def parse_facts(name: str, output: str) -> HostColours:
     return found
 
 
-def refuse_if_locked(colours: dict[str, HostColours], env: str, what: str) -> None:
-    """Refuse (exit 3) to switch by hand while a deploy holds the lock on any host: that
-    deploy may be switching itself. A lock left by a deploy that died is broken with
-    ``bgdeploy unlock ENV``."""
-    held = {name: c.lock for name, c in colours.items() if c.lock}
-    if not held:
-        return
-    described = []
-    for name, text in held.items():
-        holder = lock.parse_lock(text)
-        who = holder.describe() if holder else "an unreadable lock"
-        described.append(f"{name}: held by {who}")
-    raise PolicyRefusal(
-        f"the deploy lock is taken ({'; '.join(described)}): nothing was {what}. Wait for "
-        f"that deploy, or if it died, `bgdeploy unlock {env}`"
-    )
+def refuse_if_locked(
+    colours: dict[str, HostColours], env: str, what: str, run: str | None = None
+) -> None:
+    """Refuse (:class:`bgdeploy.errors.LockHeld`, exit 3) while the deploy lock, as read with
+    the colours, is held on any host by anyone but deploy ``run`` (the caller's own lock,
+    :func:`bgdeploy.fleetlock.hold`): that deploy may be switching itself. A lock left by a
+    deploy that died is broken with ``bgdeploy unlock ENV``."""
+    holders = {name: lock.parse_lock(c.lock) for name, c in colours.items() if c.lock}
+    others = {
+        name: holder
+        for name, holder in holders.items()
+        if run is None or holder is None or holder.run != run
+    }
+    if others:
+        raise lock.refusal(others, env, what)
 
 
 def read_colours(fleet: Fleet, settings: Settings) -> dict[str, HostColours]:
@@ -278,11 +277,16 @@ def switch(
     reason: str | None = None,
     force: bool = False,
     colours: dict[str, HostColours] | None = None,
+    lock_run: str | None = None,
 ) -> SwitchReport:
     """Switch every web host of ``fleet`` to ``colour``: all hosts or none (see the module).
 
     + colours: what :func:`read_colours` said (read again when not given)
     + force: switch to a colour that is not marked built (an operator's repair)
+    + lock_run: the run of the deploy lock the caller holds (:func:`bgdeploy.fleetlock.hold`):
+      every host's lock, as read with the colours, must be that one (exit 3 when another
+      holds it, or it is gone). None: the caller answers for the lock itself (the switch of
+      a blue-green deploy, under the lock its release took; the recovery after Ctrl-C)
 
     A Ctrl-C (``KeyboardInterrupt``) during the switch puts every host back, journals it, and
     is raised again. Once every host serves ``colour``, a Ctrl-C leaves them there.
@@ -291,6 +295,14 @@ def switch(
     unreadable = [f"{c.name}: {c.error}" for c in colours.values() if c.error]
     if unreadable:
         raise OperationFailed("cannot read the colours: " + "; ".join(unreadable))
+    if lock_run is not None:
+        refuse_if_locked(colours, settings.env, "switched", run=lock_run)
+        gone = [name for name, c in colours.items() if not c.lock]
+        if gone:
+            raise PolicyRefusal(
+                f"this switch's deploy lock is gone on {', '.join(gone)} (broken with "
+                f"`bgdeploy unlock {settings.env}`?): nothing was switched. Run it again"
+            )
     not_ready = [name for name, c in colours.items() if not c.ready(colour)]
     if not_ready and not force:
         raise PolicyRefusal(

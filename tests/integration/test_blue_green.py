@@ -501,6 +501,128 @@ def test_cli_strategy_script_and_rollback(bg: sandbox.SandboxState) -> None:
     assert served_by(bg) == before
 
 
+# One writer at a time
+# --------------------
+
+LOCK = f"{APP_ROOT}/.bgdeploy/lock"
+
+
+@contextlib.contextmanager
+def slow_nginx_test(docker_client: Any, state: sandbox.SandboxState, host: str) -> Iterator[None]:
+    """``nginx -t`` takes 4 s on ``host``: a switch holds the deploy lock that much longer."""
+    (web,) = [w for w in state.group("web") if w.name == host]
+    container = docker_client.containers.get(web.container)
+
+    def as_root(command: str) -> None:
+        container.exec_run(["sh", "-c", command], user="root")
+
+    wrapper = '#!/bin/sh\n[ "$1" != -t ] || sleep 4\nexec /usr/sbin/nginx "$@"\n'
+    as_root(f"printf '%s' {commands.q(wrapper)} > /usr/local/sbin/nginx")
+    as_root("chmod 755 /usr/local/sbin/nginx")
+    try:
+        yield
+    finally:
+        as_root("rm -f /usr/local/sbin/nginx")
+
+
+def start(state: sandbox.SandboxState, *args: str, operator: str = "") -> subprocess.Popen[str]:
+    """``bgdeploy ARGS`` in the background."""
+    extra = {"BGDEPLOY_OPERATOR": operator} if operator else {}
+    return subprocess.Popen(
+        [str(BIN / "bgdeploy"), *args],
+        cwd=ROOT, env={**os.environ, "PYINFRA_PROGRESS": "off", **sandbox_run_env(state), **extra},
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def lock_text(state: sandbox.SandboxState, host: str) -> str:
+    return sh(state, host, f"cat {LOCK} 2>/dev/null || true")[1]
+
+
+def wait_until(check: Any, what: str, proc: subprocess.Popen[str], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"never saw {what}\n" + "".join(proc.communicate()))
+        time.sleep(0.1)
+
+
+def both_colours_serve(state: sandbox.SandboxState) -> None:
+    """The idle colour answers on every host's preview listener (a blue-green deploy of the
+    release not live gives it one when it does not)."""
+    _, _, other = serving(state)
+    idle = set()
+    for web in state.group("web"):
+        response = httpx.get(f"http://127.0.0.1:{web.ports['preview']}/", timeout=15)
+        idle.add((response.status_code, response.headers.get("X-Colour", "")))
+    if idle != {(200, other)}:
+        (release,) = {sha for _, _, sha in served_by(state).values()}
+        proc = blue_green(state, "v2" if release == state.releases["v1"] else "v1")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_switches_at_once_one_is_refused_and_the_fleet_agrees(
+    bg: sandbox.SandboxState, docker_client: Any
+) -> None:
+    both_colours_serve(bg)
+    before, live, other = serving(bg)
+    for name in WEB:
+        sh(bg, name, f"rm -f {LOCK}")
+    with slow_nginx_test(docker_client, bg, "web2"):
+        first = start(bg, "switch", "sandbox", other, "--no-smoke", "--force")
+        try:
+            # The barrier: the second starts once the first holds the lock of the first host.
+            wait_until(lambda: f'"pid":{first.pid},' in lock_text(bg, "web1"), "its lock", first)
+            second = start(bg, "switch", "sandbox", live, "--no-smoke", "--force")
+            _, second_err = second.communicate(timeout=120)
+        finally:
+            first_out, first_err = first.communicate(timeout=120)
+    assert (first.returncode, second.returncode) == (0, 3), first_err + second_err
+    assert "held by" in second_err and f"pid {first.pid} " in second_err, second_err
+    assert "nothing was switched" in second_err
+    # Every host serves the one colour the first switched to, and no lock is left.
+    assert {v[1] for v in served_by(bg).values()} == {other}, first_out
+    assert {w: sh(bg, w, f"readlink {CURRENT}")[1].strip() for w in WEB} == dict.fromkeys(
+        WEB, other
+    )
+    assert all(not lock_text(bg, name) for name in WEB)
+    assert switch(bg, live, "--no-smoke", "--force").returncode == 0
+    assert served_by(bg) == before
+
+
+def test_switch_and_rollback_are_refused_while_a_deploy_runs(bg: sandbox.SandboxState) -> None:
+    _, live, other = serving(bg)
+    for name in WEB:
+        sh(bg, name, f"rm -f {LOCK}")
+    # A release whose composer install takes 30 s: the deploy holds the lock that long.
+    composer = json.loads((sampleapp.APP_DIR / "composer.json").read_text())
+    composer["scripts"]["post-autoload-dump"].append("sleep 30")
+    files = {"composer.json": json.dumps(composer, indent=4) + "\n"}
+    slow = sampleapp.add_commit(bg.app_repository, files, "slow", parent="v2", branch="bg-slow")
+    deploy = start(
+        bg, "deploy", "sandbox", "--strategy", "blue-green", "--ref", slow,
+        operator="erin@ci-runner",
+    )  # fmt: skip
+    try:
+        for name in WEB:
+            wait_until(
+                lambda name=name: "erin@ci-runner" in lock_text(bg, name), "its lock", deploy
+            )
+        refused = switch(bg, live, "--no-smoke", "--force")
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        assert "held by erin@ci-runner" in refused.stderr, refused.stderr
+        back = run(["bgdeploy", "rollback", "sandbox"], env=sandbox_run_env(bg))
+        assert back.returncode == 3, back.stdout + back.stderr
+        assert "held by erin@ci-runner" in back.stderr and "bgdeploy unlock sandbox" in back.stderr
+        assert all("erin@ci-runner" in lock_text(bg, name) for name in WEB), "its lock is left"
+    finally:
+        out, err = deploy.communicate(timeout=900)
+    # The deploy finished undisturbed: its own switch ran under its own lock.
+    assert deploy.returncode == 0, (out + err)[-4000:]
+    assert {v[1:] for v in served_by(bg).values()} == {(other, slow)}
+    assert all(not lock_text(bg, name) for name in WEB)
+
+
 def test_network_cut_during_a_switch_leaves_no_host_on_the_new_colour(
     bg: sandbox.SandboxState, docker_client: Any
 ) -> None:

@@ -249,7 +249,7 @@ def test_web_host_stopped_mid_rollout_is_behind_and_locked(
     again = run(["bgdeploy", "deploy", "sandbox", "--ref", tag], env=sandbox_run_env(state))
     assert again.returncode == 3 and "bgdeploy unlock sandbox" in again.stderr, again.stderr
     assert re.search(rf"deploying {tag} since 20\d\d-\d\d-\d\dT", again.stderr), again.stderr
-    unlocked = run(["bgdeploy", "unlock", "sandbox"], env=sandbox_run_env(state))
+    unlocked = run(["bgdeploy", "unlock", "sandbox", "--yes"], env=sandbox_run_env(state))
     assert unlocked.returncode == 0 and "web2  broke the lock" in unlocked.stdout
     caught_up = run(["bgdeploy", "deploy", "sandbox", "--ref", tag], env=sandbox_run_env(state))
     assert caught_up.returncode == 0, caught_up.stderr[-4000:]

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from bgdeploy import commands, sampleapp, sandbox
+from bgdeploy import lock as lock_mod
 
 from .conftest import (
     APP_ROOT,
@@ -473,13 +474,99 @@ def test_stale_lock_is_broken_only_on_request(at_v2: sandbox.SandboxState) -> No
     assert not lock_exists(state, "web1")  # the refused deploy left nothing behind
     assert lock_exists(state, "web2")  # and did not break the other lock
 
-    unlocked = run(["bgdeploy", "unlock", "sandbox"], env=sandbox_run_env(state))
+    unlocked = run(["bgdeploy", "unlock", "sandbox", "--yes"], env=sandbox_run_env(state))
     assert unlocked.returncode == 0, unlocked.stderr
     assert "web2  broke the lock of carol@old-laptop" in unlocked.stdout
     assert "web1  no lock" in unlocked.stdout
     assert not lock_exists(state, "web2")
     entry = journal(state, "web2")[-1]
     assert entry["event"] == "unlock" and "carol@old-laptop" in entry["message"]
+
+
+def unlock(
+    state: sandbox.SandboxState, *args: str, answer: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``bgdeploy unlock sandbox ARGS`` as gina@ops-desk; ``answer`` on its stdin (None: no
+    stdin at all, as from cron or CI)."""
+    env = {**os.environ, **sandbox_run_env(state), "BGDEPLOY_OPERATOR": "gina@ops-desk"}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "bgdeploy"), "unlock", "sandbox", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        input=answer, stdin=subprocess.DEVNULL if answer is None else None,
+    )  # fmt: skip
+
+
+def write_lock(state: sandbox.SandboxState, host: str, pid: int, owner: str) -> str:
+    """A deploy lock on ``host`` taken from this machine by process ``pid``; its text."""
+    held = lock_mod.LockInfo(
+        owner, pid, lock_mod.this_machine(), "v2", "2026-12-03T04:12:09Z", lock_mod.new_run_id()
+    ).to_json()
+    code, out = sh(
+        state, host, f"mkdir -p {APP_ROOT}/.bgdeploy && printf '%s\\n' {q(held)} > {LOCK}"
+    )
+    assert code == 0, out
+    return held
+
+
+def test_unlock_refuses_a_holder_still_running_on_this_machine(at_v2: sandbox.SandboxState) -> None:
+    state = at_v2
+    for name in WEB:
+        sh(state, name, f"rm -f {LOCK}")
+    holder = subprocess.Popen(["sleep", "300"])
+    try:
+        held = write_lock(state, "web1", holder.pid, "hana@ops-laptop")
+        refused = unlock(state, "--yes")
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        assert f"pid {holder.pid}" in refused.stderr and "still running" in refused.stderr
+        assert "--force" in refused.stderr
+        assert sh(state, "web1", f"cat {LOCK}")[1].strip() == held  # left as it was
+        # A deploy cannot go on meanwhile: the lock is what it says.
+        second, _ = deploy(state, "--ref", "v2", "--force")
+        assert second.returncode == 3 and "hana@ops-laptop" in second.stderr
+        forced = unlock(state, "--yes", "--force", "--reason", "its terminal hangs")
+        assert forced.returncode == 0, forced.stdout + forced.stderr
+        assert "web1  broke the lock of hana@ops-laptop" in forced.stdout
+        assert not lock_exists(state, "web1")
+        entry = journal(state, "web1")[-1]
+        assert (entry["event"], entry["who"]) == ("unlock", "gina@ops-desk")
+        assert entry["details"]["forced"] is True and entry["reason"] == "its terminal hangs"
+    finally:
+        holder.kill()
+        holder.wait()
+        sh(state, "web1", f"rm -f {LOCK}")
+
+
+def test_unlock_shows_the_holder_and_asks(at_v2: sandbox.SandboxState) -> None:
+    state = at_v2
+    for name in WEB:
+        sh(state, name, f"rm -f {LOCK}")
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its pid runs no more: the lock is stale
+    held = write_lock(state, "web2", finished.pid, "ivan@ops-laptop")
+    try:
+        silent = unlock(state)  # nothing to ask on, no --yes
+        assert silent.returncode == 2, silent.stdout + silent.stderr
+        assert "--yes" in silent.stderr
+        said_no = unlock(state, answer="n\n")
+        assert said_no.returncode == 1, said_no.stdout + said_no.stderr
+        # Each host's lock was shown: owner, machine, pid, ref, since when.
+        shown = f"web2: held by ivan@ops-laptop on {lock_mod.this_machine()}, pid {finished.pid}"
+        assert shown in said_no.stderr and "ref v2, since 2026-12-03T04:12:09Z" in said_no.stderr
+        assert "web1: no lock" in said_no.stderr and "Break the deploy lock" in said_no.stderr
+        assert sh(state, "web2", f"cat {LOCK}")[1].strip() == held
+        before = len(journal(state, "web2"))
+        said_yes = unlock(state, "--reason", "ivan's laptop died", answer="y\n")
+        assert said_yes.returncode == 0, said_yes.stdout + said_yes.stderr
+        assert "web2  broke the lock of ivan@ops-laptop" in said_yes.stdout
+        assert "web1  no lock" in said_yes.stdout
+        assert not lock_exists(state, "web2")
+        (entry,) = journal(state, "web2")[before:]
+        assert (entry["event"], entry["who"], entry["result"]) == ("unlock", "gina@ops-desk", "ok")
+        assert "ivan@ops-laptop" in entry["message"] and entry["reason"] == "ivan's laptop died"
+        assert lock_mod.parse_lock(entry["details"]["lock"]) == lock_mod.parse_lock(held)
+        assert unlock(state, "--yes").stdout.count("no lock") == 2  # nothing left to break
+    finally:
+        sh(state, "web2", f"rm -f {LOCK}")
 
 
 # Input and policy

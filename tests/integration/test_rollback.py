@@ -235,7 +235,7 @@ def test_switch_back_after_a_blue_green_deploy(fleet_v2: sandbox.SandboxState) -
     try:
         proc = rollback(state)
         assert proc.returncode == 3, proc.stdout + proc.stderr
-        assert "held by dave@ci" in proc.stderr and "nothing was switched" in proc.stderr
+        assert "held by dave@ci" in proc.stderr and "nothing was changed" in proc.stderr
         assert {v for v in served(state).values()} == {(200, v2, "green")}
     finally:
         sh(state, "web2", f"rm -f {LOCK}")

@@ -300,3 +300,22 @@ def test_migrate_fresh_only_where_not_production(snap: sandbox.SandboxState) -> 
     refused = run(["bgdeploy", "db", "prod", "fresh", "--seed", "--yes"])
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert "marked production" in refused.stderr
+
+
+def test_migrate_fresh_is_refused_while_a_deploy_holds_the_lock(snap: sandbox.SandboxState) -> None:
+    add_rows(snap, "Kept While Fresh Is Locked")
+    live = rows(snap)
+    holder = json.dumps(
+        {"host": "ci", "owner": "ci@runner", "pid": 7, "ref": "v9", "run": "0123456789ac",
+         "time": "2026-11-28T06:00:00Z"}, separators=(",", ":"),
+    )  # fmt: skip
+    lock = f"{APP_ROOT}/.bgdeploy/lock"
+    sh(snap, "web2", f"printf '%s\\n' {shlex.quote(holder)} > {lock}")
+    try:
+        refused = bgdeploy(snap, "db", "sandbox", "fresh", "--yes")
+        assert locks(snap) == {"web1": False, "web2": True}  # web1's lock given back
+    finally:
+        sh(snap, "web2", f"rm -f {lock}")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "held by ci@runner" in refused.stderr and "bgdeploy unlock sandbox" in refused.stderr
+    assert rows(snap) == live

@@ -14,8 +14,8 @@ from typing import TypeVar
 
 import pytest
 
-from bgdeploy import commands, deploying, lock, runner, smoke, switch
-from bgdeploy.errors import ConfigError, PolicyRefusal
+from bgdeploy import commands, deploying, fleetlock, lock, runner, smoke, switch
+from bgdeploy.errors import ConfigError, LockHeld, PolicyRefusal
 from bgdeploy.release_report import ReleaseReport
 from bgdeploy.render import NGINX_DIR
 
@@ -451,3 +451,28 @@ def test_a_held_deploy_lock_refuses_a_switch_by_hand(hosts: ShellFleet, unit_set
     assert not colours["web1"].lock and lock.parse_lock(colours["web2"].lock) == held
     with pytest.raises(PolicyRefusal, match=r"web2: .*v2\.4\.0.*bgdeploy unlock staging"):
         switch.refuse_if_locked(colours, "staging", "switched")
+
+
+def test_a_switch_under_its_own_lock_accepts_it_and_refuses_another(
+    hosts: ShellFleet, unit_settings
+) -> None:
+    paths = dict.fromkeys(hosts.names, unit_settings.lock_path)
+    with fleetlock.hold(hosts, paths, "staging", "switch green", what="switched") as held:
+        colours = switch.read_colours(hosts, unit_settings)
+        assert all(lock.parse_lock(c.lock).run == held.run for c in colours.values())
+        switch.refuse_if_locked(colours, "staging", "switched", run=held.run)  # its own
+        with pytest.raises(LockHeld, match=r"web1: held by .*switch green"):
+            switch.refuse_if_locked(colours, "staging", "switched")  # anyone's, as before
+        with pytest.raises(LockHeld):
+            switch.switch(
+                hosts, unit_settings, "green", colours=colours, lock_run="another", force=True
+            )
+        report = switch.switch(
+            hosts, unit_settings, "green", colours=colours, lock_run=held.run, force=True
+        )
+        assert report.ok and {hosts.serves(n)[0] for n in hosts.names} == {"green"}
+    assert not (hosts.root / "web1" / "app" / ".bgdeploy" / "lock").exists()
+    # The lock gone (broken by hand) when the colours are read: not switched.
+    with pytest.raises(PolicyRefusal, match="lock is gone on web1, web2"):
+        switch.switch(hosts, unit_settings, "blue", lock_run=held.run, force=True)
+    assert {hosts.serves(n)[0] for n in hosts.names} == {"green"}
