@@ -37,8 +37,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bgdeploy import remote, runner, sampleapp, sandbox, switch  # noqa: E402
-from bgdeploy.settings import SECRET_VARIABLES  # noqa: E402
+from bgdeploy import sandbox  # noqa: E402
+from bgdeploy.core.settings import SECRET_VARIABLES  # noqa: E402
+from bgdeploy.fleet import remote, runner  # noqa: E402
+from bgdeploy.sandbox import sampleapp  # noqa: E402
+from bgdeploy.strategies import switch  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

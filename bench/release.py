@@ -33,8 +33,9 @@ import paramiko
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bgdeploy import commands, journal, lock, refs, sandbox  # noqa: E402
-from bgdeploy.settings import SECRET_VARIABLES, Settings  # noqa: E402
+from bgdeploy import commands, sandbox  # noqa: E402
+from bgdeploy.core import journal, lock, refs  # noqa: E402
+from bgdeploy.core.settings import SECRET_VARIABLES, Settings  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -177,7 +178,7 @@ def main() -> None:
         os.environ["BGDEPLOY_SANDBOX"] = name
         cli(name, "provision", "sandbox")
         cli(name, "deploy", "sandbox", "--ref", "v1")
-        from bgdeploy import runner
+        from bgdeploy.fleet import runner
 
         settings = runner.check_environment("sandbox").settings
         web1 = settings[state.group("web")[0].name]

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bgdeploy import image, sandbox
+from bgdeploy import sandbox
+from bgdeploy.sandbox import image
 
 
 def timed(label: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

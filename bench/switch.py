@@ -26,7 +26,9 @@ from typing import Any
 
 import httpx
 
-from bgdeploy import remote, runner, sandbox, switch
+from bgdeploy import sandbox
+from bgdeploy.fleet import remote, runner
+from bgdeploy.strategies import switch
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -13,11 +13,11 @@
 
 With `--data canary=PCT` (`bgdeploy deploy ENV --canary PCT`), step 5 is a canary: PCT % of
 the clients on the new colour on every web host, the metric gate for `canary_window`, then
-the switch (promoted) or every client back on the old colour (bgdeploy/canary.py).
+the switch (promoted) or every client back on the old colour (bgdeploy/strategies/canary.py).
 """
 
-from bgdeploy import blue_green, release
-from bgdeploy.runner import current_settings
+from bgdeploy.fleet.runner import current_settings
+from bgdeploy.strategies import blue_green, release
 
 run = blue_green.begin(current_settings)
 blue_green.guard(run)

@@ -11,7 +11,7 @@ Running it again changes nothing unless a setting, a secret or the inventory cha
 
 from pyinfra import host, inventory
 
-from bgdeploy import provision
+from bgdeploy.strategies import provision
 
 # Settings, secrets (BGDEPLOY_* variables) and every host's private address are checked
 # before anything is touched: a wrong value or a missing secret stops the run here.

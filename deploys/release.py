@@ -13,8 +13,8 @@ that is already live. Quote a numeric ref as JSON: ``--data 'ref="0123"'``.
 
 from pyinfra import host
 
-from bgdeploy import release
-from bgdeploy.runner import current_settings
+from bgdeploy.fleet.runner import current_settings
+from bgdeploy.strategies import release
 
 # Checked before anything is added: a refusal stops the run here, on every host.
 run = release.begin(current_settings)

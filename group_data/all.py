@@ -1,6 +1,6 @@
 """Defaults for every environment; prod.py, staging.py and sandbox.py override them.
 
-Every key here is read through bgdeploy.settings, which validates it before any host is
+Every key here is read through bgdeploy.core.settings, which validates it before any host is
 touched. Secrets (APP_KEY, database and Redis passwords, API token, webhook URLs) never sit in
 group_data: they come from the BGDEPLOY_* environment variables.
 """

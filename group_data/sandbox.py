@@ -1,6 +1,6 @@
 """The local sandbox fleet (`bgdeploy sandbox up`): fast, no deploy window."""
 
-from bgdeploy.errors import ConfigError
+from bgdeploy.core.errors import ConfigError
 from bgdeploy.sandbox import CONTAINER_REPOSITORY, current_name, load_state
 
 repository = CONTAINER_REPOSITORY

@@ -21,8 +21,9 @@ from typing import Any
 import paramiko
 import pytest
 
-from bgdeploy import sampleapp, sandbox
-from bgdeploy.errors import OperationFailed
+from bgdeploy import sandbox
+from bgdeploy.core.errors import OperationFailed
+from bgdeploy.sandbox import sampleapp
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -177,7 +178,7 @@ def logins(docker_client: Any, state: sandbox.SandboxState) -> dict[str, int]:
 def sandbox_run_env(state: sandbox.SandboxState) -> dict[str, str]:
     """Environment for ``run()`` against a sandbox: its name, and the BGDEPLOY_* secrets
     emptied so that the sandbox inventory fills in the sandbox's own (never the caller's)."""
-    from bgdeploy.settings import SECRET_VARIABLES
+    from bgdeploy.core.settings import SECRET_VARIABLES
 
     return {"BGDEPLOY_SANDBOX": state.name, **dict.fromkeys(SECRET_VARIABLES.values(), "")}
 

@@ -27,7 +27,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import commands, remote, runner, sampleapp, sandbox, switch
+from bgdeploy import commands, sandbox
+from bgdeploy.fleet import remote, runner
+from bgdeploy.sandbox import sampleapp
+from bgdeploy.strategies import switch
 
 from .conftest import (
     BIN,

@@ -33,7 +33,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import canary, remote, runner, sampleapp, sandbox, switch
+from bgdeploy import sandbox
+from bgdeploy.fleet import remote, runner
+from bgdeploy.sandbox import sampleapp
+from bgdeploy.strategies import canary, switch
 
 from .conftest import (
     BIN,

@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import sampleapp, sandbox
+from bgdeploy import sandbox
+from bgdeploy.sandbox import sampleapp
 
 from .conftest import (
     BACKUPS,

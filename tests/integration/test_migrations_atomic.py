@@ -1,4 +1,4 @@
-"""Migrations are all or nothing, per deploy (bgdeploy.schema, release.undo_failed_migrate).
+"""Migrations are all or nothing, per deploy (bgdeploy.checks.schema, release.undo_failed_migrate).
 
 Releases written unlike the sample app's own: two or three new migrations of which the last
 fails, in place and blue-green; a migration that is not transactional and fails half-way.
@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import commands, sandbox, schema
+from bgdeploy import commands, sandbox
+from bgdeploy.checks import schema
 
 from .conftest import LOCK, commit, journal, psql, run, sandbox_run_env, sh, unique_name
 

@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import metrics, monitoring, sandbox
+from bgdeploy import sandbox
+from bgdeploy.checks import metrics
+from bgdeploy.sandbox import monitoring
 
 from .conftest import DEPLOY_V1, PROVISION, own_sandbox, run, sandbox_run_env
 

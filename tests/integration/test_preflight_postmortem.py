@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from bgdeploy import sampleapp, sandbox
+from bgdeploy import sandbox
+from bgdeploy.sandbox import sampleapp
 
 from .conftest import (
     LOCK,

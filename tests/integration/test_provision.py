@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from bgdeploy import commands, sandbox
-from bgdeploy.runner import DeployRun
+from bgdeploy.fleet.runner import DeployRun
 
 from .conftest import run, sandbox_run_env, sh, unique_name
 

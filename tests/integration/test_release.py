@@ -20,8 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import commands, sampleapp, sandbox
-from bgdeploy import lock as lock_mod
+from bgdeploy import commands, sandbox
+from bgdeploy.core import lock as lock_mod
+from bgdeploy.sandbox import sampleapp
 
 from .conftest import (
     APP_ROOT,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import remote, sandbox, sshkeys
-from bgdeploy.journal import JournalEntry, journal_append_command
+from bgdeploy import sandbox
+from bgdeploy.core.journal import JournalEntry, journal_append_command
+from bgdeploy.fleet import remote, sshkeys
 
 from .conftest import run, sh
 

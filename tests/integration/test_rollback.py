@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bgdeploy import sampleapp, sandbox, sshkeys
+from bgdeploy import sandbox
+from bgdeploy.fleet import sshkeys
+from bgdeploy.sandbox import sampleapp
 
 from .conftest import (
     APP_ROOT,

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bgdeploy import sandbox, sshkeys
+from bgdeploy import sandbox
+from bgdeploy.fleet import sshkeys
 
 from .conftest import run, unique_name
 

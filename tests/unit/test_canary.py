@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
-from bgdeploy import canary, commands, deploying, gate, render, settings, windows
-from bgdeploy.errors import ConfigError
-from bgdeploy.release_report import HostOutcome, ReleaseReport
+from bgdeploy import commands
+from bgdeploy.checks import gate
+from bgdeploy.core import render, settings, windows
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.release_report import HostOutcome, ReleaseReport
+from bgdeploy.strategies import canary, deploying
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -218,8 +221,8 @@ def test_announce_names_the_canary_and_skips_unset_receivers() -> None:
 
 
 def test_announce_rollback_never_raises() -> None:
-    from bgdeploy import remote
-    from bgdeploy.rollback import RollbackReport
+    from bgdeploy.fleet import remote
+    from bgdeploy.strategies.rollback import RollbackReport
 
     report = RollbackReport("prod", "switch", "a" * 40, "blue", [remote.HostResult("web1", True)])
     results = deploying.announce_rollback("prod", "bideshgomon", report, environ={})

@@ -7,11 +7,13 @@ from datetime import datetime
 import pytest
 from click.testing import CliRunner
 
-from bgdeploy import deploying, journal, runner
 from bgdeploy.cli import cli
-from bgdeploy.errors import ConfigError, PolicyRefusal
-from bgdeploy.release import HostRun, ReleaseRun, _batches, journal_entries
-from bgdeploy.release_report import ReleaseReport
+from bgdeploy.core import journal
+from bgdeploy.core.errors import ConfigError, PolicyRefusal
+from bgdeploy.core.release_report import ReleaseReport
+from bgdeploy.fleet import runner
+from bgdeploy.strategies import deploying
+from bgdeploy.strategies.release import HostRun, ReleaseRun, _batches, journal_entries
 
 THURSDAY_NOON = datetime.fromisoformat("2026-12-03T12:00+06:00")
 THURSDAY_EVENING = datetime.fromisoformat("2026-12-03T16:00+06:00")
@@ -150,7 +152,7 @@ def test_journal_lines_of_a_rolled_back_host() -> None:
     outcome = run.hosts["web1"].outcome
     outcome.colour, outcome.sha_before, outcome.sha_after = "blue", "a" * 40, "a" * 40
     outcome.result, outcome.failed_step = "rolled_back", "verify health"
-    from bgdeploy.release_report import StepResult
+    from bgdeploy.core.release_report import StepResult
 
     outcome.steps = [StepResult("migrate", 1.5), StepResult("verify health", 20.0, "failed")]
     entries = journal_entries(run, run.hosts["web1"])
@@ -175,7 +177,7 @@ def test_journal_line_of_an_unchanged_host() -> None:
 
 
 def test_an_emergency_override_is_journaled_with_its_reason() -> None:
-    from bgdeploy import windows
+    from bgdeploy.core import windows
 
     run = release_run([["web1"]])
     policy = runner.check_environment("prod")

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import commands, emergency, settings
-from bgdeploy.errors import ConfigError
+from bgdeploy import commands
+from bgdeploy.core import settings
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.oncall import emergency
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,8 +157,8 @@ def test_cli_terminates_what_it_listed_and_says_what_had_finished(
 ) -> None:
     from click.testing import CliRunner
 
-    from bgdeploy import remote
     from bgdeploy.cli import cli
+    from bgdeploy.fleet import remote
 
     listed = {"db": emergency.parse_long_queries(LISTED)}
     asked: list[dict[str, list[emergency.LongQuery]]] = []
@@ -227,7 +229,7 @@ def test_paramiko_tracebacks_stay_off_the_terminal() -> None:
     """In a fresh process (pytest's own log capture would hide the difference)."""
     script = (
         "import logging, sys\n"
-        "from bgdeploy import remote\n"
+        "from bgdeploy.fleet import remote\n"
         "if sys.argv[1] == 'quiet': remote.quiet_paramiko()\n"
         "logging.getLogger('paramiko.transport').error('Error reading SSH protocol banner')\n"
     )

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from bgdeploy import commands, explain, runner
+from bgdeploy import commands
+from bgdeploy.core import explain
+from bgdeploy.fleet import runner
 
 BOOT = "bgdeploy-boot-failure: the payments gateway key is missing"
 

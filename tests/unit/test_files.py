@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import files, sandbox, sshkeys
-from bgdeploy.release_report import ReleaseReport
+from bgdeploy import files, sandbox
+from bgdeploy.core.release_report import ReleaseReport
+from bgdeploy.fleet import sshkeys
 
 
 def mode(path: Path) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bgdeploy.errors import ConfigError
-from bgdeploy.flags import feature_words
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.oncall.flags import feature_words
 
 
 @pytest.mark.parametrize(

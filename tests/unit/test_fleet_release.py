@@ -1,7 +1,7 @@
 """switch.fleet_release: which commit the fleet serves, so `bgdeploy status` can say who is
 behind."""
 
-from bgdeploy import switch
+from bgdeploy.strategies import switch
 
 
 def host(name: str, live: str, sha: str, built_at: int = 0, error: str = "") -> switch.HostColours:

@@ -1,4 +1,5 @@
-"""The fleet-wide deploy lock (:mod:`bgdeploy.fleetlock`), its real shell commands run locally.
+"""The fleet-wide deploy lock (:mod:`bgdeploy.fleet.fleetlock`), its real shell commands run
+locally.
 
 Each "host" is a directory; the fake fleet runs every command with ``sh`` on this machine, so
 the atomic create, the run-checked release and the conditional break are the real ones.
@@ -17,8 +18,10 @@ from typing import TypeVar
 
 import pytest
 
-from bgdeploy import commands, fleetlock, lock
-from bgdeploy.errors import LockHeld, OperationFailed, PolicyRefusal
+from bgdeploy import commands
+from bgdeploy.core import lock
+from bgdeploy.core.errors import LockHeld, OperationFailed, PolicyRefusal
+from bgdeploy.fleet import fleetlock
 
 T = TypeVar("T")
 NAMES = ("web1", "web2", "web3")
@@ -242,7 +245,8 @@ def test_unlock_asks_first(
 ) -> None:
     from click.testing import CliRunner
 
-    from bgdeploy import cli, deploying
+    from bgdeploy import cli
+    from bgdeploy.strategies import deploying
 
     broken: list[bool] = []
 

@@ -14,8 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from bgdeploy.errors import ConfigError
-from bgdeploy.gate import (
+from bgdeploy.checks.gate import (
     COUNT_5XX,
     ERROR_RATE,
     NO_TRAFFIC,
@@ -29,8 +28,9 @@ from bgdeploy.gate import (
     p95_nearest_rank,
     probe,
 )
-from bgdeploy.journal import new_entry
-from bgdeploy.metrics import count_5xx_query, error_rate_query, p95_query
+from bgdeploy.checks.metrics import count_5xx_query, error_rate_query, p95_query
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.journal import new_entry
 
 TS = 1767225600.0
 
@@ -506,7 +506,7 @@ def test_no_probes_and_no_answers_fail():
 
 
 def test_empty_gate_never_passes():
-    from bgdeploy.gate import gate_result
+    from bgdeploy.checks.gate import gate_result
 
     assert not gate_result([]).passed
     assert gate_result([]).explain() == ["gate FAILED: nothing was checked"]

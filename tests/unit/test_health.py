@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bgdeploy import health
+from bgdeploy.checks import health
 
 HEALTHY = {
     "status": "healthy",

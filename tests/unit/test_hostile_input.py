@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bgdeploy import journal
 from bgdeploy.cli import cli
+from bgdeploy.core import journal
 
 SECRETS = {
     "BGDEPLOY_APP_KEY": "base64:" + "k" * 44,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import image
-from bgdeploy.errors import ConfigError
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.sandbox import image
 
 
 def write(path: Path, text: str) -> None:

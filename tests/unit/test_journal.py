@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bgdeploy.journal import (
+from bgdeploy.core.journal import (
     BadLine,
     JournalEntry,
     JournalError,

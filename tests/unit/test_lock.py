@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bgdeploy import commands
-from bgdeploy.errors import ConfigError
-from bgdeploy.lock import (
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.lock import (
     ACQUIRED,
     HELD,
     LockInfo,

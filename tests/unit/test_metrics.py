@@ -13,8 +13,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from bgdeploy.errors import OperationFailed
-from bgdeploy.metrics import (
+from bgdeploy.checks.metrics import (
     PrometheusError,
     Sample,
     check_window,
@@ -25,6 +24,7 @@ from bgdeploy.metrics import (
     redact_url,
     window_text,
 )
+from bgdeploy.core.errors import OperationFailed
 
 TS = 1435781451.781
 

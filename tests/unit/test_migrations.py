@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy.migrations import (
+from bgdeploy.checks.migrations import (
     DESTRUCTIVE_METHODS,
     REVIEW_METHODS,
     Finding,

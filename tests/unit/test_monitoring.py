@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import image, monitoring, sandbox
-from bgdeploy.errors import ConfigError
-from bgdeploy.gate import Thresholds
+from bgdeploy import sandbox
+from bgdeploy.checks.gate import Thresholds
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.sandbox import image, monitoring
 
 # The runbook's table: alert -> (threshold as written in the expression, for, severity).
 RUNBOOK_TABLE = {

@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bgdeploy import notify as notify_module
-from bgdeploy.notify import (
+from bgdeploy.oncall import notify as notify_module
+from bgdeploy.oncall.notify import (
     MAX_SUMMARY,
     DeployEvent,
     NotifyResult,

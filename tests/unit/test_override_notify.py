@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from bgdeploy import deploying, notify
-from bgdeploy.release_report import ReleaseReport
+from bgdeploy.core.release_report import ReleaseReport
+from bgdeploy.oncall import notify
+from bgdeploy.strategies import deploying
 
 THURSDAY_NOON = datetime.fromisoformat("2026-12-03T12:00+06:00")
 THURSDAY_EVENING = datetime.fromisoformat("2026-12-03T16:00+06:00")

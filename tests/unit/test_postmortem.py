@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bgdeploy.errors import ConfigError
-from bgdeploy.journal import JournalEntry
-from bgdeploy.postmortem import describe_event, format_seconds, render_postmortem, timeline
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.journal import JournalEntry
+from bgdeploy.oncall.postmortem import describe_event, format_seconds, render_postmortem, timeline
 
 T0 = datetime(2026, 12, 3, 4, 0, tzinfo=UTC)  # 10:00 in Dhaka
 

@@ -1,4 +1,4 @@
-"""The preflight checklist (bgdeploy.preflight): its pure checks, config/features.php read as
+"""The preflight checklist (bgdeploy.checks.preflight): its pure checks, config/features.php read as
 text, the checklist's table, JSON and exit codes, and its git commands run for real against a
 copy of the sample app's repository. No Docker, no SSH."""
 
@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bgdeploy import cli, commands, lock, migrations, preflight, runner, sampleapp, windows
-from bgdeploy.errors import ConfigError
-from bgdeploy.preflight import FAIL, PASS, WARN, Check, Checklist
+from bgdeploy import cli, commands
+from bgdeploy.checks import migrations, preflight
+from bgdeploy.checks.preflight import FAIL, PASS, WARN, Check, Checklist
+from bgdeploy.core import lock, windows
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.fleet import runner
+from bgdeploy.sandbox import sampleapp
 
 APP_FEATURES = (sampleapp.APP_DIR / "config" / "features.php").read_text()
 TODAY = date(2026, 11, 28)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bgdeploy.errors import ConfigError
-from bgdeploy.refs import ALLOWED, is_sha, short, validate_ref
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.refs import ALLOWED, is_sha, short, validate_ref
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import commands, runner, sampleapp
-from bgdeploy.errors import ConfigError
-from bgdeploy.release import _split_files, snapshot_name
-from bgdeploy.settings import Settings
+from bgdeploy import commands
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.settings import Settings
+from bgdeploy.fleet import runner
+from bgdeploy.sandbox import sampleapp
+from bgdeploy.strategies.release import _split_files, snapshot_name
 
 GROUP = grp.getgrgid(os.getgid()).gr_name
 

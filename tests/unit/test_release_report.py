@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy.release_report import (
+from bgdeploy.core.release_report import (
     HostOutcome,
     ReleaseReport,
     StepResult,

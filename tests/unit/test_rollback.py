@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bgdeploy import commands, rollback, switch
+from bgdeploy import commands
 from bgdeploy.cli import cli
-from bgdeploy.errors import ConfigError, OperationFailed
-from bgdeploy.journal import JournalEntry, format_history
+from bgdeploy.core.errors import ConfigError, OperationFailed
+from bgdeploy.core.journal import JournalEntry, format_history
+from bgdeploy.strategies import rollback, switch
 
 V1, V2, V3, V4 = ("1" * 40, "2" * 40, "3" * 40, "4" * 40)
 START = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import sampleapp
-from bgdeploy.errors import ConfigError
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.sandbox import sampleapp
 
 
 def git(repo: Path, *args: str) -> str:

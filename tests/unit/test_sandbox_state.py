@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bgdeploy import sandbox
-from bgdeploy.errors import ConfigError
+from bgdeploy.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", ["", "A", "1abc", "a b", "a;rm", "../x", "x" * 40, "a_b"])

@@ -1,4 +1,4 @@
-"""The database check after a failed migrate (bgdeploy.schema) and its commands."""
+"""The database check after a failed migrate (bgdeploy.checks.schema) and its commands."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import commands, schema
-from bgdeploy.errors import ConfigError
+from bgdeploy import commands
+from bgdeploy.checks import schema
+from bgdeploy.core.errors import ConfigError
 
 A = schema.Fingerprint("a" * 64, 2, 3)
 B = schema.Fingerprint("b" * 64, 3, 4)

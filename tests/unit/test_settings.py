@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import settings
-from bgdeploy.errors import ConfigError
+from bgdeploy.core import settings
+from bgdeploy.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bgdeploy import commands, remote, snapshots
-from bgdeploy import settings as settings_mod
+from bgdeploy import commands
 from bgdeploy.cli import cli
-from bgdeploy.errors import ConfigError, PolicyRefusal
+from bgdeploy.core import settings as settings_mod
+from bgdeploy.core.errors import ConfigError, PolicyRefusal
+from bgdeploy.fleet import remote
+from bgdeploy.oncall import snapshots
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = ["x; rm -rf /", "../etc", "../../etc/passwd", ".hidden", "a/b", "$(reboot)", "", "a b"]

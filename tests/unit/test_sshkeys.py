@@ -9,7 +9,7 @@ from pathlib import Path
 
 import paramiko
 
-from bgdeploy import sshkeys
+from bgdeploy.fleet import sshkeys
 
 
 def test_keypair_is_private_and_loadable(tmp_path: Path) -> None:

@@ -14,10 +14,14 @@ from typing import TypeVar
 
 import pytest
 
-from bgdeploy import commands, deploying, fleetlock, lock, runner, smoke, switch
-from bgdeploy.errors import ConfigError, LockHeld, PolicyRefusal
-from bgdeploy.release_report import ReleaseReport
-from bgdeploy.render import NGINX_DIR
+from bgdeploy import commands
+from bgdeploy.checks import smoke
+from bgdeploy.core import lock
+from bgdeploy.core.errors import ConfigError, LockHeld, PolicyRefusal
+from bgdeploy.core.release_report import ReleaseReport
+from bgdeploy.core.render import NGINX_DIR
+from bgdeploy.fleet import fleetlock, runner
+from bgdeploy.strategies import deploying, switch
 
 T = TypeVar("T")
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import commands, render, settings
-from bgdeploy.errors import ConfigError
-from bgdeploy.serverops import scram_matches, scram_verifier
+from bgdeploy import commands
+from bgdeploy.core import render, settings
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.strategies.serverops import scram_matches, scram_verifier
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = render.Fleet(db_ip="10.20.0.21", web_ips=("10.20.0.11", "10.20.0.12"))

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bgdeploy.errors import ConfigError
-from bgdeploy.journal import JournalEntry
-from bgdeploy.windows import (
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.journal import JournalEntry
+from bgdeploy.core.windows import (
     AnnualBlackout,
     DateRangeBlackout,
     WeeklyBlackout,

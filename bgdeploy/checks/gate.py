@@ -1,0 +1,545 @@
+"""The metric gate: is the colour under test healthy enough to promote?
+
+The runbook's monitoring window (step 4) promotes a canary only while
+
+- the error rate is at most ``max_error_rate`` (default 0.01, "error rate < 1%"),
+- the p95 latency is at most ``max_p95_seconds`` (default 0.5, "latency p95 < 500ms"),
+- the number of 5xx answers is at most ``max_5xx`` (default 0, "no 5xx responses").
+
+A ``max_*`` value is the largest value that still passes: an error rate of exactly 0.01 passes,
+0.0101 fails. The gate has two sources of numbers:
+
+- **Prometheus** (:func:`evaluate_prometheus`): the queries of :mod:`bgdeploy.checks.metrics` over
+  ``window_seconds``, filtered on the colour. The error rate counts 5xx answers.
+- **Its own probes** (:func:`probe`, then :func:`evaluate_probes`), when no Prometheus is
+  configured: GET requests at a fixed rate against the colour under test. Here every answer
+  that is not 2xx, and every transport error, counts as an error.
+
+The gate fails closed. Each check ends in a verdict with a reason:
+
+===================================  =====================================================
+what came back                       verdict
+===================================  =====================================================
+a number within the threshold        pass
+a number over the threshold          fail ("0.0523 > 0.01")
+NaN: series exist, no requests       ``no_traffic``: fail (default) or pass, "no traffic
+                                     to judge"
+no series at all (5xx count)         0 (no 5xx was ever counted): judged as 0
+no series at all (ratio, quantile)   fail, "no data" (is Prometheus scraping the colour?)
+a Prometheus error or no answer      fail, with the error as the reason
+===================================  =====================================================
+
+.. code:: python
+
+    thresholds = Thresholds.from_mapping({"max_error_rate": 0.01, "window_seconds": 300})
+    result = evaluate_prometheus("http://127.0.0.1:9090", "green", thresholds)
+    for line in result.explain():
+        print(line)
+    journal_details = result.to_dict()   # JSON-safe: NaN and Inf become "NaN", "+Inf"
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from bgdeploy.checks.metrics import (
+    PrometheusError,
+    Sample,
+    check_colour,
+    count_5xx_query,
+    error_rate_query,
+    instant_query,
+    p95_query,
+    redact_url,
+    ssl_context,
+    window_text,
+)
+from bgdeploy.core.errors import ConfigError
+
+PASS = "pass"  # noqa: S105 (a verdict, not a password)
+FAIL = "fail"
+NO_TRAFFIC = "no traffic to judge"
+NO_DATA = "no data"
+
+ERROR_RATE = "error rate"
+P95 = "p95 latency"
+COUNT_5XX = "5xx responses"
+
+MAX_PROBES = 100_000
+"""The most requests one :func:`probe` call sends."""
+
+MAX_PROBE_THREADS = 64
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What the gate accepts.
+
+    + max_error_rate: the largest error rate that passes, as a fraction (0.01 is 1 %)
+    + max_p95_seconds: the largest p95 latency that passes, in seconds
+    + max_5xx: the largest number of 5xx answers that passes
+    + window_seconds: the window Prometheus's rates are taken over (a whole number >= 1); for
+      probes, how long to probe
+    + no_traffic: ``"fail"`` (default) or ``"pass"``: the verdict when the colour had no
+      requests in the window (Prometheus answers NaN)
+
+    Invalid values raise :class:`~bgdeploy.core.errors.ConfigError` naming the key.
+    """
+
+    max_error_rate: float = 0.01
+    max_p95_seconds: float = 0.5
+    max_5xx: float = 0
+    window_seconds: float = 300
+    no_traffic: str = FAIL
+
+    def __post_init__(self) -> None:
+        _number("max_error_rate", self.max_error_rate, 0, 1)
+        _number("max_p95_seconds", self.max_p95_seconds, 0, 3600)
+        _number("max_5xx", self.max_5xx, 0, 1e12)
+        _number("window_seconds", self.window_seconds, 1, 86_400)
+        if self.window_seconds != int(self.window_seconds):
+            raise ConfigError(
+                f"gate setting window_seconds must be whole seconds, not {self.window_seconds!r}"
+            )
+        if self.no_traffic not in (FAIL, PASS):
+            raise ConfigError(
+                f"gate setting no_traffic must be 'fail' or 'pass', not {self.no_traffic!r}"
+            )
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Thresholds:
+        """Thresholds from settings-like values; missing keys take the defaults.
+
+        Unknown keys are refused (a typo must not silently keep a default).
+        """
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown gate setting {unknown[0]!r} (expected one of {', '.join(sorted(known))})"
+            )
+        return cls(**{key: data[key] for key in known if key in data})
+
+    @property
+    def window(self) -> str:
+        """``window_seconds`` as a PromQL duration (``5m``)."""
+        return window_text(self.window_seconds)
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One question the gate asked, and its answer.
+
+    + name: ``"error rate"``, ``"p95 latency"`` or ``"5xx responses"``
+    + query_or_probe: the PromQL, or a description of the probes
+    + value: the measured value (may be NaN or infinite), or None when there was none
+    + threshold: the largest value that passes
+    + verdict: ``"pass"`` or ``"fail"``
+    + reason: why, in words
+    """
+
+    name: str
+    query_or_probe: str
+    value: float | None
+    threshold: float
+    verdict: str
+    reason: str
+
+    @property
+    def passed(self) -> bool:
+        """True when the verdict is pass."""
+        return self.verdict == PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form: a non-finite value is the string ``"NaN"``, ``"+Inf"`` or ``"-Inf"``."""
+        return {
+            "name": self.name,
+            "query_or_probe": self.query_or_probe,
+            "value": _json_number(self.value),
+            "threshold": _json_number(self.threshold),
+            "verdict": self.verdict,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's verdict: passed only if there is at least one check and every check passed.
+
+    + passed: promote (True) or send everything back (False)
+    + checks: each question and its answer
+    + source: ``"prometheus"`` or ``"probe"``
+    """
+
+    passed: bool
+    checks: tuple[GateCheck, ...]
+    source: str = ""
+
+    def explain(self) -> list[str]:
+        """Lines for the operator, one verdict line then the query per check::
+
+        gate FAILED (prometheus): 1 of 3 checks failed
+          FAIL error rate: 10.00% (max 1.00%): 0.1 > 0.01
+               (sum(rate(http_requests_total{colour="green",status=~"5.."}[5m])) ...
+        """
+        failed = [check for check in self.checks if not check.passed]
+        source = f" ({self.source})" if self.source else ""
+        if self.passed:
+            head = f"gate passed{source}: {len(self.checks)} checks passed"
+        elif not self.checks:
+            head = f"gate FAILED{source}: nothing was checked"
+        else:
+            head = f"gate FAILED{source}: {len(failed)} of {len(self.checks)} checks failed"
+        lines = [head]
+        for check in self.checks:
+            value = _format_value(check.name, check.value)
+            limit = _format_value(check.name, check.threshold)
+            lines.append(
+                f"  {check.verdict.upper()} {check.name}: {value} (max {limit}): {check.reason}"
+            )
+            lines.append(f"       {check.query_or_probe}")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form for the journal's ``details``."""
+        return {
+            "passed": self.passed,
+            "source": self.source,
+            "checks": [check.to_dict() for check in self.checks],
+        }
+
+
+def gate_result(checks: Iterable[GateCheck], source: str = "") -> GateResult:
+    """A :class:`GateResult` from checks: passed when there are some and all passed."""
+    checks = tuple(checks)
+    return GateResult(bool(checks) and all(c.passed for c in checks), checks, source)
+
+
+def judge(
+    name: str,
+    query_or_probe: str,
+    value: float | None,
+    threshold: float,
+    thresholds: Thresholds,
+    *,
+    empty: str = NO_DATA,
+) -> GateCheck:
+    """Compare one value with its threshold, with the gate's rules for NaN and missing values.
+
+    ``value`` None means "no series": the check fails with ``empty`` as the reason.
+    """
+    if value is None:
+        return GateCheck(name, query_or_probe, None, threshold, FAIL, empty)
+    if math.isnan(value):
+        verdict = FAIL if thresholds.no_traffic == FAIL else PASS
+        reason = NO_TRAFFIC if verdict == FAIL else f"{NO_TRAFFIC} (passing: no_traffic=pass)"
+        return GateCheck(name, query_or_probe, value, threshold, verdict, reason)
+    if value <= threshold:
+        return GateCheck(
+            name, query_or_probe, value, threshold, PASS, f"{value:g} <= {threshold:g}"
+        )
+    return GateCheck(name, query_or_probe, value, threshold, FAIL, f"{value:g} > {threshold:g}")
+
+
+# Prometheus
+
+
+def evaluate_prometheus(
+    base_url: str,
+    colour: str,
+    thresholds: Thresholds,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> GateResult:
+    """Ask Prometheus about ``colour`` over ``thresholds.window`` and judge the answers.
+
+    Three instant queries: error rate, p95 latency, 5xx count (see :mod:`bgdeploy.checks.metrics`).
+    A query that fails makes its check fail with the error as the reason; when Prometheus does
+    not answer at all (timeout, refused connection), the remaining queries are not sent and fail
+    with the same reason. Never raises for Prometheus trouble; raises ValueError for a colour
+    that is not blue or green.
+    """
+    check_colour(colour)
+    window = thresholds.window
+    plan = (
+        (ERROR_RATE, error_rate_query(colour, window), thresholds.max_error_rate, False),
+        (P95, p95_query(colour, window), thresholds.max_p95_seconds, False),
+        (COUNT_5XX, count_5xx_query(colour, window), thresholds.max_5xx, True),
+    )
+    checks: list[GateCheck] = []
+    unreachable: str | None = None
+    for name, query, threshold, empty_is_zero in plan:
+        if unreachable is not None:
+            checks.append(GateCheck(name, query, None, threshold, FAIL, unreachable))
+            continue
+        try:
+            samples = instant_query(base_url, query, timeout, transport=transport)
+        except PrometheusError as error:
+            checks.append(GateCheck(name, query, None, threshold, FAIL, str(error)))
+            if error.unreachable:
+                unreachable = f"not asked: {error}"
+            continue
+        checks.append(_judge_samples(name, query, samples, threshold, thresholds, empty_is_zero))
+    return gate_result(checks, "prometheus")
+
+
+def _judge_samples(
+    name: str,
+    query: str,
+    samples: Sequence[Sample],
+    threshold: float,
+    thresholds: Thresholds,
+    empty_is_zero: bool,
+) -> GateCheck:
+    if len(samples) > 1:
+        return GateCheck(
+            name,
+            query,
+            None,
+            threshold,
+            FAIL,
+            f"expected one series, got {len(samples)}: the query must aggregate",
+        )
+    if not samples:
+        if empty_is_zero:
+            check = judge(name, query, 0.0, threshold, thresholds)
+            return _with_reason(check, f"no series (counted as 0): {check.reason}")
+        return judge(
+            name,
+            query,
+            None,
+            threshold,
+            thresholds,
+            empty=f"{NO_DATA}: no series for this colour (is Prometheus scraping it?)",
+        )
+    return judge(name, query, samples[0].value, threshold, thresholds)
+
+
+def _with_reason(check: GateCheck, reason: str) -> GateCheck:
+    return GateCheck(
+        check.name, check.query_or_probe, check.value, check.threshold, check.verdict, reason
+    )
+
+
+# Probes
+
+
+@dataclass(frozen=True)
+class ProbeSample:
+    """One probe request.
+
+    + started: seconds after the probe began that the request was sent
+    + seconds: how long it took until the whole answer was read (or the error)
+    + status: the HTTP status, or None after a transport error
+    + error: the transport error (``"ConnectError: ..."``, ``"no answer within 5s"``), or None
+    + colour: the answer's ``X-Colour`` header, or None
+    """
+
+    started: float
+    seconds: float
+    status: int | None = None
+    error: str | None = None
+    colour: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx answer."""
+        return self.status is not None and 200 <= self.status < 300
+
+
+def probe(
+    url: str,
+    duration_s: float,
+    rate_per_s: float,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+) -> list[ProbeSample]:
+    """GET ``url`` at a fixed rate for ``duration_s`` seconds and record every answer.
+
+    Sends ``ceil(duration_s * rate_per_s)`` requests (at least 1, at most :data:`MAX_PROBES`),
+    the i-th at ``i / rate_per_s`` seconds, whether earlier ones have answered or not (up to
+    :data:`MAX_PROBE_THREADS` at once). Each request opens a fresh connection
+    (``Connection: close``, no keep-alive), does not follow redirects, and is given ``timeout``
+    seconds; one still unanswered ``timeout`` seconds after the last was sent is recorded as a
+    transport error. So the call returns after about ``duration_s + timeout`` seconds at most.
+    Samples come back in the order they were sent. ``headers`` are added to every request
+    (``Host``, a cookie pinning a canary colour ...).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"probe URL must be http(s)://host/..., not {redact_url(url)!r}")
+    if not (isinstance(duration_s, int | float) and 0 < duration_s <= 86_400):
+        raise ValueError(f"probe duration must be 0 < seconds <= 86400, not {duration_s!r}")
+    if not (isinstance(rate_per_s, int | float) and 0 < rate_per_s <= 1000):
+        raise ValueError(f"probe rate must be 0 < requests/s <= 1000, not {rate_per_s!r}")
+    if not (isinstance(timeout, int | float) and 0 < timeout <= 600):
+        raise ValueError(f"probe timeout must be 0 < seconds <= 600, not {timeout!r}")
+    count = max(1, min(MAX_PROBES, math.ceil(duration_s * rate_per_s - 1e-9)))
+    interval = 1.0 / rate_per_s
+    sent_headers = {**(headers or {}), "Connection": "close"}
+    threads = max(2, min(MAX_PROBE_THREADS, count, math.ceil(rate_per_s * timeout) + 1))
+    limits = httpx.Limits(max_keepalive_connections=0, max_connections=threads)
+    stop = threading.Event()
+
+    def one() -> ProbeSample:
+        started = time.monotonic()
+        offset = started - began
+        if stop.is_set():
+            return ProbeSample(offset, 0.0, error="not sent: the probe was over")
+        try:
+            response = client.get(url, headers=sent_headers)
+        except httpx.TimeoutException:
+            return ProbeSample(offset, time.monotonic() - started, error=f"timeout ({timeout:g}s)")
+        except httpx.HTTPError as error:
+            text = str(error).replace(url, "<url>") or "no detail"
+            return ProbeSample(
+                offset, time.monotonic() - started, error=f"{type(error).__name__}: {text}"
+            )
+        return ProbeSample(
+            offset,
+            time.monotonic() - started,
+            status=response.status_code,
+            colour=response.headers.get("x-colour"),
+        )
+
+    futures: list[Future[ProbeSample]] = []
+    sent_at: list[float] = []
+    client = httpx.Client(
+        timeout=timeout, limits=limits, follow_redirects=False, verify=ssl_context()
+    )
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bgdeploy-probe")
+    began = time.monotonic()
+    try:
+        for index in range(count):
+            delay = began + index * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            sent_at.append(time.monotonic() - began)
+            futures.append(pool.submit(one))
+        deadline = time.monotonic() + timeout + 0.5
+        samples = []
+        for future, offset in zip(futures, sent_at, strict=True):
+            try:
+                samples.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+            except FutureTimeout:
+                elapsed = time.monotonic() - began - offset
+                samples.append(ProbeSample(offset, elapsed, error=f"no answer within {timeout:g}s"))
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        threading.Thread(target=_close_later, args=(pool, client), daemon=True).start()
+    return samples
+
+
+def _close_later(pool: ThreadPoolExecutor, client: httpx.Client) -> None:
+    pool.shutdown(wait=True)
+    client.close()
+
+
+def p95_nearest_rank(latencies: Iterable[float], quantile: float = 0.95) -> float | None:
+    """The nearest-rank quantile: the ``ceil(quantile * n)``-th smallest value, or None if empty.
+
+    No interpolation: the result is always one of the measured values, and it is the smallest
+    value that at least ``quantile`` of all values are less than or equal to. For p95: with 100
+    values the 95th smallest, with 20 the 19th, with fewer than 20 the largest (one slow
+    request out of 19 fails a p95 gate).
+    """
+    ordered = sorted(latencies)
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(quantile * len(ordered) - 1e-9))
+    return ordered[rank - 1]
+
+
+def evaluate_probes(
+    samples: Sequence[ProbeSample], thresholds: Thresholds, *, target: str = "the colour"
+) -> GateResult:
+    """Judge probe samples against the thresholds (``window_seconds`` and ``no_traffic`` unused).
+
+    - error rate: (answers that are not 2xx + transport errors) / samples
+    - p95 latency: nearest rank (:func:`p95_nearest_rank`) over the requests that got an HTTP
+      answer, whatever its status; "no data" if none did
+    - 5xx responses: the answers with a status from 500 to 599
+
+    No samples at all fails every check ("no probes were sent"). ``target`` names what was
+    probed in the explanation (never put credentials in it).
+    """
+    total = len(samples)
+    errors = sum(1 for s in samples if not s.ok)
+    transport = sum(1 for s in samples if s.status is None)
+    answered = [s.seconds for s in samples if s.status is not None]
+    count_5xx = sum(1 for s in samples if s.status is not None and 500 <= s.status <= 599)
+    what = f"GET {target}: {total} probes"
+    if total == 0:
+        reason = "no probes were sent"
+        checks = [
+            GateCheck(ERROR_RATE, what, None, thresholds.max_error_rate, FAIL, reason),
+            GateCheck(P95, what, None, thresholds.max_p95_seconds, FAIL, reason),
+            GateCheck(COUNT_5XX, what, None, thresholds.max_5xx, FAIL, reason),
+        ]
+        return gate_result(checks, "probe")
+    rate_check = judge(
+        ERROR_RATE,
+        f"{what}, {errors} not 2xx ({transport} transport errors)",
+        errors / total,
+        thresholds.max_error_rate,
+        thresholds,
+    )
+    p95_check = judge(
+        P95,
+        f"{what}, nearest-rank p95 of {len(answered)} answered",
+        p95_nearest_rank(answered),
+        thresholds.max_p95_seconds,
+        thresholds,
+        empty=f"{NO_DATA}: no probe got an answer",
+    )
+    count_check = judge(
+        COUNT_5XX, f"{what}, {count_5xx} answered 5xx", count_5xx, thresholds.max_5xx, thresholds
+    )
+    return gate_result([rate_check, p95_check, count_check], "probe")
+
+
+# Helpers
+
+
+def _number(key: str, value: Any, low: float, high: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise ConfigError(
+            f"gate setting {key} must be a number from {low:g} to {high:g}, not {value!r}"
+        )
+
+
+def _json_number(value: float | None) -> float | str | None:
+    if value is None or math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "+Inf" if value > 0 else "-Inf"
+
+
+def _format_value(name: str, value: float | None) -> str:
+    if value is None:
+        return "none"
+    if not math.isfinite(value):
+        return _json_number(value)  # type: ignore[return-value]
+    if name == ERROR_RATE:
+        return f"{value * 100:.2f}%"
+    if name == P95:
+        return f"{value * 1000:.1f}ms"
+    return f"{value:g}"

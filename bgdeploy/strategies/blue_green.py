@@ -1,0 +1,469 @@
+"""The blue-green deploy: build the idle colour, smoke-test it, switch, watch, keep the old.
+
+``deploys/blue_green.py`` reads like the runbook's ``deploy-blue-green.sh``::
+
+    determine the live colour     on every web host, before anything changes: hosts that
+                                  disagree stop the deploy (``bgdeploy switch`` repairs that)
+    lock, preflight               as the in-place release, for the idle colour
+    build the idle colour         check out, composer, npm, caches: the release's own steps
+    snapshot and migrate          once; destructive migrations are refused outright (both
+                                  colours share the database: the live one must keep working)
+    smoke-test the idle colour    the runbook's five smoke tests through the preview listener;
+                                  a colour that fails is never switched to
+    switch                        every web host or none (:mod:`bgdeploy.strategies.switch`)
+    monitor                       health on every host for ``monitor_window``; a failure
+                                  switches back automatically
+    keep the old colour           untouched and warm, for ``bgdeploy rollback``
+
+The build steps are :mod:`bgdeploy.strategies.release`'s, run with the idle colour as their
+directory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pyinfra import logger
+from pyinfra.api import StringCommand
+
+from bgdeploy import commands
+from bgdeploy.checks import smoke
+from bgdeploy.core import settings as settings_mod
+from bgdeploy.core.errors import BgdeployError
+from bgdeploy.strategies import canary as canary_mod
+from bgdeploy.strategies import release, switch
+from bgdeploy.strategies.release import ReleaseRun
+
+T = TypeVar("T")
+
+
+class PyinfraFleet:
+    """The web hosts of a pyinfra run, for :func:`bgdeploy.strategies.switch.switch`: commands over
+    pyinfra's own connections, hosts in parallel on gevent (as pyinfra runs them)."""
+
+    def __init__(self, state: Any, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.hosts = {name: state.inventory.get_host(name) for name in names}
+
+    def run(
+        self,
+        name: str,
+        command: str,
+        sudo: bool = False,
+        timeout: float | None = None,
+        stdin: str | None = None,
+    ) -> tuple[bool, str, str]:
+        import gevent
+
+        text = commands.as_root(command) if sudo else command
+        limit = timeout or switch.COMMAND_TIMEOUT
+        try:
+            # gevent's timeout also covers opening the channel (a host that stopped answering).
+            with gevent.Timeout(limit + 1):
+                ok, output = self.hosts[name].run_shell_command(
+                    StringCommand(text), print_output=False, _stdin=stdin, _timeout=limit
+                )
+        except gevent.Timeout:
+            return False, "", f"no answer in {limit:g} s: unreachable"
+        except Exception as error:
+            return False, "", f"{type(error).__name__}: {error}"
+        return bool(ok), output.stdout, output.stderr
+
+    def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]:
+        from gevent.pool import Pool
+
+        return list(Pool(max(1, len(names))).map(function, names))
+
+
+@dataclass
+class BlueGreen:
+    """What the blue-green deploy decided, shared by every host's operations."""
+
+    live: str = ""
+    idle: str = ""
+    colours: dict[str, switch.HostColours] = field(default_factory=dict)
+    already: bool = False
+    smoke_failed: list[str] = field(default_factory=list)
+    switched: bool = False
+    switched_back: bool = False
+
+
+def state_of(run: ReleaseRun) -> BlueGreen:
+    from pyinfra import state
+
+    real = release._real(state)
+    found = getattr(real, "_bgdeploy_blue_green", None)
+    if found is None:
+        found = BlueGreen()
+        real._bgdeploy_blue_green = found
+    return found
+
+
+def begin(settings_factory: Callable[[], settings_mod.Settings]) -> ReleaseRun:
+    """Join (or start) the blue-green deploy for the current host; checks as the release."""
+    run = release.begin(settings_factory, strategy="blue-green")
+    run.allow_destructive = False  # never for blue-green: the live colour shares the schema
+    return run
+
+
+def guard(run: ReleaseRun) -> None:
+    """Before any operation: the release's checks (lock, ref, destructive migrations, which
+    are refused outright here), and one live colour on every web host."""
+    from pyinfra import host, state
+
+    # Destructive migrations are refused in blue-green's words (bgdeploy.checks.preflight).
+    release.guard(run)
+    if release._real(host).name != run.migrate_host:
+        return
+    bg = state_of(run)
+    settings = run.hosts[run.migrate_host].settings
+    fleet = PyinfraFleet(release._real(state), run.web_order)
+    bg.colours = switch.read_colours(fleet, settings)
+    try:
+        bg.live = switch.live_colour(bg.colours)
+    except BgdeployError as error:
+        raise run.refuse("colours", str(error)) from None
+    bg.idle = switch.other(bg.live)
+    bg.already = not run.force and all(
+        c.heads.get(bg.live) == run.sha and c.ready(bg.live) for c in bg.colours.values()
+    )
+
+
+def _add(name: str, function: Callable[..., bool], when: Callable[[], bool], **kwargs: Any) -> None:
+    release._add(name, function, when, **kwargs)
+
+
+def skip_if_live(run: ReleaseRun) -> None:
+    """A commit that every host already serves (built and verified) changes nothing."""
+    _, name = release._current()
+    _add(
+        "Already live?",
+        _skip_if_live,
+        lambda: state_of(run).already and run.hosts[name].is_web,
+        run=run,
+    )
+
+
+def _skip_if_live(state: Any, host: Any, run: ReleaseRun) -> bool:
+    bg = state_of(run)
+    hostrun = run.hosts[host.name]
+    hostrun.deploying = False
+    hostrun.outcome.result = "unchanged"
+    hostrun.outcome.colour = bg.live
+    hostrun.outcome.sha_before = hostrun.outcome.sha_after = run.sha
+    hostrun.outcome.message = f"already live at {run.sha} ({bg.live})"
+    logger.info(f"{host.print_prefix}already live at {run.sha} ({bg.live}): nothing to do")
+    return True
+
+
+def build_idle_colour(run: ReleaseRun) -> None:
+    """The release's own steps, in the idle colour: check out, composer, npm, snapshot and
+    migrations (once), caches, storage link, a graceful php-fpm reload."""
+    release.check_out(run, 0)
+    release.install_dependencies(run, 0)
+    release.snapshot_database(run, 0)
+    release.run_migrations(run, 0)
+    release.warm_up(run, 0)  # caches, storage link, php-fpm reload
+
+
+def smoke_test_idle(run: ReleaseRun) -> None:
+    """The five smoke tests through each host's preview listener; a pass marks the colour
+    built and verified at the commit (only such a colour is ever switched to)."""
+    _, name = release._current()
+    _add("Smoke-test the idle colour", _smoke, lambda: run.changing(name, 0), run=run)
+
+
+def _smoke(state: Any, host: Any, run: ReleaseRun) -> bool:
+    bg = state_of(run)
+    hostrun = run.hosts[host.name]
+    settings = hostrun.settings
+    started = time.monotonic()
+    token = settings_mod.secrets_from_env(("API_TOKEN",))["API_TOKEN"]
+    fleet = PyinfraFleet(state, [host.name])
+    _, out, _ = fleet.run(
+        host.name, commands.smoke_requests(settings.preview_port), stdin=token + "\n"
+    )
+    checks = smoke.evaluate(smoke.parse(out), run.sha, bg.idle)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        message = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+        release._record(hostrun, "smoke tests", started, False, message)
+        release._fail(hostrun, "smoke tests", f"the {bg.idle} colour failed: {message}", host)
+        release._abort_batch(run, 0, host.name, "smoke tests")
+        bg.smoke_failed.append(host.name)
+        return False
+    ok, out, err = fleet.run(host.name, commands.mark_built(hostrun.live_dir, run.sha or ""))
+    release._record(hostrun, "smoke tests", started, ok, "" if ok else (err or out))
+    return ok
+
+
+def switch_colours(run: ReleaseRun) -> None:
+    """Switch every web host to the new colour, or none (run once, for the whole fleet)."""
+    _, name = release._current()
+    _add("Switch colours", _switch, lambda: _ready_to_switch(run, name), run=run)
+
+
+def _ready_to_switch(run: ReleaseRun, name: str) -> bool:
+    """Once, on the first web host: every web host built and verified the idle colour."""
+    bg = state_of(run)
+    return (
+        name == run.web_order[0]
+        and not bg.already
+        and run.report.refusal is None
+        and run.aborted is None
+        and 0 not in run.aborted_batches
+        and all(
+            run.hosts[h].deploying and run.hosts[h].outcome.failed_step is None
+            for h in run.web_order
+        )
+    )
+
+
+def _switch(state: Any, host: Any, run: ReleaseRun) -> bool:
+    bg = state_of(run)
+    settings = run.hosts[host.name].settings
+    fleet = PyinfraFleet(state, run.web_order)
+    colours = switch.read_colours(fleet, settings)
+    report = switch.switch(
+        fleet, settings, bg.idle, who=run.who, reason=run.reason, colours=colours
+    )
+    for result in report.results:
+        hostrun = run.hosts[result.host]
+        release._record(
+            hostrun, "switch", time.monotonic() - result.seconds, result.ok, result.error
+        )
+        hostrun.outcome.colour = bg.idle
+        if result.ok:
+            hostrun.outcome.sha_before = colours[result.host].heads.get(bg.live) or None
+            hostrun.outcome.sha_after = run.sha
+        else:
+            release._fail(hostrun, "switch", result.error, host)
+    bg.switched = not report.undone
+    run.save()
+    return report.ok
+
+
+def monitor(run: ReleaseRun) -> None:
+    """Watch health on every web host for ``monitor_window`` seconds after the switch; a
+    failure switches every host back to the old colour (still built and warm)."""
+    _, name = release._current()
+    _add(
+        "Monitor health",
+        _monitor,
+        lambda: name == run.web_order[0] and state_of(run).switched,
+        run=run,
+    )
+
+
+def _monitor(state: Any, host: Any, run: ReleaseRun) -> bool:
+    bg = state_of(run)
+    settings = run.hosts[host.name].settings
+    fleet = PyinfraFleet(state, run.web_order)
+    probe = commands.health_probe(settings.public_port, settings.health_path)
+    deadline = time.monotonic() + settings.monitor_window
+    started = time.monotonic()
+    problem = ""
+    while True:
+        answers = dict(
+            zip(run.web_order, fleet.map(lambda n: fleet.run(n, probe), run.web_order), strict=True)
+        )
+        for name, (_, out, _) in answers.items():
+            status, _, served = (out.strip().splitlines() or [""])[-1].partition(" ")
+            if status != "200" or (served.strip() and served.strip() != run.sha):
+                problem = f"{name}: {settings.health_path} answered {status or 'nothing'}"
+        if problem or time.monotonic() >= deadline:
+            break
+        time.sleep(settings.health_interval)
+    for name in run.web_order:
+        hostrun = run.hosts[name]
+        release._record(hostrun, "monitor health", started, not problem, problem)
+        if not problem:
+            hostrun.outcome.result = "ok"
+            hostrun.outcome.message = f"{bg.idle} live, healthy for {settings.monitor_window:g} s"
+    if not problem:
+        run.save()
+        return True
+    logger.error(f"health failed after the switch ({problem}): switching back to {bg.live}")
+    report = switch.switch(fleet, settings, bg.live, who=run.who, reason=f"automatic: {problem}")
+    bg.switched_back = report.ok
+    # The release that failed once live is never switched or rolled back to again.
+    bad_dir = f"{settings.app_root}/{bg.idle}"
+    fleet.map(lambda n: fleet.run(n, commands.unmark_built(bad_dir), sudo=True), run.web_order)
+    for result in report.results:
+        hostrun = run.hosts[result.host]
+        hostrun.outcome.failed_step = "monitor health"
+        hostrun.outcome.sha_after = hostrun.outcome.sha_before
+        # outcome.colour stays the colour this deploy built (a recovery reads it).
+        if result.ok:
+            hostrun.outcome.result = "rolled_back"
+            hostrun.outcome.message = f"{problem}; switched back to {bg.live} automatically"
+        else:
+            hostrun.outcome.result = "failed"
+            hostrun.outcome.message = f"{problem}; SWITCH BACK FAILED: {result.error}"
+    run.save()
+    return False
+
+
+# Canary (bgdeploy/strategies/canary.py)
+
+
+def canary_requested() -> bool:
+    """True when the deploy was given ``--data canary=PCT``."""
+    from pyinfra import host
+
+    return release._real(host).data.get("canary") not in (None, "", False)
+
+
+def canary(run: ReleaseRun) -> None:
+    """Instead of a switch: ``canary`` % of the clients on the idle colour on every web host,
+    the metric gate for ``canary_window``, then the switch (promoted; :func:`monitor` watches
+    health as after any switch) or every client back on the live colour."""
+    _, name = release._current()
+    _add("Canary", _canary, lambda: _ready_to_switch(run, name), run=run)
+
+
+def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
+    bg = state_of(run)
+    settings = run.hosts[host.name].settings
+    percent = canary_mod.check_percent(host.data.get("canary"))
+    fleet = PyinfraFleet(state, run.web_order)
+    colours = switch.read_colours(fleet, settings)
+    started = time.monotonic()
+    pct = canary_mod.percent_text(percent)
+    results = canary_mod.start(fleet, settings, bg.live, bg.idle, percent)
+    if not all(result.ok for result in results):
+        for result in results:
+            hostrun = run.hosts[result.host]
+            release._record(hostrun, "canary", started, False, result.error)
+            release._fail(
+                hostrun,
+                "canary",
+                f"the split was not applied (every host left as it was): {result.error}; a "
+                f"site provisioned before canaries does not include the split: run `bgdeploy "
+                f"provision {settings.env}`",
+                host,
+            )
+        _journal_canary(fleet, run, settings, colours, percent, "failed", None, "split failed")
+        run.save()
+        return False
+    for name in run.web_order:  # an interrupted deploy's recovery reads it (switch.recover)
+        run.hosts[name].outcome.colour = bg.idle
+    run.save()
+    urls = [_probe_url(fleet, name, settings) for name in run.web_order]
+    source = f"Prometheus {settings.prometheus_url}" if settings.prometheus_url else "probes"
+    logger.info(
+        f"canary: {pct}% of clients on {bg.idle} on every web host; the gate watches it for "
+        f"{settings.canary_window:g} s ({source})"
+    )
+    try:
+        result = canary_mod.judge(settings, bg.idle, urls)
+    except BaseException:
+        canary_mod.send_back(fleet, settings, bg.live)
+        raise
+    for line in result.explain():
+        (logger.info if result.passed else logger.warning)(f"{host.print_prefix}{line}")
+    if canary_mod.decide(result) == canary_mod.PROMOTE:
+        return _promote(state, host, run, fleet, colours, percent, result, started)
+    return _send_back(host, run, fleet, colours, percent, result, started)
+
+
+def _probe_url(fleet: PyinfraFleet, name: str, settings: settings_mod.Settings) -> str:
+    data = fleet.hosts[name].data
+    address = data.get("ssh_hostname") or name
+    port = data.get("preview_http_port") or settings.preview_port
+    return canary_mod.probe_url(str(address), int(port), settings.health_path)
+
+
+def _promote(
+    state: Any,
+    host: Any,
+    run: ReleaseRun,
+    fleet: PyinfraFleet,
+    colours: dict[str, switch.HostColours],
+    percent: float,
+    result: Any,
+    started: float,
+) -> bool:
+    bg = state_of(run)
+    settings = run.hosts[host.name].settings
+    pct = canary_mod.percent_text(percent)
+    logger.info(f"canary {pct}% passed the gate: switching every web host to {bg.idle}")
+    ok = _switch(state, host, run)
+    if ok:
+        canary_mod.clear_split(fleet, settings)
+    else:
+        canary_mod.send_back(fleet, settings, bg.live)
+    verdict = "promoted" if ok else "failed"
+    message = canary_mod.summary(result) + ("" if ok else "; the switch failed: all on the old")
+    for name in run.web_order:
+        release._record(run.hosts[name], "canary", started, ok, message)
+        if ok:
+            run.hosts[name].outcome.message = f"canary {pct}% promoted: {bg.idle} live"
+    _journal_canary(fleet, run, settings, colours, percent, verdict, result, message)
+    run.save()
+    return ok
+
+
+def _send_back(
+    host: Any,
+    run: ReleaseRun,
+    fleet: PyinfraFleet,
+    colours: dict[str, switch.HostColours],
+    percent: float,
+    result: Any,
+    started: float,
+) -> bool:
+    bg = state_of(run)
+    settings = run.hosts[host.name].settings
+    pct = canary_mod.percent_text(percent)
+    why = canary_mod.summary(result)
+    logger.error(f"canary {pct}% failed the gate: every client back on {bg.live} ({why})")
+    back = {r.host: r for r in canary_mod.send_back(fleet, settings, bg.live)}
+    # The release that failed its canary is never switched or rolled back to.
+    bad_dir = f"{settings.app_root}/{bg.idle}"
+    fleet.map(lambda n: fleet.run(n, commands.unmark_built(bad_dir), sudo=True), run.web_order)
+    for name in run.web_order:
+        hostrun = run.hosts[name]
+        release._record(hostrun, "canary", started, False, why)
+        hostrun.outcome.failed_step = "canary"
+        hostrun.outcome.colour = bg.idle
+        hostrun.outcome.sha_before = hostrun.outcome.sha_after = colours[name].heads.get(bg.live)
+        if back[name].ok:
+            hostrun.outcome.result = "rolled_back"
+            hostrun.outcome.message = f"canary {pct}% on {bg.idle}: {why}; all back on {bg.live}"
+        else:
+            hostrun.outcome.result = "failed"
+            hostrun.outcome.message = (
+                f"canary {pct}%: {why}; PUTTING {bg.live} BACK FAILED: {back[name].error} "
+                f"(`bgdeploy switch {settings.env} {bg.live}`)"
+            )
+    verdict = "rolled back" if all(r.ok for r in back.values()) else "failed"
+    _journal_canary(fleet, run, settings, colours, percent, verdict, result, why)
+    run.save()
+    return False
+
+
+def _journal_canary(
+    fleet: PyinfraFleet,
+    run: ReleaseRun,
+    settings: settings_mod.Settings,
+    colours: dict[str, switch.HostColours],
+    percent: float,
+    verdict: str,
+    result: Any,
+    message: str,
+) -> None:
+    bg = state_of(run)
+
+    def one(name: str) -> None:
+        entry = canary_mod.journal_entry(
+            settings, name, bg.idle, percent, verdict, result, who=run.who, sha=run.sha,
+            sha_before=colours[name].heads.get(bg.live) or None, message=message,
+            reason=run.reason,
+        )  # fmt: skip
+        fleet.run(name, commands.journal_append(settings, entry), sudo=True)
+
+    fleet.map(one, run.web_order)

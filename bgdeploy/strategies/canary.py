@@ -1,0 +1,234 @@
+"""Canary deploys: a share of the clients on the new colour, a metric gate, then all or none.
+
+``bgdeploy deploy ENV --canary 5`` (or ``pyinfra inventories/ENV.py deploys/blue_green.py
+--data canary=5``) runs the blue-green deploy up to its smoke tests (the idle colour built,
+migrated once, smoke-tested through the preview listener), then, instead of switching:
+
+1. **split**: on every web host or none, nginx sends ``PCT`` % of the clients to the new colour
+   (:func:`start`). The split is :func:`bgdeploy.core.render.canary_split` (``canary.conf``, at
+   nginx's http level) and the live include becomes the canary variant
+   (:func:`bgdeploy.core.render.canary_live_include`): its document root and php-fpm pool are the
+   colour the split chose. Written beside the old files, renamed over them, ``nginx -t``,
+   reload: the switch's own steps (:func:`bgdeploy.commands.canary_apply`); a host that fails
+   puts every host back.
+2. **sticky per client**: nginx gives each new client a ``bgdeploy_client`` cookie holding a
+   random id (``$request_id``) and splits on it (``split_clients``, a hash of the id): a browser
+   keeps its colour for the whole canary, so Inertia's asset version never flip-flops, and
+   clients behind one address (an office, a mobile carrier) are split one by one. The cookie
+   names the client, not the colour: after the canary it means nothing, and the next canary
+   splits the same clients afresh. A ``bgdeploy_colour=blue|green`` cookie pins a colour (for
+   testers); nginx never sets it.
+3. **gate**: for ``canary_window`` seconds (:func:`judge`). With ``prometheus_url`` the gate
+   asks Prometheus about the new colour (error rate, p95, 5xx count over the window); without,
+   it probes the new colour itself through each web host's preview listener at
+   ``canary_probe_rate`` requests/s. Thresholds: ``canary_max_error_rate``,
+   ``canary_max_p95_seconds``, ``canary_max_5xx``. Every query or probe, value, threshold and
+   verdict is printed and journaled (:meth:`bgdeploy.checks.gate.GateResult.explain`). The gate
+   fails
+   safe: no answer from Prometheus is a failed check.
+4. **promote or send back** (:func:`decide`): a passed gate is followed by the blue-green switch
+   (every host or none, :func:`bgdeploy.strategies.switch.switch`) and the usual health watch; a
+   failed
+   one puts the old live include back on every host (:func:`send_back`), and the new colour
+   is marked not built (never switched to later).
+
+Each web host journals one ``canary`` entry: the colour, ``percent``, the ``verdict``
+(``promoted``, ``rolled back``, ``failed``) and the gate's checks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bgdeploy import commands
+from bgdeploy.checks import gate
+from bgdeploy.core import journal, render
+from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.render import CANARY_INCLUDE, LIVE_INCLUDE
+from bgdeploy.core.settings import Settings
+from bgdeploy.fleet import remote
+from bgdeploy.strategies.switch import SWITCH_TIMEOUT, Fleet
+
+CLIENT_COOKIE = "bgdeploy_client"
+"""The cookie nginx sets on a first visit: the client's id, which the split hashes."""
+
+PIN_COOKIE = "bgdeploy_colour"
+"""A cookie that pins a colour (``blue`` or ``green``) during a canary; nginx never sets it."""
+
+PROMOTE = "promote"
+SEND_BACK = "send back"
+
+Sleep = Callable[[float], None]
+
+
+def check_percent(value: Any) -> float:
+    """The canary share: a number above 0 and below 100, at most two decimals (what nginx's
+    ``split_clients`` takes). Raises :class:`ConfigError` (exit 2) otherwise."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"--canary {value!r} is not a number of percent") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 100:
+        raise ConfigError(f"--canary must be a percentage above 0 and below 100, not {value!r}")
+    if abs(round(value, 2) - value) > 1e-9:
+        raise ConfigError(f"--canary {value:g}: at most two decimals (nginx splits by 0.01 %)")
+    return float(value)
+
+
+def percent_text(percent: float) -> str:
+    """``5``, ``2.5``, ``0.25``: the share as nginx and people read it."""
+    return f"{round(percent, 2):g}"
+
+
+def thresholds(settings: Settings) -> gate.Thresholds:
+    """The gate's thresholds from the ``canary_*`` settings (ConfigError naming the key)."""
+    return gate.Thresholds(
+        max_error_rate=settings.canary_max_error_rate,
+        max_p95_seconds=settings.canary_max_p95_seconds,
+        max_5xx=settings.canary_max_5xx,
+        window_seconds=settings.canary_window,
+    )
+
+
+def probe_url(address: str, port: int, path: str) -> str:
+    """The preview listener of one web host, as the gate's probes reach it."""
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{int(port)}{path}"
+
+
+def decide(result: gate.GateResult) -> str:
+    """:data:`PROMOTE` when the gate passed, else :data:`SEND_BACK` (no checks: send back)."""
+    return PROMOTE if result.passed and result.checks else SEND_BACK
+
+
+# nginx, on every web host or none
+
+
+def start(
+    fleet: Fleet, settings: Settings, live: str, canary: str, percent: float
+) -> list[remote.HostResult]:
+    """Split ``percent`` % of the clients to ``canary`` on every host of ``fleet``, or on
+    none: when one host fails, every host is put back (its previous includes, tested,
+    reloaded). Returns each host's result; all ok means the canary is live."""
+    text = percent_text(check_percent(percent))
+    live_text = render.canary_live_include(settings, live, canary, text)
+    split_text = render.canary_split(settings, live, canary, text)
+    results = _apply(fleet, settings, live_text, split_text, f"{text}% to {canary}")
+    if all(result.ok for result in results):
+        return results
+    failed = {r.host: r.error for r in results if not r.ok}
+    revert = commands.switch_revert(LIVE_INCLUDE, CANARY_INCLUDE, settings.app_root, live)
+
+    def back(name: str) -> remote.HostResult:
+        why = failed.get(name) or f"put back ({', '.join(failed)} failed)"
+        ok, out, err = fleet.run(name, revert, sudo=True, timeout=SWITCH_TIMEOUT)
+        if not ok:
+            why += f"; COULD NOT BE PUT BACK ({(err or out).strip()[-200:]})"
+        return remote.HostResult(name, False, error=why)
+
+    return fleet.map(back, fleet.names)
+
+
+def send_back(fleet: Fleet, settings: Settings, live: str) -> list[remote.HostResult]:
+    """Every client back on ``live``: the plain live include and an empty split, on every
+    host (a host that fails is named: ``bgdeploy switch ENV LIVE`` repairs it)."""
+    live_text = render.colour_include(settings, live)
+    return _apply(fleet, settings, live_text, render.canary_split(settings), f"all on {live}")
+
+
+def clear_split(fleet: Fleet, settings: Settings) -> None:
+    """After a promotion (the live include no longer reads the split): the split file emptied,
+    for whoever reads it. Best effort: nginx does not need it."""
+    command = commands.write_file(CANARY_INCLUDE, render.canary_split(settings))
+    fleet.map(lambda name: fleet.run(name, command, sudo=True, timeout=SWITCH_TIMEOUT), fleet.names)
+
+
+def _apply(
+    fleet: Fleet, settings: Settings, live_text: str, split_text: str, what: str
+) -> list[remote.HostResult]:
+    command = commands.join(
+        commands.canary_apply(LIVE_INCLUDE, CANARY_INCLUDE, live_text, split_text),
+        commands.switch_cleanup(LIVE_INCLUDE, CANARY_INCLUDE),
+    )
+
+    def one(name: str) -> remote.HostResult:
+        began = time.monotonic()
+        ok, out, err = fleet.run(name, command, sudo=True, timeout=SWITCH_TIMEOUT)
+        seconds = time.monotonic() - began
+        if ok:
+            return remote.HostResult(name, True, seconds=seconds, detail=what)
+        return remote.HostResult(name, False, seconds=seconds, error=(err or out).strip()[-300:])
+
+    return fleet.map(one, fleet.names)
+
+
+# The gate
+
+
+def judge(
+    settings: Settings,
+    canary: str,
+    probe_urls: Sequence[str],
+    sleep: Sleep = time.sleep,
+) -> gate.GateResult:
+    """Watch ``canary`` for ``canary_window`` seconds and judge it (see the module): Prometheus
+    when ``prometheus_url`` is set, else probes of each URL in ``probe_urls`` (the preview
+    listeners) at ``canary_probe_rate`` requests/s, all at once. Never raises for an
+    unreachable Prometheus or host: those are failed checks."""
+    limits = thresholds(settings)
+    if settings.prometheus_url:
+        sleep(settings.canary_window)
+        return gate.evaluate_prometheus(settings.prometheus_url, canary, limits)
+    if not probe_urls:
+        return gate.evaluate_probes([], limits, target=f"{canary}: no web host")
+
+    def one(url: str) -> list[gate.ProbeSample]:
+        return gate.probe(url, settings.canary_window, settings.canary_probe_rate)
+
+    with ThreadPoolExecutor(max_workers=len(probe_urls)) as pool:
+        samples = [s for found in pool.map(one, probe_urls) for s in found]
+    where = f"{canary} through the preview listener of {len(probe_urls)} web hosts"
+    return gate.evaluate_probes(samples, limits, target=where)
+
+
+def summary(result: gate.GateResult) -> str:
+    """The failed checks in one line (``error rate 10.00% > max 1.00%; ...``), or the pass."""
+    failed = [c for c in result.checks if not c.passed]
+    if not result.checks:
+        return "the gate checked nothing"
+    if not failed:
+        return f"gate passed ({result.source}): " + "; ".join(
+            f"{c.name} {c.reason}" for c in result.checks
+        )
+    return f"gate FAILED ({result.source}): " + "; ".join(f"{c.name}: {c.reason}" for c in failed)
+
+
+def journal_entry(
+    settings: Settings,
+    host: str,
+    canary: str,
+    percent: float,
+    verdict: str,
+    result: gate.GateResult | None,
+    *,
+    who: str | None = None,
+    sha: str | None = None,
+    sha_before: str | None = None,
+    message: str = "",
+    reason: str | None = None,
+) -> journal.JournalEntry:
+    """The ``canary`` journal entry of one host: ``percent``, ``verdict`` and the gate."""
+    outcome = {"promoted": "ok", "rolled back": "rolled_back"}.get(verdict, "failed")
+    return journal.new_entry(
+        "canary", who=who, host=host, env=settings.env, colour=canary, sha=sha,
+        sha_before=sha_before, result=outcome, reason=reason, message=message,
+        details={
+            "percent": percent,
+            "verdict": verdict,
+            "gate": result.to_dict() if result is not None else None,
+        },
+    )  # fmt: skip

@@ -1,0 +1,558 @@
+"""The blue-green colour switch behind nginx, on every web host or on none.
+
+Each web host has two full checkouts, ``blue/`` and ``green/``. nginx's public server block
+includes ``/etc/nginx/bideshgomon/live.conf`` (the live colour's document root and php-fpm
+pool); the preview listener includes ``idle.conf``. A switch, on a fleet:
+
+1. reads both colours on every host (which is live, which commit each holds and was built at,
+   and the host's clock); the colour switched to must be built on every host;
+2. on every host at once, in one round trip (:func:`bgdeploy.commands.switch_colour`): arms
+   the host's watchdog, writes the new includes beside the old ones, keeps the old, renames
+   the new over them (atomic), ``nginx -t``, moves ``current`` (an atomic rename) and reloads
+   nginx (graceful: requests in flight finish on the old workers). A command that reaches a
+   host after the switch gave up on it (:data:`SWITCH_TIMEOUT`) refuses to run, by the host's
+   own clock: a host that was unreachable never switches later behind the operator's back;
+3. if any host failed (or the operator pressed Ctrl-C), every host is put back where it was
+   (:func:`bgdeploy.commands.switch_revert`), and the switch fails: all hosts or none;
+4. on success, in one more round trip: confirms the switch (the watchdog stands down),
+   removes what the switch left beside the includes, journals the switch, and signals the
+   queue workers to restart after their current job (``queue:restart``, in the background:
+   supervisor starts them again through ``current``, now the new colour). A failed signal is
+   journaled by the host itself. A host the confirmation does not reach (its network cut
+   after it switched, the operator's process gone) puts itself back after
+   :data:`WATCHDOG_SECONDS` and journals why; the hosts that did confirm are switched back at
+   once, so that no host is left alone on the new colour.
+
+The old colour stays as it is, built and warm, so switching back takes a second. The same
+code runs from the CLI (over Fabric) and from the blue-green deploy file (over pyinfra's
+connections): :class:`Fleet` is how it reaches the hosts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from bgdeploy import commands
+from bgdeploy.core import journal, lock
+from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
+from bgdeploy.core.render import IDLE_INCLUDE, LIVE_INCLUDE, colour_include
+from bgdeploy.core.settings import Settings
+from bgdeploy.fleet import remote
+
+COLOURS = ("blue", "green")
+T = TypeVar("T")
+
+SWITCH_TIMEOUT = 10.0
+"""Seconds each host has to answer each round trip of a switch; a host that does not is
+counted failed (every host goes back)."""
+
+DEADLINE_MARGIN = 4.0
+"""A switch command refuses to start on a host later than ``SWITCH_TIMEOUT - DEADLINE_MARGIN``
+seconds after it was sent (by the host's clock, as read with the colours): it finishes long
+before the switch stops waiting for it."""
+
+WATCHDOG_SECONDS = int(2 * SWITCH_TIMEOUT + DEADLINE_MARGIN)
+"""Seconds after it switched that a host undoes the switch by itself unless the operator's
+process confirmed it (it does so at once when every host switched): a host cut off from the
+operator after it switched, while the others were put back, does not serve the new colour
+alone when it comes back."""
+
+COMMAND_TIMEOUT = 120.0
+
+
+def other(colour: str) -> str:
+    """The other colour."""
+    if colour not in COLOURS:
+        raise ConfigError(f"colour {colour!r} is not blue or green")
+    return "green" if colour == "blue" else "blue"
+
+
+class Fleet(Protocol):
+    """How the switch reaches the web hosts: run a command on one (``timeout``: seconds to
+    wait for it, then it counts as failed), run a function on all."""
+
+    names: list[str]
+
+    def run(
+        self, name: str, command: str, sudo: bool = False, timeout: float | None = None
+    ) -> tuple[bool, str, str]: ...
+
+    def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]: ...
+
+
+class FabricFleet:
+    """Web hosts over Fabric: one strict connection per host, kept for the whole switch."""
+
+    def __init__(self, targets: Sequence[remote.Target]) -> None:
+        self.names = [target.name for target in targets]
+        self.connections = {target.name: remote.connect(target) for target in targets}
+
+    def run(
+        self, name: str, command: str, sudo: bool = False, timeout: float | None = None
+    ) -> tuple[bool, str, str]:
+        """Run ``command``; after ``timeout`` seconds without an answer (a host that stopped
+        answering: opening the channel alone would wait for ever) the connection is closed
+        and the command fails."""
+        connection = self.connections[name]
+        limit = timeout or COMMAND_TIMEOUT
+        text = commands.as_root(command) if sudo else command
+        done: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                done["result"] = connection.run(
+                    text, hide=True, warn=True, in_stream=False, timeout=limit
+                )
+            except Exception as error:
+                done["error"] = remote.describe_error(error)
+
+        worker = threading.Thread(target=call, daemon=True)
+        worker.start()
+        worker.join(limit + 1)
+        if worker.is_alive():
+            connection.close()
+            return False, "", f"no answer in {limit:g} s: unreachable"
+        if "error" in done:
+            return False, "", done["error"]
+        result = done["result"]
+        return result.exited == 0, result.stdout, result.stderr
+
+    def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]:
+        with ThreadPoolExecutor(max_workers=max(1, min(32, len(names)))) as pool:
+            return list(pool.map(function, names))
+
+    def close(self) -> None:
+        for connection in self.connections.values():
+            connection.close()
+
+
+@dataclass
+class HostColours:
+    """What one web host says about its colours (``clock``: its time then, in epoch seconds,
+    and ``read_at`` ours)."""
+
+    name: str
+    current: str = ""
+    live: str = ""
+    idle: str = ""
+    heads: dict[str, str] = field(default_factory=dict)
+    built: dict[str, str] = field(default_factory=dict)
+    built_at: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+    clock: int | None = None
+    read_at: float = field(default_factory=time.time)
+    canary: str = ""
+    """``green 5%`` while a canary splits the clients (:mod:`bgdeploy.strategies.canary`), else
+    empty."""
+    lock: str = ""
+    """The deploy lock's content when it was read and someone holds it, else empty."""
+
+    def ready(self, colour: str) -> bool:
+        """The colour is checked out and was built and verified at that commit."""
+        head = self.heads.get(colour, "")
+        return bool(head) and self.built.get(colour) == head
+
+    @property
+    def consistent(self) -> bool:
+        return self.live in COLOURS and self.live == self.current and self.idle == other(self.live)
+
+    def deadline(self, seconds: float) -> int | None:
+        """The host's clock ``seconds`` from now (None when its clock was not read)."""
+        if self.clock is None:
+            return None
+        return int(self.clock + (time.time() - self.read_at) + seconds)
+
+
+def parse_facts(name: str, output: str) -> HostColours:
+    """Read :func:`bgdeploy.commands.colour_facts` output."""
+    found = HostColours(name)
+    for line in output.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if key in ("current", "live", "idle", "canary", "lock"):
+            setattr(found, key, value)
+        elif key == "now" and value.isdigit():
+            found.clock = int(value)
+        elif key.endswith("_head"):
+            found.heads[key.removesuffix("_head")] = value
+        elif key.endswith("_built"):
+            found.built[key.removesuffix("_built")] = value
+        elif key.endswith("_built_at") and value.isdigit():
+            found.built_at[key.removesuffix("_built_at")] = int(value)
+    return found
+
+
+def refuse_if_locked(
+    colours: dict[str, HostColours], env: str, what: str, run: str | None = None
+) -> None:
+    """Refuse (:class:`bgdeploy.core.errors.LockHeld`, exit 3) while the deploy lock, as read with
+    the colours, is held on any host by anyone but deploy ``run`` (the caller's own lock,
+    :func:`bgdeploy.fleet.fleetlock.hold`): that deploy may be switching itself. A lock left by a
+    deploy that died is broken with ``bgdeploy unlock ENV``."""
+    holders = {name: lock.parse_lock(c.lock) for name, c in colours.items() if c.lock}
+    others = {
+        name: holder
+        for name, holder in holders.items()
+        if run is None or holder is None or holder.run != run
+    }
+    if others:
+        raise lock.refusal(others, env, what)
+
+
+def read_colours(fleet: Fleet, settings: Settings) -> dict[str, HostColours]:
+    """Both colours of every web host, read in parallel."""
+    command = commands.colour_facts(
+        settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE, settings.lock_path
+    )
+
+    def one(name: str) -> HostColours:
+        ok, out, err = fleet.run(name, command, timeout=SWITCH_TIMEOUT)
+        facts = parse_facts(name, out)
+        if not ok:
+            facts.error = err.strip() or "could not read the colours"
+        return facts
+
+    return dict(zip(fleet.names, fleet.map(one, fleet.names), strict=True))
+
+
+def live_colour(colours: dict[str, HostColours]) -> str:
+    """The one live colour of the fleet; refuses (exit 3) when hosts disagree, naming each."""
+    unreadable = [f"{c.name}: {c.error}" for c in colours.values() if c.error]
+    if unreadable:
+        raise OperationFailed("cannot read the live colour: " + "; ".join(unreadable))
+    seen = {
+        c.live if c.consistent else f"{c.live or '?'}/current={c.current or '?'}"
+        for c in colours.values()
+    }
+    if len(seen) != 1 or next(iter(seen)) not in COLOURS:
+        each = ", ".join(
+            f"{c.name} {c.live or '?'}"
+            + ("" if c.consistent else f" (current -> {c.current or '?'})")
+            for c in colours.values()
+        )
+        raise PolicyRefusal(
+            f"the web hosts disagree on the live colour ({each}): nothing was changed. Repair "
+            "with `bgdeploy switch ENV blue|green`, which puts every host on one colour."
+        )
+    return next(iter(seen))
+
+
+def fleet_release(colours: dict[str, HostColours]) -> str | None:
+    """The commit the fleet serves: the one live on most web hosts; on a tie, the one built
+    last (a host that missed a release is behind it). None when no host's live colour is known.
+    """
+    live: dict[str, tuple[int, int]] = {}
+    for c in colours.values():
+        sha = c.heads.get(c.live, "") if c.live in COLOURS and not c.error else ""
+        if sha:
+            count, built = live.get(sha, (0, 0))
+            live[sha] = (count + 1, max(built, c.built_at.get(c.live, 0)))
+    return max(live, key=lambda sha: live[sha]) if live else None
+
+
+@dataclass
+class SwitchReport:
+    """What a switch did on each host (``undone``: it failed, and every host was put back)."""
+
+    colour: str
+    previous: dict[str, str]
+    results: list[remote.HostResult]
+    undone: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.undone and all(result.ok for result in self.results)
+
+
+def switch(
+    fleet: Fleet,
+    settings: Settings,
+    colour: str,
+    who: str | None = None,
+    reason: str | None = None,
+    force: bool = False,
+    colours: dict[str, HostColours] | None = None,
+    lock_run: str | None = None,
+) -> SwitchReport:
+    """Switch every web host of ``fleet`` to ``colour``: all hosts or none (see the module).
+
+    + colours: what :func:`read_colours` said (read again when not given)
+    + force: switch to a colour that is not marked built (an operator's repair)
+    + lock_run: the run of the deploy lock the caller holds (:func:`bgdeploy.fleet.fleetlock.hold`):
+      every host's lock, as read with the colours, must be that one (exit 3 when another
+      holds it, or it is gone). None: the caller answers for the lock itself (the switch of
+      a blue-green deploy, under the lock its release took; the recovery after Ctrl-C)
+
+    A Ctrl-C (``KeyboardInterrupt``) during the switch puts every host back, journals it, and
+    is raised again. Once every host serves ``colour``, a Ctrl-C leaves them there.
+    """
+    colours = colours or read_colours(fleet, settings)
+    unreadable = [f"{c.name}: {c.error}" for c in colours.values() if c.error]
+    if unreadable:
+        raise OperationFailed("cannot read the colours: " + "; ".join(unreadable))
+    if lock_run is not None:
+        refuse_if_locked(colours, settings.env, "switched", run=lock_run)
+        gone = [name for name, c in colours.items() if not c.lock]
+        if gone:
+            raise PolicyRefusal(
+                f"this switch's deploy lock is gone on {', '.join(gone)} (broken with "
+                f"`bgdeploy unlock {settings.env}`?): nothing was switched. Run it again"
+            )
+    not_ready = [name for name, c in colours.items() if not c.ready(colour)]
+    if not_ready and not force:
+        raise PolicyRefusal(
+            f"{colour} is not built on {', '.join(not_ready)}: a colour that was not built and "
+            "verified is never switched to (deploy it first, or --force)"
+        )
+    previous = {name: c.live for name, c in colours.items()}
+    token = uuid.uuid4().hex[:16]
+    started = time.monotonic()
+    try:
+        failed = _flip(fleet, settings, colour, colours, token, who, reason)
+    except KeyboardInterrupt:
+        failed = {name: "interrupted (Ctrl-C)" for name in fleet.names}
+        _revert(fleet, settings, colours, colour, who, reason, failed, started)
+        raise
+    if failed:
+        results = _revert(fleet, settings, colours, colour, who, reason, failed, started)
+        return SwitchReport(colour, previous, results, undone=True)
+    results = [
+        remote.HostResult(
+            name, True, seconds=time.monotonic() - started,
+            detail=f"{previous[name] or '?'} -> {colour}",
+        )
+        for name in fleet.names
+    ]  # fmt: skip
+    unconfirmed = _finish(fleet, settings, colours, colour, who, reason, results, token)
+    if unconfirmed:
+        _put_back(fleet, settings, colours, colour, who, reason, results, unconfirmed)
+        return SwitchReport(colour, previous, results, undone=True)
+    return SwitchReport(colour, previous, results)
+
+
+def _back(facts: HostColours) -> str:
+    """The colour a host goes back to when its switch is undone."""
+    if facts.current in COLOURS:
+        return facts.current
+    return facts.live if facts.live in COLOURS else "blue"
+
+
+def _flip(
+    fleet: Fleet,
+    settings: Settings,
+    colour: str,
+    colours: dict[str, HostColours],
+    token: str,
+    who: str | None,
+    reason: str | None,
+) -> dict[str, str]:
+    """Every host switched at once, each pending under ``token`` with its watchdog; returns
+    the hosts that failed, with why."""
+    live_text = colour_include(settings, colour)
+    idle_text = colour_include(settings, other(colour))
+    late = SWITCH_TIMEOUT - DEADLINE_MARGIN
+
+    def one(name: str) -> tuple[bool, str]:
+        facts = colours[name]
+        undone = _entry(
+            settings, facts, colour, who, reason, "failed",
+            f"undone by this host {WATCHDOG_SECONDS} s after it switched: the operator's "
+            f"confirmation never came (connection lost); back on {_back(facts)}", None,
+        )  # fmt: skip
+        watchdog = (
+            token,
+            WATCHDOG_SECONDS,
+            _back(facts),
+            commands.journal_append(settings, undone),
+        )
+        command = commands.switch_colour(
+            LIVE_INCLUDE, IDLE_INCLUDE, live_text, idle_text, settings.app_root, colour,
+            deadline=facts.deadline(late), watchdog=watchdog,
+        )  # fmt: skip
+        ok, out, err = fleet.run(name, command, sudo=True, timeout=SWITCH_TIMEOUT)
+        return ok, (err or out).strip()[-300:]
+
+    done = dict(zip(fleet.names, fleet.map(one, fleet.names), strict=True))
+    return {name: why or "failed" for name, (ok, why) in done.items() if not ok}
+
+
+def _revert(
+    fleet: Fleet,
+    settings: Settings,
+    colours: dict[str, HostColours],
+    colour: str,
+    who: str | None,
+    reason: str | None,
+    failed: dict[str, str],
+    started: float,
+) -> list[remote.HostResult]:
+    """Every host back on the colour it served, and the failed switch journaled (one round
+    trip). A host that cannot be put back is named: it needs `bgdeploy switch`."""
+
+    def one(name: str) -> remote.HostResult:
+        why = failed.get(name) or f"switched back ({', '.join(failed)} failed)"
+        seconds = time.monotonic() - started
+        entry = _entry(settings, colours[name], colour, who, reason, "failed", why, seconds)
+        ok, out, err = fleet.run(
+            name,
+            commands.join(
+                commands.switch_revert(
+                    LIVE_INCLUDE, IDLE_INCLUDE, settings.app_root, _back(colours[name])
+                ),
+                commands.journal_append(settings, entry),
+            ),
+            sudo=True,
+            timeout=SWITCH_TIMEOUT,
+        )
+        if not ok:
+            why += (
+                f"; could not be checked or put back on {_back(colours[name])} "
+                f"({(err or out).strip()[-200:]}): if it switched, it puts itself back within "
+                f"{WATCHDOG_SECONDS} s; see `bgdeploy status {settings.env}`"
+            )
+        return remote.HostResult(name, False, seconds=time.monotonic() - started, error=why)
+
+    return fleet.map(one, fleet.names)
+
+
+def _finish(
+    fleet: Fleet,
+    settings: Settings,
+    colours: dict[str, HostColours],
+    colour: str,
+    who: str | None,
+    reason: str | None,
+    results: list[remote.HostResult],
+    token: str,
+) -> list[str]:
+    """After every host switched: the switch confirmed (its watchdog stands down) and its
+    leftovers removed, the switch journaled, the workers told to restart (in the background;
+    a failure is journaled by the host). Returns the hosts the confirmation did not reach
+    (their watchdog undoes the switch there)."""
+    by_host = {r.host: r for r in results}
+    unconfirmed: list[str] = []
+
+    def one(name: str) -> None:
+        facts, result = colours[name], by_host[name]
+        entry = _entry(settings, facts, colour, who, reason, "ok", result.summary(), result.seconds)
+        workers = _entry(
+            settings, facts, colour, who, reason, "partial",
+            f"nginx serves {colour}, but queue:restart failed: the workers may still run "
+            f"{facts.live or 'the old colour'} (`bgdeploy emergency {settings.env} restart "
+            "workers`)", None,
+        )  # fmt: skip
+        ok, out, err = fleet.run(
+            name,
+            commands.join(
+                commands.switch_confirm(LIVE_INCLUDE, IDLE_INCLUDE, token),
+                commands.journal_append(settings, entry),
+                commands.in_background(
+                    commands.live_artisan(settings, "queue:restart"),
+                    on_failure=commands.journal_append(settings, workers),
+                ),
+            ),
+            sudo=True,
+            timeout=SWITCH_TIMEOUT,
+        )
+        if ok:
+            return
+        why = (err or out).strip()[-200:]
+        result.ok = False
+        if commands.SWITCH_CONFIRMED in out:
+            result.error = f"nginx serves {colour}, but: {why}"
+            return
+        unconfirmed.append(name)
+        result.error = (
+            f"the switch could not be confirmed ({why}): this host puts itself back on "
+            f"{_back(facts)} within {WATCHDOG_SECONDS} s of its switch"
+        )
+
+    fleet.map(one, fleet.names)
+    return unconfirmed
+
+
+def _put_back(
+    fleet: Fleet,
+    settings: Settings,
+    colours: dict[str, HostColours],
+    colour: str,
+    who: str | None,
+    reason: str | None,
+    results: list[remote.HostResult],
+    unconfirmed: list[str],
+) -> None:
+    """Some hosts switched but never heard the confirmation (their watchdog undoes the switch
+    there): the hosts that did are switched back too, so that every host serves one colour."""
+    by_host = {r.host: r for r in results}
+    confirmed = [name for name in fleet.names if name not in unconfirmed]
+
+    def one(name: str) -> None:
+        facts, result = colours[name], by_host[name]
+        back = _back(facts)
+        why = f"switched back to {back}: {', '.join(unconfirmed)} did not confirm the switch"
+        entry = _entry(settings, facts, colour, who, reason, "failed", why, None)
+        ok, out, err = fleet.run(
+            name,
+            commands.join(
+                commands.switch_colour(
+                    LIVE_INCLUDE, IDLE_INCLUDE, colour_include(settings, back),
+                    colour_include(settings, other(back)), settings.app_root, back,
+                ),
+                commands.switch_cleanup(LIVE_INCLUDE, IDLE_INCLUDE),
+                commands.journal_append(settings, entry),
+                commands.in_background(commands.live_artisan(settings, "queue:restart")),
+            ),
+            sudo=True,
+            timeout=SWITCH_TIMEOUT,
+        )  # fmt: skip
+        result.ok = False
+        result.error = why if ok else (
+            f"{why}, but this host could not be switched back ({(err or out).strip()[-200:]}): "
+            f"see `bgdeploy status {settings.env}`"
+        )  # fmt: skip
+
+    fleet.map(one, confirmed)
+
+
+def _entry(
+    settings: Settings,
+    facts: HostColours,
+    colour: str,
+    who: str | None,
+    reason: str | None,
+    result: str,
+    message: str,
+    seconds: float | None,
+) -> journal.JournalEntry:
+    steps = [] if seconds is None else [journal.Step("switch", round(seconds, 3), result)]
+    return journal.new_entry(
+        "switch", who=who, host=facts.name, env=settings.env, colour=colour,
+        sha=facts.heads.get(colour) or None, sha_before=facts.heads.get(facts.live) or None,
+        result=result, reason=reason, message=message, steps=steps,
+        details={"from": facts.live or None},
+    )  # fmt: skip
+
+
+def recover(
+    fleet: Fleet,
+    settings: Settings,
+    colour: str,
+    who: str | None = None,
+    reason: str = "interrupted deploy",
+) -> SwitchReport | None:
+    """After an interrupted blue-green deploy: every web host back on ``colour``, the colour
+    that was live before it (a half switch undone, a finished one switched back). None when
+    every host already serves ``colour`` and nothing was changed. A canary left splitting the
+    clients counts as a change: every client goes back on ``colour``."""
+    colours = read_colours(fleet, settings)
+    if all(c.consistent and c.live == colour and not c.canary for c in colours.values()):
+        return None
+    return switch(fleet, settings, colour, who=who, reason=reason, force=True, colours=colours)
