@@ -58,6 +58,7 @@ from bgdeploy.commands.build import (
 )
 from bgdeploy.commands.git import (
     MIGRATION_PATH,
+    REPO_PATH,
     SHA_WORD,
     git_changed_files,
     git_checkout,
@@ -109,6 +110,7 @@ from bgdeploy.commands.postgres import (
     sql_literal,
 )
 from bgdeploy.commands.probes import (
+    HEALTH_PATH,
     SMOKE_REQUESTS,
     health_probe,
     health_request,
@@ -162,6 +164,7 @@ from bgdeploy.commands.shell import (
     write_file,
 )
 from bgdeploy.commands.switch import (
+    OTHER_COLOUR,
     SWITCH_CONFIRMED,
     SWITCH_LOCK,
     SWITCH_NEW,
@@ -187,12 +190,15 @@ __all__ = [
     "ASSETS_ARCHIVE",
     "CACHE_CLEARS",
     "CACHE_WARMS",
+    "HEALTH_PATH",
     "LOCK_BROKEN",
     "LOCK_CHANGED",
     "MIGRATION_PATH",
     "NGINX_PID",
     "NGINX_WORKER",
+    "OTHER_COLOUR",
     "PACKAGE_NAME",
+    "REPO_PATH",
     "SERVICE_ACTIONS",
     "SERVICE_NAME",
     "SHA_WORD",

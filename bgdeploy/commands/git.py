@@ -117,11 +117,20 @@ def git_is_ancestor(sha: str, branch: str) -> str:
     )
 
 
+REPO_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\Z")
+
+
+def _repo_path(path: str, what: str) -> str:
+    """``path`` inside the repository, checked: no leading ``/`` or ``.``, no ``..``."""
+    if not REPO_PATH.match(path) or ".." in path:
+        raise ConfigError(f"{what} {path!r} is not valid")
+    return path
+
+
 def git_changed_files(base: str, sha: str, directory: str) -> str:
     """``git diff --name-status BASE SHA -- DIRECTORY/``: files added (A), modified (M) or
     deleted (D) from commit ``base`` to ``sha`` (current repository)."""
-    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\Z", directory) or ".." in directory:
-        raise ConfigError(f"directory {directory!r} is not valid")
+    _repo_path(directory, "directory")
     return f"git diff --no-renames --name-status {_sha(base)} {_sha(sha)} -- {q(directory + '/')}"
 
 
@@ -144,8 +153,7 @@ def show_files(sha: str, paths: list[str]) -> str:
 def show_optional_file(sha: str, path: str) -> str:
     """Print file ``path`` of commit ``sha`` after a line ``==> bgdeploy-file PATH``, or only
     ``==> bgdeploy-missing PATH`` when that commit has no such file."""
-    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\Z", path) or ".." in path:
-        raise ConfigError(f"file path {path!r} is not valid")
+    _repo_path(path, "file path")
     spec = q(f"{_sha(sha)}:{path}")
     return (
         f"if git cat-file -e {spec} 2>/dev/null; then echo {q('==> bgdeploy-file ' + path)} "

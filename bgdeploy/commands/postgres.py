@@ -64,6 +64,12 @@ def _psql_script(port: int) -> str:
 
 
 _MIGRATIONS_EXIST = "SELECT to_regclass('migrations') IS NOT NULL"
+_DATABASE_KB = "SELECT pg_database_size(current_database()) / 1024"
+
+
+def _query(port: int, database: str, sql: str) -> str:
+    """One query in a script already run as the postgres user; rows unaligned."""
+    return f"psql -X -tA -p {int(port)} -d {q(database)} -c {q(sql)}"
 
 
 def _wait_for_postgres(port: int, seconds: int) -> str:
@@ -78,7 +84,7 @@ def _wait_for_postgres(port: int, seconds: int) -> str:
 def applied_migrations(port: int, database: str) -> str:
     """Print the migrations recorded in the database's ``migrations`` table (nothing when the
     table does not exist yet), as the postgres superuser on the db host."""
-    exists = psql_query(port, "SELECT to_regclass('migrations') IS NOT NULL", database)
+    exists = psql_query(port, _MIGRATIONS_EXIST, database)
     rows = psql_query(port, "SELECT migration FROM migrations ORDER BY 1", database)
     return f'if [ "$({exists})" = t ]; then {rows}; fi'
 
@@ -94,7 +100,7 @@ def migrations_after(port: int, database: str, batch: int, wait: int = 0) -> str
         "SELECT 'bgdeploy-migration: ' || migration || ' ' || batch FROM migrations "  # noqa: S608
         f"WHERE batch > {int(batch)} ORDER BY batch DESC, migration DESC"
     )
-    exists = f"psql -X -tA -p {int(port)} -d {q(database)} -c {q(_MIGRATIONS_EXIST)}"
+    exists = _query(port, database, _MIGRATIONS_EXIST)
     query = f"psql -X -tA -v ON_ERROR_STOP=1 -p {int(port)} -d {q(database)} -c {q(sql)}"
     script = "; ".join(
         [
@@ -126,9 +132,9 @@ def schema_fingerprint(
             f'"{source}" || true'
         )
 
-    exists = f"psql -X -tA -p {int(port)} -d {q(database)} -c {q(_MIGRATIONS_EXIST)}"
+    exists = _query(port, database, _MIGRATIONS_EXIST)
     rows_sql = "SELECT migration || ' ' || batch FROM migrations ORDER BY migration, batch"
-    rows = f"psql -X -tA -p {int(port)} -d {q(database)} -c {q(rows_sql)}"
+    rows = _query(port, database, rows_sql)
     lines = [
         "set -e",
         "umask 077",
@@ -217,11 +223,10 @@ def snapshot_create(backups_dir: str, name: str, database: str, port: int, keep:
 def _snapshot_need(database: str, port: int) -> list[str]:
     """Shell lines (in the backups directory) setting ``need`` and ``free`` in KiB: a snapshot
     needs twice the previous dump, or before the first one the database's size."""
-    size_sql = "SELECT pg_database_size(current_database()) / 1024"
     return [
         "prev=$(ls -1t -- *.dump 2>/dev/null | head -n 1)",
         'if [ -n "$prev" ]; then need=$(( $(stat -c %s -- "$prev") * 2 / 1024 )); '
-        f"else need=$(psql -X -tA -p {int(port)} -d {q(database)} -c {q(size_sql)}); fi",
+        f"else need=$({_query(port, database, _DATABASE_KB)}); fi",
         "free=$(df -Pk . | awk 'NR==2 {print $4}')",
     ]
 
@@ -229,13 +234,12 @@ def _snapshot_need(database: str, port: int) -> list[str]:
 def snapshot_space(backups_dir: str, database: str, port: int) -> str:
     """Print ``need_kb=N``, ``free_kb=N`` and ``db_kb=N`` for the next snapshot on the db host
     (the rule :func:`snapshot_create` enforces), as the postgres user. Changes nothing."""
-    size_sql = "SELECT pg_database_size(current_database()) / 1024"
     script = "; ".join(
         [
             "set -e",
             f"cd {q(backups_dir)}",
             *_snapshot_need(database, port),
-            f"db=$(psql -X -tA -p {int(port)} -d {q(database)} -c {q(size_sql)})",
+            f"db=$({_query(port, database, _DATABASE_KB)})",
             'echo "need_kb=$need"; echo "free_kb=$free"; echo "db_kb=$db"',
         ]
     )

@@ -21,14 +21,21 @@ import re
 from bgdeploy.commands.shell import q
 from bgdeploy.core.errors import ConfigError
 
+HEALTH_PATH = re.compile(r"^/[A-Za-z0-9_./-]*\Z")
+
+
+def _local_url(port: int, path: str) -> str:
+    """``http://127.0.0.1:PORT/PATH`` (nginx on the host itself), the path checked."""
+    if not HEALTH_PATH.match(path):
+        raise ConfigError(f"health path {path!r} is not valid")
+    return f"http://127.0.0.1:{int(port)}{path}"
+
 
 def health_request(port: int, path: str) -> str:
     """GET ``http://127.0.0.1:PORT/PATH`` through nginx: prints the body (4 KiB at most), then
     a last line ``bgdeploy-health STATUS X-RELEASE X-COLOUR SECONDS`` (``000`` when nothing
     answered). Never fails."""
-    if not re.match(r"^/[A-Za-z0-9_./-]*\Z", path):
-        raise ConfigError(f"health path {path!r} is not valid")
-    url = q(f"http://127.0.0.1:{int(port)}{path}")
+    url = q(_local_url(port, path))
     meta = "bgdeploy-health %{http_code} %header{x-release} %header{x-colour} %{time_total}"
     return (
         "d=$(mktemp) && trap 'rm -f \"$d\"' EXIT; "
@@ -40,9 +47,7 @@ def health_request(port: int, path: str) -> str:
 def health_probe(port: int, path: str) -> str:
     """One request to ``http://127.0.0.1:PORT/PATH`` through nginx: prints the HTTP status and
     the ``X-Release`` header (``000`` when nothing answered). Never fails."""
-    if not re.match(r"^/[A-Za-z0-9_./-]*\Z", path):
-        raise ConfigError(f"health path {path!r} is not valid")
-    url = f"http://127.0.0.1:{int(port)}{path}"
+    url = _local_url(port, path)
     return (
         f"curl -s -m 5 -o /dev/null -H 'Cache-Control: no-cache' "
         f"-w '%{{http_code}} %header{{x-release}}\\n' {q(url)} || true"

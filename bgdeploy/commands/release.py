@@ -24,6 +24,7 @@ from bgdeploy.commands.build import composer_install, npm_build, npm_ci
 from bgdeploy.commands.git import git_checkout, git_ensure_repo, git_fetch, git_force_checkout
 from bgdeploy.commands.services import nginx_reload, php_fpm_reload, restart_live_workers
 from bgdeploy.commands.shell import as_root, in_dir, join, q
+from bgdeploy.commands.switch import OTHER_COLOUR
 from bgdeploy.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def release_facts(
     """
     root = q(app_root)
     # idle: the same, for the colour that does not serve (a blue-green deploy builds it).
-    swap = 'case "$c" in blue) c=green;; green) c=blue;; esac; ' if idle else ""
+    swap = f"{OTHER_COLOUR}; " if idle else ""
     return (
         f'c=$(basename "$(readlink {root}/current 2>/dev/null)"); {swap}echo "colour=$c"; '
         f'case "$c" in blue|green) ;; *) exit 0;; esac; d={root}/"$c"; '

@@ -52,11 +52,15 @@ SWITCH_TOKEN = re.compile(r"^[0-9a-f]{8,32}\Z")
 SWITCH_CONFIRMED = "bgdeploy-switch-confirmed"
 
 
+OTHER_COLOUR = 'case "$c" in blue) c=green;; green) c=blue;; esac'
+"""Shell: turns the colour in ``$c`` into the other one (anything else is left as it is)."""
+
+
 def live_colour_dir(app_root: str, idle: bool = False) -> str:
     """Print the directory of the live colour (``<app_root>/<target of current>``), or with
     ``idle`` of the other colour."""
     root = q(app_root)
-    swap = ' && case "$c" in blue) c=green;; green) c=blue;; esac' if idle else ""
+    swap = f" && {OTHER_COLOUR}" if idle else ""
     return f'c=$(basename "$(readlink {root}/current)"){swap} && echo {root}/"$c"'
 
 
