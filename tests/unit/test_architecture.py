@@ -302,3 +302,34 @@ def test_the_checks_see_what_they_look_for() -> None:
         "bgdeploy.oncall.made_up -> bgdeploy.commands._token",
         "bgdeploy.oncall.made_up -> bgdeploy.core.journal._private",
     }
+
+
+def _top_level_names(module: Module) -> set[str]:
+    names = set()
+    for node in module.tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return {name for name in names if not name.startswith("_")}
+
+
+def test_commands_index_exports_every_public_builder_and_nothing_else() -> None:
+    """``bgdeploy.commands`` re-exports each public name of its modules (``commands.x(...)``
+    works for every builder), and every module of it says what it builds."""
+    index = MODULES["bgdeploy.commands"]
+    exported: set[str] = set()
+    for node in index.tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            exported = set(ast.literal_eval(node.value))
+    defined: set[str] = set()
+    for name, module in MODULES.items():
+        if name.startswith("bgdeploy.commands."):
+            defined |= _top_level_names(module)
+            assert ast.get_docstring(module.tree), f"{_relpath(module)} has no module docstring"
+    assert exported == defined
+    assert not _top_level_names(index), "the index defines nothing of its own"
