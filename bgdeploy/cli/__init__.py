@@ -19,8 +19,8 @@ import click
 from bgdeploy.checks import smoke
 from bgdeploy.core import journal, windows
 from bgdeploy.core import settings as settings_mod
-from bgdeploy.core.errors import BgdeployError, ConfigError, PolicyRefusal
-from bgdeploy.fleet import fleetlock, remote, runner
+from bgdeploy.core.errors import BgdeployError, ConfigError
+from bgdeploy.fleet import remote, runner
 from bgdeploy.oncall import emergency, flags, history
 from bgdeploy.strategies import switch
 
@@ -685,47 +685,12 @@ def health_cmd(env: str, as_json: bool) -> None:
 def status_cmd(env: str, as_json: bool) -> None:
     """The live colour of every web host and the commit each colour holds. A host whose live
     commit is not the fleet's (the one most hosts serve, or built last) is noted "behind"."""
-    environment = runner.check_environment(env)
-    settings = environment.settings[environment.web[0]]
-    fleet = switch.FabricFleet(remote.targets(env, ("web",)))
+    from bgdeploy.strategies import status
+
+    found = status.read(env)
+    click.echo(json.dumps(found.to_dict(), indent=2) if as_json else found.format_table())
     try:
-        colours = switch.read_colours(fleet, settings)
-    finally:
-        fleet.close()
-    release = switch.fleet_release(colours)
-    behind = {
-        name: bool(release) and not c.error and c.heads.get(c.live) != release
-        for name, c in colours.items()
-    }
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    name: {**dataclasses.asdict(c), "behind": behind[name]}
-                    for name, c in colours.items()
-                },
-                indent=2,
-            )
-        )
-    else:
-        click.echo(f"{'host':<12} {'live':<6} {'blue':<14} {'green':<14} note")
-        for name, c in colours.items():
-            note = c.error or ("" if c.consistent else f"current -> {c.current or '?'}")
-            if behind[name]:
-                note = f"behind: the fleet serves {(release or '')[:12]}; {note}".rstrip("; ")
-            cells = [
-                (c.heads.get(colour) or "-")[:12] + ("" if c.ready(colour) else "*")
-                for colour in switch.COLOURS
-            ]
-            click.echo(f"{name:<12} {c.live or '?':<6} {cells[0]:<14} {cells[1]:<14} {note}")
-        if any(
-            not c.ready(colour) and c.heads.get(colour)
-            for c in colours.values()
-            for colour in switch.COLOURS
-        ):
-            click.echo("* not built and verified at that commit")
-    try:
-        switch.live_colour(colours)
+        found.check()
     except BgdeployError as error:
         click.echo(str(error), err=True)
         sys.exit(error.exit_code)
@@ -743,31 +708,18 @@ def switch_cmd(env: str, colour: str, no_smoke: bool, force: bool, reason: str |
 
     The deploy lock is taken on every web host first and released at the end, however it
     ends: while a deploy, a rollback or another switch holds it, exit 3 naming the holder."""
-    environment = runner.check_environment(env)
-    settings = environment.settings[environment.web[0]]
-    fleet = switch.FabricFleet(remote.targets(env, ("web",), environment.inventory))
-    paths = {name: environment.settings[name].lock_path for name in fleet.names}
+    from bgdeploy.strategies import manual_switch
+
     try:
-        with fleetlock.hold(
-            fleet, paths, env, f"switch {colour}", what="switched", progress=_progress
-        ) as held:
-            colours = switch.read_colours(fleet, settings)
-            already = all(c.consistent and c.live == colour for c in colours.values())
-            if already:
-                click.echo(f"every web host already serves {colour}: nothing to do")
-                return
-            if not no_smoke:
-                smoke_colour = colour if any(c.live != colour for c in colours.values()) else None
-                results, _ = smoke.run(env, idle=True, colour=smoke_colour)
-                if any(not r.ok for r in results):
-                    click.echo(remote.format_results(results, "smoke tests of " + colour))
-                    raise PolicyRefusal(f"{colour} failed its smoke tests: not switched")
-            report = switch.switch(
-                fleet, settings, colour, reason=reason, force=force, colours=colours,
-                lock_run=held.run,
-            )  # fmt: skip
-    finally:
-        fleet.close()
+        report = manual_switch.switch_to(
+            env, colour, smoke_test=not no_smoke, force=force, reason=reason, progress=_progress
+        )
+    except manual_switch.SmokeRefused as refused:
+        click.echo(remote.format_results(refused.results, "smoke tests of " + colour))
+        raise
+    if report is None:
+        click.echo(f"every web host already serves {colour}: nothing to do")
+        return
     click.echo(remote.format_results(report.results, "switch"))
     if not report.ok:
         click.echo(
