@@ -1,0 +1,102 @@
+"""``bgdeploy deploy ENV``: in place, blue-green or canary
+(:mod:`bgdeploy.strategies.deploying`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from bgdeploy.cli.main import echo_json, handle_errors, json_option, progress
+
+if TYPE_CHECKING:
+    from bgdeploy.core.release_report import ReleaseReport
+
+
+@click.command("deploy")
+@click.argument("env")
+@click.option("--ref", help="Branch, tag or commit to deploy (default: group_data's ref).")
+@click.option("--force", is_flag=True, help="Deploy even when that commit is already live.")
+@click.option("--emergency", is_flag=True, help="Override the deploy window (needs --reason).")
+@click.option("--reason", help="Why (journaled; required with --emergency).")
+@click.option(
+    "--allow-destructive",
+    is_flag=True,
+    help="Let pending migrations drop or rename (a verified snapshot is taken first).",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(("in-place", "blue-green")),
+    default=None,
+    help="in-place (deploys/release.py, the default) or blue-green (deploys/blue_green.py).",
+)
+@click.option(
+    "--canary",
+    "canary",
+    type=float,
+    metavar="PCT",
+    help="Blue-green with a canary: PCT % of clients on the new colour, the metric gate, "
+    "then promote or send everything back.",
+)
+@json_option("Print the per-host result as JSON.")
+@handle_errors
+def deploy_cmd(
+    env: str,
+    ref: str | None,
+    strategy: str | None,
+    canary: float | None,
+    force: bool,
+    emergency: bool,
+    reason: str | None,
+    allow_destructive: bool,
+    as_json: bool,
+) -> None:
+    """Deploy REF to ENV. In place (the runbook's manual deployment, pyinfra
+    deploys/release.py): lock, preflight, checkout, composer, npm, snapshot and migrations,
+    caches, reloads, workers, health; a failure restores the previous release. Blue-green
+    (deploys/blue_green.py): the idle colour is built the same way, smoke-tested, switched to
+    on every host or none, watched, and switched back on failure. Canary (--canary PCT,
+    blue-green): PCT % of clients (sticky) on the new colour until the metric gate promotes it
+    or sends every client back.
+
+    Exit 0 deployed (or already live), 1 failed, 2 bad input, 3 refused (window, lock,
+    destructive migration). Ends with a table: host, sha before -> after, result, duration.
+    """
+    from bgdeploy.strategies import deploying
+
+    request = deploying.check_request(
+        env,
+        ref,
+        force=force,
+        allow_destructive=allow_destructive,
+        emergency=emergency,
+        reason=reason,
+        strategy=strategy or ("blue-green" if canary is not None else "in-place"),
+        canary=canary,
+    )
+    if request.window.emergency:
+        click.echo(request.window.describe(), err=True)
+    how = request.strategy + (f", canary {request.canary:g}%" if request.canary else "")
+    click.echo(f"deploying {request.ref} to {env} ({how})", err=True)
+    try:
+        report = deploying.deploy(request, progress=progress)
+    except deploying.Interrupted as interrupted:
+        print_release(interrupted.report, as_json)
+        sys.exit(130)
+    print_release(report, as_json)
+    sys.exit(report.exit_code())
+
+
+def print_release(report: ReleaseReport, as_json: bool) -> None:
+    """A deploy's outcome: the refusal (stderr), then the per-host table or the JSON."""
+    from bgdeploy.core import release_report
+
+    if report.refusal is not None:
+        click.echo(f"bgdeploy: {report.refusal['message']}", err=True)
+    if as_json:
+        echo_json(report.to_dict())
+    elif report.refusal is None or any(o.result != "pending" for o in report.web_hosts):
+        click.echo(release_report.format_table(report))
+    else:
+        click.echo(report.summary())  # refused before any host was touched

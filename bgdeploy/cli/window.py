@@ -1,0 +1,35 @@
+"""``bgdeploy window ENV [--at TIME]``: is a deploy allowed then (:mod:`bgdeploy.core.windows`)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bgdeploy.cli.main import echo_json, handle_errors, json_option
+
+
+@click.command("window")
+@click.argument("env")
+@click.option(
+    "--at", "at", default="now", help="When (ISO 8601; default now; local to the policy)."
+)
+@json_option("Print the decision as JSON.")
+@handle_errors
+def window_cmd(env: str, at: str, as_json: bool) -> None:
+    """Is a deploy to ENV allowed at that time, why not, and when does the next window open?
+
+    Reads group_data only; connects to no host. Exit 0 when allowed, 3 when not.
+    """
+    from bgdeploy.core import windows
+    from bgdeploy.fleet import runner
+
+    environment = runner.check_environment(env)
+    policy = environment.settings[environment.web[0]].window
+    decision = windows.decide(policy, windows.parse_at(at, policy.tz))
+    if as_json:
+        echo_json(decision.to_dict())
+    else:
+        click.echo(decision.describe())
+    if not decision.allowed:
+        sys.exit(3)

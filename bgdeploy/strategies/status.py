@@ -1,0 +1,80 @@
+"""What the fleet serves: the live colour of every web host, the commit each colour holds,
+and which hosts are behind the fleet (``bgdeploy status ENV``).
+
+Read only: one round trip per web host (:func:`bgdeploy.strategies.switch.read_colours`),
+nothing changed. It lives beside the switch because it reads the colours the switch moves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from bgdeploy.fleet import remote, runner
+from bgdeploy.strategies import switch
+
+NOT_READY_NOTE = "* not built and verified at that commit"
+
+
+@dataclass
+class FleetStatus:
+    """Each web host's colours (``colours``), the commit the fleet serves (``release``, see
+    :func:`bgdeploy.strategies.switch.fleet_release`), and the hosts whose live commit is not
+    that one (``behind``)."""
+
+    colours: dict[str, switch.HostColours]
+    release: str | None
+    behind: dict[str, bool]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` form: per host, its colours and whether it is behind."""
+        return {
+            name: {**dataclasses.asdict(c), "behind": self.behind[name]}
+            for name, c in self.colours.items()
+        }
+
+    def format_table(self) -> str:
+        """One line per web host: live colour, the commit of each colour (``*``: not built
+        and verified at it), and a note (unreadable, ``current`` elsewhere, behind)."""
+        lines = [f"{'host':<12} {'live':<6} {'blue':<14} {'green':<14} note"]
+        for name, c in self.colours.items():
+            note = c.error or ("" if c.consistent else f"current -> {c.current or '?'}")
+            if self.behind[name]:
+                note = f"behind: the fleet serves {(self.release or '')[:12]}; {note}".rstrip("; ")
+            cells = [
+                (c.heads.get(colour) or "-")[:12] + ("" if c.ready(colour) else "*")
+                for colour in switch.COLOURS
+            ]
+            lines.append(f"{name:<12} {c.live or '?':<6} {cells[0]:<14} {cells[1]:<14} {note}")
+        if any(
+            not c.ready(colour) and c.heads.get(colour)
+            for c in self.colours.values()
+            for colour in switch.COLOURS
+        ):
+            lines.append(NOT_READY_NOTE)
+        return "\n".join(lines)
+
+    def check(self) -> str:
+        """The fleet's one live colour. Raises :class:`bgdeploy.core.errors.OperationFailed`
+        (exit 1) when a host could not be read, :class:`bgdeploy.core.errors.PolicyRefusal`
+        (exit 3) when the hosts disagree (:func:`bgdeploy.strategies.switch.live_colour`)."""
+        return switch.live_colour(self.colours)
+
+
+def read(env: str) -> FleetStatus:
+    """Read the colours of every web host of ``env`` (in parallel, over Fabric) and say which
+    hosts are behind the fleet's release."""
+    environment = runner.check_environment(env)
+    settings = environment.settings[environment.web[0]]
+    fleet = switch.FabricFleet(remote.targets(env, ("web",)))
+    try:
+        colours = switch.read_colours(fleet, settings)
+    finally:
+        fleet.close()
+    release = switch.fleet_release(colours)
+    behind = {
+        name: bool(release) and not c.error and c.heads.get(c.live) != release
+        for name, c in colours.items()
+    }
+    return FleetStatus(colours, release, behind)
