@@ -15,18 +15,23 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from bgdeploy.core import journal
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.windows import WindowPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP_DATA_DIR = ROOT / "group_data"
+
+# bgdeploy's own files on each web host, under ``app_root`` (DESIGN.md "On each server").
+STATE_DIR = ".bgdeploy"
+JOURNAL_FILE = "journal.jsonl"
+LOCK_FILE = "lock"
 
 # Secrets and the environment variables they come from.
 SECRET_VARIABLES = {
@@ -112,11 +117,13 @@ class Settings:
 
     @property
     def journal_path(self) -> str:
-        return journal.journal_path(self.app_root)
+        """``<app_root>/.bgdeploy/journal.jsonl``."""
+        return posixpath.join(self.app_root, STATE_DIR, JOURNAL_FILE)
 
     @property
     def lock_path(self) -> str:
-        return f"{self.app_root}/.bgdeploy/lock"
+        """``<app_root>/.bgdeploy/lock``."""
+        return posixpath.join(self.app_root, STATE_DIR, LOCK_FILE)
 
 
 SETTING_KEYS = frozenset(f.name for f in fields(Settings)) - {"env", "window"}
