@@ -57,9 +57,10 @@ from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.settings import ROOT
 from bgdeploy.files import write_atomic
 from bgdeploy.sandbox import image
+from bgdeploy.sandbox.containers import LABEL, published_port
 
 if TYPE_CHECKING:
-    from bgdeploy.sandbox import SandboxState
+    from bgdeploy.sandbox.state import SandboxState
 
 RECIPE_DIR = ROOT / "sandbox" / "monitoring"
 IMAGE_REPOSITORY = "bgdeploy/monitoring"
@@ -256,8 +257,6 @@ def start(client: Any, state: SandboxState, progress: Progress = quiet) -> dict[
     tag = ensure_image(client, state.image, progress)
     directory = write_config(state)
     name = f"bgdeploy-{state.name}-prometheus"
-    from bgdeploy.sandbox import LABEL, published_port
-
     progress(f"starting Prometheus ({name})")
     container = client.containers.run(
         tag,
