@@ -259,15 +259,9 @@ def _parse_timezone(value: Any, source: str) -> str:
 
 
 def _parse_windows(value: Any, source: str) -> tuple[WeeklyRange, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
-        raise ConfigError(
-            f"{source}: deploy_windows {value!r} is not a list of windows like "
-            "{'days': ['tue', 'wed', 'thu'], 'start': '10:00', 'end': '16:00'} (or None)"
-        )
+    example = "windows like {'days': ['tue', 'wed', 'thu'], 'start': '10:00', 'end': '16:00'}"
     windows = []
-    for index, item in enumerate(value):
+    for index, item in enumerate(_list(value, "deploy_windows", example + " (or None)", source)):
         key = f"deploy_windows[{index}]"
         entry = _entry(item, key, _WINDOW_KEYS, source)
         for required in ("days", "start", "end"):
@@ -278,15 +272,9 @@ def _parse_windows(value: Any, source: str) -> tuple[WeeklyRange, ...]:
 
 
 def _parse_blackouts(value: Any, source: str) -> tuple[Blackout, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
-        raise ConfigError(
-            f"{source}: blackouts {value!r} is not a list of blackouts like "
-            "{'name': 'Victory Day', 'annual': '12-16'}"
-        )
+    example = "blackouts like {'name': 'Victory Day', 'annual': '12-16'}"
     blackouts: list[Blackout] = []
-    for index, item in enumerate(value):
+    for index, item in enumerate(_list(value, "blackouts", example, source)):
         key = f"blackouts[{index}]"
         entry = _entry(item, key, _BLACKOUT_KEYS, source)
         name = entry.get("name")
@@ -329,6 +317,15 @@ def _parse_blackouts(value: Any, source: str) -> tuple[Blackout, ...]:
         with_days = {"days": list(DAY_NAMES), **entry}
         blackouts.append(WeeklyBlackout(name=name, weekly=_weekly(with_days, key, source)))
     return tuple(blackouts)
+
+
+def _list(value: Any, key: str, example: str, source: str) -> Sequence[Any]:
+    """``value`` as a list of entries (None: none), or an error showing ``example``."""
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+        raise ConfigError(f"{source}: {key} {value!r} is not a list of {example}")
+    return value
 
 
 def _entry(item: Any, key: str, allowed: frozenset[str], source: str) -> Mapping[str, Any]:
