@@ -126,7 +126,7 @@ def load_state(name: str) -> SandboxState:
 def load_secrets(name: str) -> dict[str, str]:
     """The secrets a sandbox generated for itself (``secrets.env``)."""
     with (sandbox_dir(name) / "secrets.env").open() as stream:
-        values = dotenv.dotenv_values(stream=stream)
+        values = dotenv.dotenv_values(stream=stream, interpolate=False)
     return {key: value for key, value in values.items() if value is not None}
 
 
