@@ -48,8 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from bgdeploy.checks.gate import Thresholds
 from bgdeploy.checks.metrics import check_window
 from bgdeploy.core import render
@@ -349,6 +347,8 @@ def parse_exposition(text: str) -> dict[str, MetricFamily]:
     histogram whose buckets are not cumulative, do not end with ``le="+Inf"`` or disagree with
     its ``_count``.
     """
+    from prometheus_client.parser import text_string_to_metric_families  # the sandbox extra
+
     try:
         parsed = list(text_string_to_metric_families(text))
     except ValueError as error:

@@ -5,6 +5,10 @@ What ``bgdeploy sandbox up`` leaves in ``$BGDEPLOY_STATE_DIR/sandboxes/NAME/`` (
 published ports and private addresses (:class:`SandboxState`), the secrets the sandbox generated
 for itself, and the pyinfra inventory groups built from them (``inventories/sandbox.py``,
 ``group_data/sandbox.py``). The containers themselves are :mod:`bgdeploy.sandbox.containers`.
+
+pyinfra loads every ``group_data/*.py`` for any inventory, so ``group_data/sandbox.py`` imports
+this package on an operator's machine too: the package imports without the ``sandbox`` extra
+(Docker SDK, python-dotenv, prometheus-client are imported where they are used).
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import dotenv
 
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.settings import SECRET_VARIABLES
@@ -125,6 +127,8 @@ def load_state(name: str) -> SandboxState:
 
 def load_secrets(name: str) -> dict[str, str]:
     """The secrets a sandbox generated for itself (``secrets.env``)."""
+    import dotenv  # the sandbox extra: pyinfra loads group_data/sandbox.py for every inventory
+
     with (sandbox_dir(name) / "secrets.env").open() as stream:
         values = dotenv.dotenv_values(stream=stream, interpolate=False)
     return {key: value for key, value in values.items() if value is not None}

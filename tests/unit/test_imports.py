@@ -1,5 +1,7 @@
 """An operator's machine needs no Docker: every module outside bgdeploy.sandbox imports without
-the Docker SDK (``pip install .`` leaves the ``sandbox`` extra out)."""
+the Docker SDK (``pip install .`` leaves the ``sandbox`` extra out), the commands an operator
+runs work, and bgdeploy.sandbox itself imports (pyinfra loads group_data/sandbox.py for every
+inventory)."""
 
 from __future__ import annotations
 
@@ -41,6 +43,10 @@ def test_every_module_but_the_sandbox_imports_without_the_sandbox_extra() -> Non
             "    assert result.exit_code == 0, (args, result.output, result.exception)",
             "leaked = sorted(m for m in sys.modules if m.startswith('bgdeploy.sandbox'))",
             "assert not leaked, leaked",
+            "# pyinfra loads every group_data file, group_data/sandbox.py (bgdeploy.sandbox) too:",
+            "result = CliRunner().invoke(cli, ['window', 'prod', '--at', '2026-12-08T11:00'])",
+            "assert result.exit_code == 0, (result.output, result.exception)",
+            "import bgdeploy.sandbox, bgdeploy.sandbox.monitoring",
         ]
     )
     done = subprocess.run(
