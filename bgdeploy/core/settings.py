@@ -25,7 +25,24 @@ from typing import Any
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.windows import WindowPolicy
 
-ROOT = Path(__file__).resolve().parents[2]
+
+def find_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The repository bgdeploy works in: its ``inventories/``, ``group_data/``, ``templates/``.
+
+    ``BGDEPLOY_ROOT`` when set; else the checkout this package sits in (an editable install,
+    the tests); else the current directory: ``pip install .`` puts the package in
+    site-packages, and the operator runs ``bgdeploy`` from the repository's root, as pyinfra.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("BGDEPLOY_ROOT"):
+        return Path(env["BGDEPLOY_ROOT"]).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "inventories").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+ROOT = find_root()
 GROUP_DATA_DIR = ROOT / "group_data"
 
 # bgdeploy's own files on each web host, under ``app_root`` (DESIGN.md "On each server").

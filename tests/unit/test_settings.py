@@ -106,3 +106,9 @@ def test_asset_paths_default_and_empty(group_data) -> None:
     assert settings.from_data(data, "prod").asset_paths == ("public/build",)
     data["asset_paths"] = []
     assert settings.from_data(data, "prod").asset_paths == ()
+
+
+def test_root_is_the_checkout_or_bgdeploy_root(tmp_path: Path) -> None:
+    assert settings.find_root({}) == ROOT  # this checkout: it has inventories/
+    assert settings.ROOT == ROOT
+    assert settings.find_root({"BGDEPLOY_ROOT": str(tmp_path)}) == tmp_path.resolve()
