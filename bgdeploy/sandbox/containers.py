@@ -174,7 +174,7 @@ def ssh_client(state: SandboxState, host: str) -> Any:
 
     target = state.host(host)
     client = paramiko.SSHClient()
-    client.loadhost_keys(state.known_hosts)
+    client.load_host_keys(state.known_hosts)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     client.connect(
         "127.0.0.1",
