@@ -7,9 +7,9 @@ reason, and the override is journaled.
 
 The policy is read from pyinfra ``group_data`` (plain Python values), validated once, and then
 asked about a moment in time. No host is contacted.
+
 The schedule itself (``deploy_windows``, ``blackouts``, ``timezone`` in ``group_data``) is read
 and validated by :mod:`bgdeploy.core.schedule`; its names are re-exported here.
-
 
 Use:
 
@@ -63,6 +63,7 @@ __all__ = [
 
 SEARCH_DAYS = 400
 """How far ahead :func:`decide` looks for the next open window before giving up."""
+
 _AT_RE = re.compile(
     r"(\d{4}-\d{2}-\d{2})[T ](\d{1,2})(:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(Z|[+-][\d:]+)?",
     flags=re.IGNORECASE,
