@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what bgdeploy needs on a fresh machine with Docker and Python 3.11+:
-# a virtualenv in .venv with bgdeploy and its test tools, and debootstrap when no Debian base
-# image is present locally (no registry is needed: the sandbox image is built from packages).
+# Installs what bgdeploy needs on a fresh machine with Docker and Python 3.11+: a virtualenv in
+# .venv with bgdeploy, its sandbox extra (the Docker SDK) and its test tools, and debootstrap when
+# no Debian base image is present locally (no registry is needed: the sandbox image is built from
+# packages).
 # Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install --quiet --disable-pip-version-check -e '.[sandbox,test]'
 
 if ! command -v debootstrap >/dev/null 2>&1 \
     && ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from bgdeploy.core.settings import JOURNAL_FILE, STATE_DIR
+
 EVENTS = frozenset(
     {
         "deploy_start",
@@ -59,9 +61,6 @@ RESULTS = frozenset({"ok", "failed", "refused", "skipped", "rolled_back", "parti
 """The results an event may have."""
 
 COLOURS = frozenset({"blue", "green"})
-
-JOURNAL_DIR = ".bgdeploy"
-JOURNAL_FILE = "journal.jsonl"
 
 
 class JournalError(ValueError):
@@ -275,7 +274,7 @@ def operator_name() -> str:
 
 def journal_path(app_root: str) -> str:
     """``<app_root>/.bgdeploy/journal.jsonl``."""
-    return posixpath.join(app_root, JOURNAL_DIR, JOURNAL_FILE)
+    return posixpath.join(app_root, STATE_DIR, JOURNAL_FILE)
 
 
 def journal_append_command(path: str, entry: JournalEntry) -> str:

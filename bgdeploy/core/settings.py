@@ -15,18 +15,40 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from bgdeploy.core import journal
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.windows import WindowPolicy
 
-ROOT = Path(__file__).resolve().parents[2]
+
+def find_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The repository bgdeploy works in: its ``inventories/``, ``group_data/``, ``templates/``.
+
+    ``BGDEPLOY_ROOT`` when set; else the checkout this package sits in (an editable install,
+    the tests); else the current directory: ``pip install .`` puts the package in
+    site-packages, and the operator runs ``bgdeploy`` from the repository's root, as pyinfra.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("BGDEPLOY_ROOT"):
+        return Path(env["BGDEPLOY_ROOT"]).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "inventories").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+ROOT = find_root()
 GROUP_DATA_DIR = ROOT / "group_data"
+
+# bgdeploy's own files on each web host, under ``app_root`` (DESIGN.md "On each server").
+STATE_DIR = ".bgdeploy"
+JOURNAL_FILE = "journal.jsonl"
+LOCK_FILE = "lock"
 
 # Secrets and the environment variables they come from.
 SECRET_VARIABLES = {
@@ -112,11 +134,13 @@ class Settings:
 
     @property
     def journal_path(self) -> str:
-        return journal.journal_path(self.app_root)
+        """``<app_root>/.bgdeploy/journal.jsonl``."""
+        return posixpath.join(self.app_root, STATE_DIR, JOURNAL_FILE)
 
     @property
     def lock_path(self) -> str:
-        return f"{self.app_root}/.bgdeploy/lock"
+        """``<app_root>/.bgdeploy/lock``."""
+        return posixpath.join(self.app_root, STATE_DIR, LOCK_FILE)
 
 
 SETTING_KEYS = frozenset(f.name for f in fields(Settings)) - {"env", "window"}

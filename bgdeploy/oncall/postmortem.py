@@ -1,5 +1,8 @@
 """Postmortems: the runbook's template, with the timeline filled from the journals.
 
+The document is ``templates/postmortem/postmortem.md.j2``, rendered like every other file
+(:mod:`bgdeploy.core.render`); this module chooses and words what goes into it.
+
 After an incident, ``bgdeploy postmortem ENV --since TIME`` writes the runbook's postmortem
 document in markdown. What the machines know is filled in: the date, how long the recorded
 events lasted, and a timeline in Asia/Dhaka time of the deploys, failures, rollbacks, switches,
@@ -22,11 +25,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime, timedelta, tzinfo
 
+from bgdeploy.core import schedule
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.journal import JournalEntry, release_label
+from bgdeploy.core.render import render
 
 COLLAPSE_SECONDS = 60
 """Events this close together (same event, release and result, different hosts) share a line."""
@@ -85,7 +89,7 @@ class TimelineItem:
     hosts: tuple[str, ...] = ()
     seconds: float | None = None
 
-    def render(self, tz: ZoneInfo, day: datetime | None = None) -> str:
+    def render(self, tz: tzinfo, day: datetime | None = None) -> str:
         """``- **HH:MM:SS** - text (hosts, duration)`` in ``tz``; the date too when not ``day``."""
         local = self.at.astimezone(tz)
         stamp = local.strftime("%H:%M:%S")
@@ -117,7 +121,7 @@ def render_postmortem(
     + title: the brief title (default: a prompt)
     + collapse_seconds: events this close together on different hosts share one line
     """
-    zone = _zone(tz)
+    zone = schedule.zone(tz)
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.utcoffset() is None:
             raise ConfigError(f"postmortem {name} {moment.isoformat()} has no time zone")
@@ -150,83 +154,21 @@ def render_postmortem(
     else:
         duration = "_TODO: HH:MM (no journal events in the window)_"
     hosts = sorted({entry.host for entry in chosen if entry.host})
-
-    lines = [
-        f"# Incident Postmortem: {title or '_TODO: brief title_'}",
-        "",
-        f"**Date:** {first:%Y-%m-%d}  ",
-        "**Severity:** _TODO: P0 / P1 / P2_  ",
-        f"**Duration:** {duration}  ",
-        "**Impact:** _TODO: XX users affected, ৳YY revenue lost_  ",
-        "**Incident Commander:** _TODO: name_  ",
-        f"**Environment:** {env} (journals from {since.astimezone(zone):%Y-%m-%d %H:%M} to "
-        f"{window_end:%Y-%m-%d %H:%M} {zone}" + (f"; hosts {', '.join(hosts)})" if hosts else ")"),
-        "",
-        "## Summary",
-        "_TODO: one-paragraph summary of what happened._",
-        "",
-        _journal_summary(items),
-        "",
-        f"## Timeline ({zone} Time)",
-    ]
-    if items:
-        lines.extend(item.render(zone, first) for item in items)
-    else:
-        lines.append(f"- _No journal events for {env} in this window._")
-    lines += [
-        "- _TODO: add alerts, acknowledgements and findings (the journals do not know them)_",
-        "",
-        "## Root Cause",
-        "_TODO: detailed explanation of what caused the issue._",
-        "",
-        "## Detection",
-        "How was the issue detected?",
-        "- _TODO: Prometheus alert, Sentry error spike, user reports in #support ..._",
-        "",
-        "## Impact",
-        "- **Users affected:** _TODO: number (% of active users)_",
-        "- **Duration:** _TODO: how long users were affected_",
-        "- **Revenue impact:** _TODO: ৳ (estimated)_",
-        "- **User experience:** _TODO: what users saw_",
-        "",
-        "## Resolution",
-        "What fixed the issue?",
-    ]
-    resolution = [item for item in items if _is_resolution(item)]
-    lines.extend(item.render(zone, first) for item in resolution)
-    lines += [
-        "- _TODO: what fixed it (the lines above are from the journals), and how we confirmed "
-        "the service was back to normal_",
-        "",
-        "## Action Items",
-        "",
-        "### Immediate (Within 24hr)",
-        "- [ ] _TODO: action_ (@owner)",
-        "",
-        "### Short-term (Within 1 week)",
-        "- [ ] _TODO: action_ (@owner)",
-        "",
-        "### Long-term (Within 1 month)",
-        "- [ ] _TODO: action_ (@owner)",
-        "",
-        "## Lessons Learned",
-        "",
-        "### What Went Well",
-        "- _TODO_",
-        "",
-        "### What Went Wrong",
-        "- _TODO_",
-        "",
-        "### Where We Got Lucky",
-        "- _TODO_",
-        "",
-        "## Follow-Up",
-        "- Postmortem reviewed with team: _TODO: date_",
-        "- Action items assigned and tracked in _TODO: JIRA/Asana link_",
-        "- Process improvements documented in runbook: _TODO_",
-        "",
-    ]
-    return "\n".join(lines)
+    return render(
+        "postmortem/postmortem.md.j2",
+        None,
+        title=title,
+        date=f"{first:%Y-%m-%d}",
+        duration=duration,
+        env=env,
+        since=f"{since.astimezone(zone):%Y-%m-%d %H:%M}",
+        until=f"{window_end:%Y-%m-%d %H:%M}",
+        zone=str(zone),
+        hosts=hosts,
+        summary=_journal_summary(items),
+        timeline=[item.render(zone, first) for item in items],
+        resolution=[item.render(zone, first) for item in items if _is_resolution(item)],
+    )
 
 
 def timeline(
@@ -412,10 +354,3 @@ def _journal_summary(items: list[TimelineItem]) -> str:
 
 def _flat(text: str) -> str:
     return " ".join(text.split())
-
-
-def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"timezone {tz!r} is not a known time zone (e.g. 'Asia/Dhaka')") from None

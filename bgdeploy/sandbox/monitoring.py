@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,9 +56,10 @@ from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.settings import ROOT
 from bgdeploy.files import write_atomic
 from bgdeploy.sandbox import image
+from bgdeploy.sandbox.containers import LABEL, published_port
 
 if TYPE_CHECKING:
-    from bgdeploy.sandbox import SandboxState
+    from bgdeploy.sandbox.state import SandboxState
 
 RECIPE_DIR = ROOT / "sandbox" / "monitoring"
 IMAGE_REPOSITORY = "bgdeploy/monitoring"
@@ -256,8 +256,6 @@ def start(client: Any, state: SandboxState, progress: Progress = quiet) -> dict[
     tag = ensure_image(client, state.image, progress)
     directory = write_config(state)
     name = f"bgdeploy-{state.name}-prometheus"
-    from bgdeploy.sandbox import LABEL, published_port
-
     progress(f"starting Prometheus ({name})")
     container = client.containers.run(
         tag,
@@ -339,87 +337,33 @@ class MetricFamily:
     samples: list[tuple[str, dict[str, str], float]] = dataclasses.field(default_factory=list)
 
 
-_SAMPLE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)(?:\s+-?\d+)?$"
-)
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(?:,|$)')
-_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
-_SUFFIXES = {"histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count", "")}
-
-
 def parse_exposition(text: str) -> dict[str, MetricFamily]:
     """Read Prometheus's text format 0.0.4 (what ``/metrics`` answers), checking it strictly.
 
-    Raises ValueError naming the line for: a malformed sample or label set, a value that is
-    not a number, a ``# TYPE`` after the family's samples or of an unknown type, a sample of no
-    declared family, a histogram whose buckets are not cumulative, do not end with
-    ``le="+Inf"`` or disagree with its ``_count``. Comments other than HELP and TYPE are skipped.
+    The text is parsed by ``prometheus_client.parser``; a counter's family is named as it is
+    declared, with its ``_total`` (the library drops it). Raises ValueError for what the
+    parser refuses (a malformed sample or label set, a value that is not a number, an unknown
+    ``# TYPE``), for a family without a type (no ``# TYPE``, or ``untyped``), and for a
+    histogram whose buckets are not cumulative, do not end with ``le="+Inf"`` or disagree with
+    its ``_count``.
     """
+    from prometheus_client.parser import text_string_to_metric_families  # the sandbox extra
+
+    try:
+        parsed = list(text_string_to_metric_families(text))
+    except ValueError as error:
+        raise ValueError(f"not a valid exposition: {error}") from None
     families: dict[str, MetricFamily] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"line {number}: {line[:80]!r}"
-        if line.startswith("#"):
-            _read_comment(line, families, where)
-            continue
-        match = _SAMPLE.match(line)
-        if not match:
-            raise ValueError(f"{where}: not a sample")
-        name = match["name"]
-        family = _family_of(name, families)
-        if family is None:
-            raise ValueError(f"{where}: sample of no declared family (no # TYPE)")
-        family.samples.append((name, _labels(match["labels"] or "", where), _value(match, where)))
+    for family in parsed:
+        if family.type == "unknown":
+            raise ValueError(f"{family.name}: samples of no declared family (no # TYPE)")
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        samples = [(s.name, dict(s.labels), float(s.value)) for s in family.samples]
+        families[name] = MetricFamily(name, family.type, family.documentation, samples)
     for family in families.values():
         if family.type == "histogram":
             _check_histogram(family)
     return families
-
-
-def _read_comment(line: str, families: dict[str, MetricFamily], where: str) -> None:
-    words = line.split(None, 3)
-    if len(words) < 3 or words[1] not in ("HELP", "TYPE"):
-        return
-    family = families.setdefault(words[2], MetricFamily(words[2]))
-    rest = words[3] if len(words) > 3 else ""
-    if words[1] == "HELP":
-        family.help = rest
-        return
-    if rest not in _TYPES:
-        raise ValueError(f"{where}: unknown metric type {rest!r}")
-    if family.samples:
-        raise ValueError(f"{where}: # TYPE after the family's samples")
-    family.type = rest
-
-
-def _family_of(name: str, families: dict[str, MetricFamily]) -> MetricFamily | None:
-    if name in families:
-        return families[name]
-    for family in families.values():
-        suffixes = _SUFFIXES.get(family.type, ())
-        if any(suffix and name == family.name + suffix for suffix in suffixes):
-            return family
-    return None
-
-
-def _labels(text: str, where: str) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    position = 0
-    while position < len(text):
-        match = _LABEL.match(text, position)
-        if not match:
-            raise ValueError(f"{where}: malformed labels")
-        labels[match[1]] = match[2].replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
-        position = match.end()
-    return labels
-
-
-def _value(match: re.Match[str], where: str) -> float:
-    try:
-        return float(match["value"])
-    except ValueError:
-        raise ValueError(f"{where}: value {match['value']!r} is not a number") from None
 
 
 def _check_histogram(family: MetricFamily) -> None:

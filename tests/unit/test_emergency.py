@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import runpy
 import subprocess
 import sys
 import threading
@@ -15,19 +14,15 @@ import pytest
 from bgdeploy import commands
 from bgdeploy.core import settings
 from bgdeploy.core.errors import ConfigError
+from bgdeploy.fleet import remote
 from bgdeploy.oncall import emergency
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def prod() -> settings.Settings:
-    data = {
-        k: v
-        for k, v in runpy.run_path(str(ROOT / "group_data" / "all.py")).items()
-        if not k.startswith("__")
-    }
-    return settings.from_data(data, "prod")
+def prod(group_data) -> settings.Settings:
+    return settings.from_data(group_data(), "prod")
 
 
 def test_log_sources(prod: settings.Settings) -> None:
@@ -158,7 +153,6 @@ def test_cli_terminates_what_it_listed_and_says_what_had_finished(
     from click.testing import CliRunner
 
     from bgdeploy.cli import cli
-    from bgdeploy.fleet import remote
 
     listed = {"db": emergency.parse_long_queries(LISTED)}
     asked: list[dict[str, list[emergency.LongQuery]]] = []
@@ -204,8 +198,34 @@ def test_prefixed_stream_keeps_lines_whole() -> None:
     assert out.getvalue().splitlines() == ["[web2] other", "[web1] first line", "[web1] second"]
 
 
-def test_redis_password_never_in_the_command() -> None:
-    assert commands.redis_cli(6379) == "redis-cli -p 6379"
+def test_redis_password_goes_on_stdin_never_in_the_command(
+    monkeypatch: pytest.MonkeyPatch, group_data
+) -> None:
+    """clear-caches --flush-redis: the password reaches redis-cli as an AUTH line on stdin."""
+    password = "s3cret-redis-pw"
+    monkeypatch.setenv("BGDEPLOY_REDIS_PASSWORD", password)
+    db = remote.Target("db", "10.0.0.9", 22, "deploy", None, None, ("db",), group_data())
+    runs: list[tuple[str, str]] = []
+    root_commands: list[str] = []
+
+    class Connection:
+        def run(self, command: str, **kwargs: object) -> None:
+            stream = kwargs["in_stream"]
+            runs.append((command, stream.read() if isinstance(stream, io.StringIO) else ""))
+
+    def run_tasks(hosts, task):
+        return [task(Connection(), host) for host in hosts]
+
+    monkeypatch.setattr(remote, "targets", lambda env, groups: [db])
+    monkeypatch.setattr(remote, "run_tasks", run_tasks)
+    monkeypatch.setattr(
+        remote, "sudo", lambda connection, command, **kw: root_commands.append(command)
+    )
+    assert emergency.clear_caches("prod", flush_redis=True) == ["Redis FLUSHALL"]
+    ((command, stdin),) = runs
+    assert command == commands.redis_cli(6379)
+    assert stdin == f"AUTH {password}\nFLUSHALL\n"
+    assert all(password not in text for text in [command, *root_commands])
 
 
 def test_tail_quotes_the_path() -> None:

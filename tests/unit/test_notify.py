@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bgdeploy.oncall import notify as notify_module
+from bgdeploy.oncall import delivery
 from bgdeploy.oncall.notify import (
     MAX_SUMMARY,
     DeployEvent,
@@ -409,7 +409,7 @@ def test_429_twice_fails(receiver):
 
 
 def test_retry_after_is_capped(receiver, monkeypatch):
-    monkeypatch.setattr(notify_module, "MAX_RETRY_AFTER", 0.2)
+    monkeypatch.setattr(delivery, "MAX_RETRY_AFTER", 0.2)
     receiver.answers[DEPLOY_HOOK_PATH] = [(429, {"Retry-After": "3600"}, b""), SLACK_OK]
     started = time.monotonic()
     results = notify(event("started"), receiver.environ(), timeout=2)

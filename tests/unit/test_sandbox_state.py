@@ -65,3 +65,12 @@ def test_export_secrets_keeps_what_is_set(tmp_path: Path, monkeypatch: pytest.Mo
     env = {"BGDEPLOY_DB_PASSWORD": "mine"}
     sandbox.export_secrets("t8", env)
     assert env == {"BGDEPLOY_DB_PASSWORD": "mine", "BGDEPLOY_APP_KEY": "base64:k"}
+
+
+def test_secrets_are_read_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BGDEPLOY_STATE_DIR", str(tmp_path))
+    fake_state(tmp_path, "t8")
+    written = {"APP_KEY": "base64:ab+/cd==", "DB_PASSWORD": "a$b-_x", "API_TOKEN": "t=k"}
+    path = tmp_path / "sandboxes" / "t8" / "secrets.env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in written.items()))
+    assert sandbox.load_secrets("t8") == written
