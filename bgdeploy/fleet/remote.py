@@ -84,7 +84,8 @@ def targets(env: str, groups: Sequence[str] = ("web",), inventory: Any = None) -
 def quiet_paramiko() -> None:
     """Keep paramiko's own log (tracebacks of its transport thread, e.g. "Error reading SSH
     protocol banner" from a host that stopped answering) off the operator's terminal: the
-    failure reaches the per-host result table, in one line, through :func:`describe_error`."""
+    failure reaches the per-host result table, in one line, through
+    :func:`bgdeploy.fleet.fabric_backend.classify`."""
     logger = logging.getLogger("paramiko")
     if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
         logger.addHandler(logging.NullHandler())
@@ -134,6 +135,9 @@ class HostResult:
     seconds: float = 0.0
     error: str = ""
     detail: str = ""
+    failure: Exception | None = None
+    """The typed failure (:class:`bgdeploy.core.errors.HostUnreachable`, ``HostKeyRejected``,
+    ``CommandFailed``) when the host failed through the executor; ``error`` says it."""
 
     def summary(self) -> str:
         if self.ok:
