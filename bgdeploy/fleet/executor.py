@@ -30,13 +30,17 @@ T = TypeVar("T")
 COMMAND_TIMEOUT = 120.0
 """Seconds a command may take when the caller gives no timeout."""
 
+UNLIMITED_SECONDS = -1.0
+"""A timeout that means none: the command may take as long as it takes (a database snapshot),
+over the Fabric backend."""
+
 
 @dataclass
 class CommandResult:
     """What one command did on one host.
 
     ``ok``: it ran and exited 0. ``error``: the host could not be reached or refused us (then
-    ``stderr`` holds the same reason, for output that prints it). Unpacks as
+    ``stderr`` holds the same reason, for output that prints it). Unpacks and indexes as
     ``ok, stdout, stderr`` (the shape :class:`Executor` callers have always read).
     """
 
@@ -50,6 +54,12 @@ class CommandResult:
 
     def __iter__(self) -> Iterator[bool | str]:
         return iter((self.ok, self.stdout, self.stderr))
+
+    def __getitem__(self, index: int) -> bool | str:
+        return (self.ok, self.stdout, self.stderr)[index]
+
+    def __len__(self) -> int:
+        return 3
 
     @property
     def unreachable(self) -> bool:

@@ -26,7 +26,14 @@ from typing import Any, TypeVar
 
 from bgdeploy import commands
 from bgdeploy.core.errors import CommandFailed, ConfigError, HostError, HostUnreachable
-from bgdeploy.fleet.executor import COMMAND_TIMEOUT, CommandResult, classify, describe, failed
+from bgdeploy.fleet.executor import (
+    COMMAND_TIMEOUT,
+    UNLIMITED_SECONDS,
+    CommandResult,
+    classify,
+    describe,
+    failed,
+)
 from bgdeploy.fleet.remote import HostResult, Target, connect
 
 T = TypeVar("T")
@@ -48,6 +55,8 @@ def run_on(
     ``timeout`` seconds without an answer the connection is closed and the host counted
     unreachable."""
     limit = timeout or COMMAND_TIMEOUT
+    if limit == UNLIMITED_SECONDS:
+        limit = 0.0
     text = commands.as_root(command) if sudo else command
     done: dict[str, Any] = {}
     started = time.monotonic()
@@ -60,14 +69,14 @@ def run_on(
                 warn=True,
                 pty=pty,
                 in_stream=io.StringIO(stdin) if stdin is not None else False,
-                timeout=limit,
+                timeout=limit or None,
             )
         except BaseException as error:  # classified below, in the caller's thread
             done["error"] = error
 
     worker = threading.Thread(target=call, daemon=True)
     worker.start()
-    worker.join(limit + 1)
+    worker.join(limit + 1 if limit else None)
     seconds = time.monotonic() - started
     if worker.is_alive():
         connection.close()

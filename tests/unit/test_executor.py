@@ -31,8 +31,6 @@ NOT_YET_MIGRATED: set[str] = {
     "strategies/blue_green.py",
     "strategies/deploying.py",
     "strategies/release.py",
-    "strategies/rollback.py",
-    "strategies/switch.py",
 }
 """Modules that still reach hosts without the executor (this set only shrinks)."""
 
