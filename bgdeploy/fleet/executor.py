@@ -84,6 +84,13 @@ class CommandResult:
         tail = (self.stderr or self.stdout).strip().splitlines()[-1:]
         return f"exit {self.exit_status}" + (f": {tail[0]}" if tail else "")
 
+    def reached(self) -> CommandResult:
+        """This result when the command ran (whatever its exit status); else raise the host's
+        typed error (:class:`bgdeploy.core.errors.HostError`)."""
+        if self.error is not None:
+            raise self.error
+        return self
+
     def check(self, step: str, message: str = "") -> CommandResult:
         """This result when ``ok``; else raise its typed error: the host's
         (:class:`bgdeploy.core.errors.HostError`), or

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from bgdeploy import commands
-from bgdeploy.core.errors import CommandFailed, ConfigError, HostError, HostUnreachable
+from bgdeploy.core.errors import CommandFailed, HostError, HostUnreachable
 from bgdeploy.fleet.executor import (
     COMMAND_TIMEOUT,
     UNLIMITED_SECONDS,
@@ -155,9 +155,7 @@ class PerCommandFleet:
         try:
             connection = connect(self.targets[name])
             return run_on(connection, name, command, sudo, timeout, stdin, pty)
-        except ConfigError:
-            raise
-        except Exception as error:
+        except Exception as error:  # a missing known_hosts too: that host fails, as before
             return failed(name, error)
         finally:
             if connection is not None:

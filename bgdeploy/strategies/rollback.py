@@ -472,7 +472,7 @@ def _switch_back(
         bad, sha = colours[name].heads.get(live, ""), colours[name].heads.get(previous, "")
         began = time.monotonic()
         healthy = smoke.wait_healthy(
-            hosts.connections[name], request.environment.settings[name], sha
+            lambda command: hosts.run(name, command), request.environment.settings[name], sha
         )
         steps = [
             journal.Step("switch", round(result.seconds, 3)),
@@ -703,7 +703,7 @@ def _restore_host(
             break
     if not failure:
         began = time.monotonic()
-        healthy = smoke.wait_healthy(hosts.connections[name], settings, target)
+        healthy = smoke.wait_healthy(lambda command: hosts.run(name, command), settings, target)
         steps.append(journal.Step("verify health", round(time.monotonic() - began, 2),
                                   "ok" if healthy else "failed"))  # fmt: skip
         if not healthy:
