@@ -26,8 +26,6 @@ NOT_YET_MIGRATED: set[str] = {
     "checks/preflight.py",
     "fleet/remote.py",
     "oncall/emergency.py",
-    "strategies/blue_green.py",
-    "strategies/release.py",
 }
 """Modules that still reach hosts without the executor (this set only shrinks)."""
 
