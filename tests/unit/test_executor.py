@@ -23,7 +23,6 @@ from bgdeploy.fleet.executor import CommandResult
 PACKAGE = Path(__file__).resolve().parents[2] / "bgdeploy"
 
 NOT_YET_MIGRATED: set[str] = {
-    "checks/preflight.py",
     "fleet/remote.py",
     "oncall/emergency.py",
 }
