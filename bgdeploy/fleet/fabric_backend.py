@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from bgdeploy import commands
 from bgdeploy.core.errors import CommandFailed, HostError, HostUnreachable
@@ -196,6 +196,36 @@ class Host:
         """Run ``command``; raise the typed error when it fails
         (:class:`bgdeploy.core.errors.CommandFailed` saying ``exit N: last line``)."""
         return self.run(command, sudo, timeout, stdin).check(step)
+
+    def stream(
+        self, command: str, out: TextIO, sudo: bool = False, timeout: float | None = None
+    ) -> CommandResult:
+        """Run ``command`` writing its output (stdout and stderr) to ``out`` as it comes
+        (``timeout`` None: as long as it runs, e.g. ``tail -f``). A host that cannot be
+        reached or stops answering raises its typed error."""
+        text = commands.as_root(command) if sudo else command
+        started = time.monotonic()
+        try:
+            result = self.connection.run(
+                text,
+                hide=False,
+                warn=True,
+                in_stream=False,
+                out_stream=out,
+                err_stream=out,
+                timeout=timeout,
+            )
+        except Exception as error:
+            done = failed(self.name, error, time.monotonic() - started)
+            return done.reached()
+        return CommandResult(
+            self.name,
+            result.exited == 0,
+            result.stdout,
+            result.stderr,
+            result.exited,
+            time.monotonic() - started,
+        )
 
 
 Task = Callable[[Host], "str | None"]

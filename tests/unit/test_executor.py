@@ -24,7 +24,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "bgdeploy"
 
 NOT_YET_MIGRATED: set[str] = {
     "fleet/remote.py",
-    "oncall/emergency.py",
 }
 """Modules that still reach hosts without the executor (this set only shrinks)."""
 
