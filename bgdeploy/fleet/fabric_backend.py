@@ -26,6 +26,7 @@ from typing import Any, TextIO, TypeVar
 
 from bgdeploy import commands
 from bgdeploy.core.errors import CommandFailed, HostError, HostUnreachable
+from bgdeploy.fleet import remote
 from bgdeploy.fleet.executor import (
     COMMAND_TIMEOUT,
     UNLIMITED_SECONDS,
@@ -38,7 +39,7 @@ from bgdeploy.fleet.remote import HostResult, Target, connect
 
 T = TypeVar("T")
 
-TASK_COMMAND_TIMEOUT = 600.0
+TASK_COMMAND_TIMEOUT = remote.COMMAND_TIMEOUT
 """Seconds a command of :func:`run_tasks` / :func:`run_all` may take by default."""
 
 

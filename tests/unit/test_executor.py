@@ -22,11 +22,6 @@ from bgdeploy.fleet.executor import CommandResult
 
 PACKAGE = Path(__file__).resolve().parents[2] / "bgdeploy"
 
-NOT_YET_MIGRATED: set[str] = {
-    "fleet/remote.py",
-}
-"""Modules that still reach hosts without the executor (this set only shrinks)."""
-
 
 def closed_port() -> int:
     with socket.socket() as probe:
@@ -51,19 +46,12 @@ def test_no_remote_call_outside_the_fleet_package() -> None:
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE).as_posix()
-        if relative.startswith(("fleet/", "sandbox/")) or relative in NOT_YET_MIGRATED:
+        if relative.startswith(("fleet/", "sandbox/")):
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if direct.search(line):
                 found.append(f"{relative}:{number}: {line.strip()}")
     assert found == []
-
-
-def test_the_not_yet_migrated_list_is_true() -> None:
-    """A module taken off the list above really has a direct call (else take it off)."""
-    direct = re.compile(r"run_shell_command|connection\.run\(|connections\[[^]]*\]\.run\(")
-    for relative in NOT_YET_MIGRATED - {"fleet/remote.py"}:
-        assert direct.search((PACKAGE / relative).read_text()), relative
 
 
 def test_a_closed_port_is_unreachable_over_fabric(tmp_path: Path) -> None:
