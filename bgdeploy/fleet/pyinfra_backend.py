@@ -39,8 +39,9 @@ def run_on(
     text = commands.as_root(command) if sudo else command
     limit = timeout or COMMAND_TIMEOUT
     started = time.monotonic()
+    deadline = gevent.Timeout(limit + 1)
     try:
-        with gevent.Timeout(limit + 1):
+        with deadline:
             ok, output = host.run_shell_command(
                 StringCommand(text),
                 print_output=False,
@@ -49,6 +50,8 @@ def run_on(
                 _timeout=limit,
             )
     except gevent.Timeout as error:
+        if error is not deadline:  # a caller's own timeout: not this host's failure
+            raise
         return failed(host.name, error, time.monotonic() - started)
     except Exception as error:
         return failed(host.name, error, time.monotonic() - started)
