@@ -20,7 +20,7 @@ from typing import Any
 
 from bgdeploy import commands
 from bgdeploy.core import settings as settings_mod
-from bgdeploy.fleet import remote
+from bgdeploy.fleet import fabric_backend, remote
 
 MARK = "bgdeploy-health "
 CHECKS = ("database", "cache", "queue", "storage")
@@ -121,17 +121,17 @@ def run(env: str) -> tuple[list[remote.HostResult], dict[str, HostHealth]]:
     targets = remote.targets(env, ("web",))
     found: dict[str, HostHealth] = {}
 
-    def task(connection: Any, target: remote.Target) -> str:
-        settings = settings_mod.from_data(target.data, env)
+    def task(host: fabric_backend.Host) -> str:
+        settings = settings_mod.from_data(host.target.data, env)
         command = commands.health_request(settings.public_port, settings.health_path)
-        result = connection.run(command, hide=True, warn=True, in_stream=False)
-        report = parse(target.name, result.stdout)
-        found[target.name] = report
+        result = host.run(command).reached()
+        report = parse(host.name, result.stdout)
+        found[host.name] = report
         if not report.ok:
             raise Unhealthy(report.describe())
         return report.describe()
 
-    return remote.run_tasks(targets, task), found
+    return fabric_backend.run_tasks(targets, task), found
 
 
 class Unhealthy(Exception):

@@ -55,7 +55,8 @@ from bgdeploy.core import lock, refs, windows
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.render import IDLE_INCLUDE, LIVE_INCLUDE
 from bgdeploy.core.settings import SECRET_VARIABLES, Settings
-from bgdeploy.fleet import remote, runner
+from bgdeploy.fleet import fabric_backend, remote, runner
+from bgdeploy.fleet.executor import CommandResult
 from bgdeploy.strategies import switch
 
 Status = Literal["pass", "warn", "fail"]
@@ -680,9 +681,10 @@ def check_flags(
 # -------------------------------------------------------
 
 
-def _run(connection: Any, command: str, timeout: float = 300) -> tuple[bool, str, str]:
-    result = connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
-    return result.exited == 0, result.stdout, result.stderr
+def _run(via: fabric_backend.Host, command: str, timeout: float = 300) -> CommandResult:
+    """Run a read on a host through the executor (unpacks as ok, stdout, stderr); a host that
+    cannot be reached raises its typed error, and the checklist says it was not reached."""
+    return via.run(command, timeout=timeout).reached()
 
 
 def _last_line(*texts: str) -> str:
@@ -702,16 +704,16 @@ class _WebFacts:
     error: str = ""
 
 
-def _read_web(connection: Any, settings: Settings, idle: bool, found: _WebFacts, name: str) -> str:
-    ok, out, _ = _run(connection, commands.lock_read(settings.lock_path))
+def _read_web(
+    via: fabric_backend.Host, settings: Settings, idle: bool, found: _WebFacts, name: str
+) -> str:
+    ok, out, _ = _run(via, commands.lock_read(settings.lock_path))
     found.holder = lock.parse_lock(out) if ok else None
-    _, out, _ = _run(
-        connection, commands.colour_facts(settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE)
-    )
+    _, out, _ = _run(via, commands.colour_facts(settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE))
     colours = switch.parse_facts(name, out)
     found.live_sha = colours.heads.get(colours.current, "")
     command = commands.release_facts(settings.app_root, settings.repository, idle, SECRET_NAMES)
-    ok, out, err = _run(connection, command)
+    ok, out, err = _run(via, command)
     found.facts = parse_facts(out)
     colour = found.facts.get("colour", "")
     found.colour_dir = f"{settings.app_root}/{colour}"
@@ -732,13 +734,13 @@ class _DbFacts:
     error: str = ""
 
 
-def _read_db(connection: Any, settings: Settings, found: _DbFacts) -> str:
-    ok, out, err = _run(connection, commands.applied_migrations(settings.db_port, settings.db_name))
+def _read_db(via: fabric_backend.Host, settings: Settings, found: _DbFacts) -> str:
+    ok, out, err = _run(via, commands.applied_migrations(settings.db_port, settings.db_name))
     if not ok:
         found.error = f"cannot read the applied migrations: {_last_line(err, out)}"
     found.applied = [line.strip() for line in out.splitlines() if line.strip()]
     _, out, _ = _run(
-        connection,
+        via,
         commands.snapshot_space(settings.backups_dir, settings.db_name, settings.db_port),
     )
     found.space = parse_facts(out)
@@ -815,15 +817,16 @@ def run(
     targets = remote.targets(request.env, ("web", "db"))
     wanted = [t for t in targets if t.name in environment.web or t.name == db_name]
 
-    def read(connection: Any, target: remote.Target) -> str:
+    def read(via: fabric_backend.Host) -> str:
+        target = via.target
         settings = environment.settings[target.name]
         if target.name in web_facts:
-            _read_web(connection, settings, idle, web_facts[target.name], target.name)
+            _read_web(via, settings, idle, web_facts[target.name], target.name)
         if target.name == db_name:
-            _read_db(connection, settings, db_facts)
+            _read_db(via, settings, db_facts)
         return "read"
 
-    for result in remote.run_tasks(wanted, read):
+    for result in fabric_backend.run_tasks(wanted, read):
         if not result.ok:
             checklist.unreachable.append(result.host)
             checklist.checks.append(Check("reach", FAIL, result.error, result.host))
@@ -866,15 +869,13 @@ def _commit_checks(
     target = next(t for t in remote.targets(request.env, ("web",)) if t.name == migrate_host)
     ref_checks: list[Check] = []
 
-    def read_ref(connection: Any, _target: remote.Target) -> str:
+    def read_ref(via: fabric_backend.Host) -> str:
         ref_checks.extend(
-            _ref_checks(
-                connection, request, settings, migrate, db_facts, db_name, moment, migrate_host
-            )
+            _ref_checks(via, request, settings, migrate, db_facts, db_name, moment, migrate_host)
         )
         return "read"
 
-    (result,) = remote.run_tasks([target], read_ref)
+    (result,) = fabric_backend.run_tasks([target], read_ref)
     if not result.ok:
         checklist.unreachable.append(migrate_host)
         checklist.checks.append(Check("reach", FAIL, result.error, migrate_host))
@@ -883,8 +884,9 @@ def _commit_checks(
     checklist.sha = resolved.items[0] if resolved else None
 
 
-Git = Callable[[str], tuple[bool, str, str]]
-"""Runs a command in a colour's checkout: (succeeded, stdout, stderr)."""
+Git = Callable[[str], "CommandResult | tuple[bool, str, str]"]
+"""Runs a command in a colour's checkout: (succeeded, stdout, stderr), e.g. a
+:class:`bgdeploy.fleet.executor.CommandResult`."""
 
 
 def release_advice(git: Git, sha: str, live_sha: str, today: date, host: str | None) -> list[Check]:
@@ -905,7 +907,7 @@ def release_advice(git: Git, sha: str, live_sha: str, today: date, host: str | N
 
 
 def _ref_checks(
-    connection: Any,
+    via: fabric_backend.Host,
     request: Request,
     settings: Settings,
     migrate: _WebFacts,
@@ -917,8 +919,8 @@ def _ref_checks(
     """Everything that depends on the commit, read on the migrate host."""
     where = migrate.colour_dir
 
-    def git(command: str) -> tuple[bool, str, str]:
-        return _run(connection, commands.in_dir(where, command))
+    def git(command: str) -> CommandResult:
+        return _run(via, commands.in_dir(where, command))
 
     _, out, _ = git(commands.git_resolve(request.ref))
     sha, ref_check = resolve_ref(request.ref, out, settings.repository, host)

@@ -14,15 +14,16 @@ listener is closed to the outside. A colour that fails a smoke test is never swi
 
 from __future__ import annotations
 
-import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bgdeploy import commands
 from bgdeploy.core import settings as settings_mod
-from bgdeploy.fleet import remote
+from bgdeploy.fleet import fabric_backend, remote
+from bgdeploy.fleet.executor import CommandResult
 
 
 @dataclass(frozen=True)
@@ -126,35 +127,36 @@ def run(
     token = settings_mod.secrets_from_env(("API_TOKEN",))["API_TOKEN"]
     found: dict[str, list[SmokeCheck]] = {}
 
-    def task(connection: Any, target: remote.Target) -> str:
-        settings = settings_mod.from_data(target.data, env)
+    def task(host: fabric_backend.Host) -> str:
+        settings = settings_mod.from_data(host.target.data, env)
         port = settings.preview_port if idle else settings.public_port
-        result = connection.run(
-            commands.smoke_requests(port), hide=True, warn=True, in_stream=io.StringIO(token + "\n")
-        )
+        result = host.run(commands.smoke_requests(port), stdin=token + "\n").reached()
         checks = evaluate(parse(result.stdout), sha, colour)
-        found[target.name] = checks
+        found[host.name] = checks
         failed = [c for c in checks if not c.ok]
         if failed:
             raise SmokeFailed("; ".join(f"{c.name}: {c.detail}" for c in failed))
         return f"{len(checks)} smoke tests passed"
 
-    return remote.run_tasks(targets, task), found
+    return fabric_backend.run_tasks(targets, task), found
 
 
 class SmokeFailed(Exception):
     """At least one smoke test failed on a host."""
 
 
-def wait_healthy(connection: Any, settings: settings_mod.Settings, sha: str) -> bool:
-    """Probe ``/api/health`` through nginx's public port on the host of ``connection`` until
+def wait_healthy(
+    run: Callable[[str], CommandResult], settings: settings_mod.Settings, sha: str
+) -> bool:
+    """Probe ``/api/health`` through nginx's public port on a host (``run``: runs a command
+    there through the executor; a host that cannot be reached raises its typed error) until
     it answers 200 from commit ``sha`` (or without an ``X-Release`` header), every
     ``health_interval`` seconds until ``health_deadline``. The check after a restore or a
     rollback, in place or by switching colours."""
     deadline = time.monotonic() + settings.health_deadline
     command = commands.health_probe(settings.public_port, settings.health_path)
     while True:
-        done = connection.run(command, hide=True, warn=True, in_stream=False)
+        done = run(command).reached()
         status, _, header = (done.stdout.strip().splitlines() or [""])[-1].partition(" ")
         if status == "200" and header.strip() in ("", sha):
             return True

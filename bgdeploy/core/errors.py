@@ -47,3 +47,42 @@ class LockHeld(PolicyRefusal):
     def __init__(self, message: str, holders: dict[str, LockInfo | None]) -> None:
         super().__init__(message)
         self.holders = holders
+
+
+class HostError(OperationFailed):
+    """One host could not be reached or refused us (exit 1). ``host`` names it; ``str(error)``
+    is the reason alone (callers put the host in front, as their table or sentence wants)."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(reason)
+        self.host = host
+        self.reason = reason
+
+
+class HostUnreachable(HostError):
+    """The host did not answer: connection refused or reset, DNS, a timeout, a host that
+    stopped answering in the middle of a command."""
+
+
+class HostKeyRejected(HostError):
+    """The host's SSH key is unknown to the inventory's known_hosts, or changed: nothing was
+    run there. ``changed`` tells which."""
+
+    def __init__(self, host: str, reason: str, changed: bool = False) -> None:
+        super().__init__(host, reason)
+        self.changed = changed
+
+
+class CommandFailed(OperationFailed):
+    """A command ran and exited non-zero (exit 1): on ``host``, during ``step``, with
+    ``exit_status`` and the output ``lines`` that explain it
+    (:func:`bgdeploy.core.explain.explain`)."""
+
+    def __init__(
+        self, host: str, step: str, exit_status: int | None, lines: str, message: str = ""
+    ) -> None:
+        super().__init__(message or f"{host}: {step} failed (exit {exit_status}): {lines}")
+        self.host = host
+        self.step = step
+        self.exit_status = exit_status
+        self.lines = lines

@@ -15,14 +15,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from bgdeploy import commands
 from bgdeploy.core import journal
 from bgdeploy.core import settings as settings_mod
 from bgdeploy.core.errors import ConfigError, OperationFailed
 from bgdeploy.core.settings import Settings
-from bgdeploy.fleet import remote
+from bgdeploy.fleet import fabric_backend, remote
 
 LOG_SOURCES = ("laravel", "php-fpm", "nginx-access", "nginx-error")
 RESTARTABLE = ("php-fpm", "nginx", "redis", "workers")
@@ -201,16 +201,16 @@ def list_long_queries(
     long_queries_sql(seconds)  # a bad age fails before any connection
     found: dict[str, list[LongQuery]] = {}
 
-    def task(connection: Any, target: remote.Target) -> str:
+    def task(host: fabric_backend.Host) -> str:
+        target = host.target
         settings = host_settings(target, env)
-        result = connection.run(
-            commands.psql_query(settings.db_port, long_queries_sql(seconds), settings.db_name),
-            hide=True, in_stream=False,
-        )  # fmt: skip
+        result = host.check(
+            commands.psql_query(settings.db_port, long_queries_sql(seconds), settings.db_name)
+        )
         found[target.name] = parse_long_queries(result.stdout)
         return "\n".join(q.describe() for q in found[target.name]) or "no query that old"
 
-    return remote.run_tasks(remote.targets(env, ("db",)), task), found
+    return fabric_backend.run_tasks(remote.targets(env, ("db",)), task), found
 
 
 def kill_long_queries(
@@ -223,20 +223,20 @@ def kill_long_queries(
     hosts = [target for target in remote.targets(env, ("db",)) if listed.get(target.name)]
     ended: dict[str, list[QueryEnd]] = {}
 
-    def task(connection: Any, target: remote.Target) -> str:
+    def task(host: fabric_backend.Host) -> str:
+        target = host.target
         settings = host_settings(target, env)
         queries = listed[target.name]
-        result = connection.run(
+        result = host.check(
             commands.psql_query(
                 settings.db_port, terminate_queries_sql(queries, seconds), settings.db_name
-            ),
-            hide=True, in_stream=False,
-        )  # fmt: skip
+            )
+        )
         ended[target.name] = outcomes = parse_query_ends(result.stdout, queries)
         terminated = [str(e.query.pid) for e in outcomes if e.outcome == "terminated"]
         finished = [str(e.query.pid) for e in outcomes if e.outcome == "finished"]
         record(
-            connection, settings, target, "kill-long-queries",
+            host, settings, "kill-long-queries",
             f"terminated: {', '.join(terminated) or 'none'}; had finished: "
             f"{', '.join(finished) or 'none'}",
         )  # fmt: skip
@@ -245,7 +245,7 @@ def kill_long_queries(
             raise OperationFailed(lines)
         return lines
 
-    return remote.run_tasks(hosts, task), ended
+    return fabric_backend.run_tasks(hosts, task), ended
 
 
 def log_path(settings: Settings, source: str) -> str:
@@ -294,25 +294,21 @@ def logs(
     hosts = remote.targets(env, ("web",))
     lock = threading.Lock()
 
-    def task(connection: Any, target: remote.Target) -> str:
-        path = log_path(host_settings(target, env), source)
-        stream = _Prefixed(target.name, out, lock)
-        result = remote.sudo(
-            connection,
+    def task(host: fabric_backend.Host) -> str:
+        path = log_path(host_settings(host.target, env), source)
+        stream = _Prefixed(host.name, out, lock)
+        result = host.stream(
             commands.tail(path, lines, follow),
-            hide=False,
-            warn=True,
-            out_stream=stream,
-            err_stream=stream,
+            stream,
+            sudo=True,
             timeout=None if follow else 60,
         )
         if stream.partial:
             stream.write("\n")
-        if result.exited != 0:
-            raise remote.CommandFailed(result)
+        result.check("tail")
         return path
 
-    return remote.run_tasks(hosts, task)
+    return fabric_backend.run_tasks(hosts, task)
 
 
 def restart_command(service: str, settings: Settings) -> str:
@@ -337,18 +333,18 @@ def restart(env: str, services: Sequence[str]) -> list[remote.HostResult]:
             raise ConfigError(f"cannot restart {service!r}: choose from {', '.join(RESTARTABLE)}")
     hosts = remote.targets(env, ("web", "db"))
 
-    def task(connection: Any, target: remote.Target) -> str:
-        settings = host_settings(target, env)
+    def task(host: fabric_backend.Host) -> str:
+        settings = host_settings(host.target, env)
         done = []
         for service in wanted:
             group = "db" if service == "redis" else "web"
-            if group in target.groups:
-                remote.sudo(connection, restart_command(service, settings))
+            if group in host.target.groups:
+                host.check(restart_command(service, settings), sudo=True)
                 done.append(service)
-        record(connection, settings, target, "restart", f"restarted {', '.join(done) or 'nothing'}")
+        record(host, settings, "restart", f"restarted {', '.join(done) or 'nothing'}")
         return "restarted " + (", ".join(done) or "nothing here")
 
-    return remote.run_tasks(hosts, task)
+    return fabric_backend.run_tasks(hosts, task)
 
 
 def clear_caches(env: str, flush_redis: bool = False) -> list[remote.HostResult]:
@@ -359,49 +355,42 @@ def clear_caches(env: str, flush_redis: bool = False) -> list[remote.HostResult]
         settings_mod.secrets_from_env(("REDIS_PASSWORD",))["REDIS_PASSWORD"] if flush_redis else ""
     )
 
-    def task(connection: Any, target: remote.Target) -> str:
-        settings = host_settings(target, env)
+    def task(host: fabric_backend.Host) -> str:
+        settings = host_settings(host.target, env)
         done = []
-        if "web" in target.groups:
-            remote.sudo(connection, commands.clear_and_warm_caches(settings))
+        if "web" in host.target.groups:
+            host.check(commands.clear_and_warm_caches(settings), sudo=True)
             done.append("caches cleared and warmed")
-        if flush_redis and "db" in target.groups:
-            connection.run(
-                commands.redis_cli(settings.redis_port), hide=True, in_stream=io.StringIO(
-                    f"AUTH {password}\nFLUSHALL\n"
-                ),
-            )  # fmt: skip
+        if flush_redis and "db" in host.target.groups:
+            host.check(
+                commands.redis_cli(settings.redis_port), stdin=f"AUTH {password}\nFLUSHALL\n"
+            )
             done.append("Redis FLUSHALL")
-        record(connection, settings, target, "clear-caches", "; ".join(done))
+        record(host, settings, "clear-caches", "; ".join(done))
         return "; ".join(done)
 
-    return remote.run_tasks(hosts, task)
+    return fabric_backend.run_tasks(hosts, task)
 
 
 def db_query(env: str, sql: str, action: str, journaled: bool = False) -> list[remote.HostResult]:
     """Run one of the runbook's database queries on the db host (as postgres, app database)."""
     hosts = remote.targets(env, ("db",))
 
-    def task(connection: Any, target: remote.Target) -> str:
-        settings = host_settings(target, env)
-        result = connection.run(
-            commands.psql_query(settings.db_port, sql, settings.db_name), hide=True,
-            in_stream=False,
-        )  # fmt: skip
+    def task(host: fabric_backend.Host) -> str:
+        settings = host_settings(host.target, env)
+        result = host.check(commands.psql_query(settings.db_port, sql, settings.db_name))
         rows = [row for row in result.stdout.splitlines() if row.strip()]
         if journaled:
-            record(connection, settings, target, action, f"{len(rows)} row(s)")
+            record(host, settings, action, f"{len(rows)} row(s)")
         return "\n".join(rows) if rows else "(no rows)"
 
-    return remote.run_tasks(hosts, task)
+    return fabric_backend.run_tasks(hosts, task)
 
 
-def record(
-    connection: Any, settings: Settings, target: remote.Target, action: str, what: str
-) -> None:
+def record(host: fabric_backend.Host, settings: Settings, action: str, what: str) -> None:
     """Journal an emergency action on the host it touched."""
     entry = journal.new_entry(
-        "emergency", host=target.name, env=settings.env, result="ok", message=what,
+        "emergency", host=host.name, env=settings.env, result="ok", message=what,
         details={"action": action},
     )  # fmt: skip
-    remote.sudo(connection, commands.journal_append(settings, entry))
+    host.check(commands.journal_append(settings, entry), sudo=True)

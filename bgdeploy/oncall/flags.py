@@ -16,7 +16,7 @@ from bgdeploy import commands
 from bgdeploy.core import journal
 from bgdeploy.core import settings as settings_mod
 from bgdeploy.core.errors import ConfigError, OperationFailed
-from bgdeploy.fleet import remote
+from bgdeploy.fleet import fabric_backend, remote
 
 FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 ACTIONS = ("enable", "disable", "rollout", "users", "reset", "list")
@@ -53,22 +53,23 @@ def change(
     """
     words = feature_words(action, name, value)
 
-    def task(connection: Any, target: remote.Target) -> str:
+    def task(host: fabric_backend.Host) -> str:
+        target = host.target
         settings = settings_mod.from_data(target.data, env)
         if action != "list":
-            remote.sudo(connection, commands.live_artisan(settings, *words))
+            host.check(commands.live_artisan(settings, *words), sudo=True)
             entry = journal.new_entry(
                 "flag", host=target.name, env=env, result="ok",
                 message=f"{action} {name}" + (f" {value}" if value else ""),
                 details={"flag": name, "action": action, "value": value},
             )  # fmt: skip
-            remote.sudo(connection, commands.journal_append(settings, entry))
+            host.check(commands.journal_append(settings, entry), sudo=True)
         listed = commands.live_artisan(settings, "feature:list", "--json")
-        return remote.sudo(connection, listed).stdout
+        return host.check(listed, sudo=True).stdout
 
     failures = []
     for target in remote.targets(env, ("web",)):
-        (result,) = remote.run_tasks([target], task)
+        (result,) = fabric_backend.run_tasks([target], task)
         if result.ok:
             return {"host": result.host, "flags": json.loads(result.detail)}
         failures.append(f"{result.host}: {result.summary()}")

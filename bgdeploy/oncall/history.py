@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bgdeploy.core import settings as settings_mod
 from bgdeploy.core.journal import JournalEntry, MergedHistory, journal_read_command, merge_histories
-from bgdeploy.fleet import remote
+from bgdeploy.fleet import fabric_backend, remote
 
 
 @dataclass
@@ -31,6 +31,8 @@ def read(env: str, last: int | None = None) -> History:
     """Read and merge the journals of every web and db host of ``env``."""
     hosts = remote.targets(env, groups=("web", "db"))
     paths = {host.name: settings_mod.from_data(host.data, env).journal_path for host in hosts}
-    results = remote.run_all(hosts, lambda host: journal_read_command(paths[host.name], last))
+    results = fabric_backend.run_all(
+        hosts, lambda host: journal_read_command(paths[host.name], last)
+    )
     texts = {result.host: result.stdout for result in results if result.ok}
     return History(merge_histories(texts), [result for result in results if not result.ok])

@@ -38,7 +38,8 @@ from bgdeploy.core import journal
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.settings import Settings
-from bgdeploy.fleet import fleetlock, remote, runner
+from bgdeploy.fleet import fabric_backend, fleetlock, remote, runner
+from bgdeploy.fleet.executor import CommandResult
 
 CREATED = commands.SNAPSHOT_CREATED
 VERIFIED = re.compile(r"^bgdeploy-verify: (\S+) ok (\d+) ([0-9a-f]{64})$", re.MULTILINE)
@@ -132,17 +133,17 @@ def format_list(snapshots: Sequence[Snapshot]) -> str:
 # Running on the hosts ---------------------------------------------------------------------
 
 
-def _run(connection: Any, command: str, timeout: float = remote.COMMAND_TIMEOUT) -> Any:
-    """Run ``command`` as root; a non-zero exit raises :class:`remote.CommandFailed`."""
-    result = remote.sudo(connection, command, warn=True, timeout=timeout)
-    if result.exited != 0:
-        raise remote.CommandFailed(result)
-    return result
+def _run(
+    host: fabric_backend.Host, command: str, timeout: float = fabric_backend.TASK_COMMAND_TIMEOUT
+) -> CommandResult:
+    """Run ``command`` as root; a non-zero exit raises
+    :class:`bgdeploy.core.errors.CommandFailed`, an unreachable host its typed error."""
+    return host.check(command, sudo=True, timeout=timeout)
 
 
-def _on_db(where: Place, task: Callable[[Any, Settings], str]) -> remote.HostResult:
-    """Run ``task(connection, settings)`` on the db host."""
-    return remote.run_tasks([where.db], lambda c, t: task(c, where.settings[t.name]))[0]
+def _on_db(where: Place, task: Callable[[fabric_backend.Host, Settings], str]) -> remote.HostResult:
+    """Run ``task(host, settings)`` on the db host."""
+    return fabric_backend.run_tasks([where.db], lambda h: task(h, where.settings[h.name]))[0]
 
 
 def _journal(
@@ -150,16 +151,17 @@ def _journal(
 ) -> list[remote.HostResult]:
     """Append one entry to every web host's journal."""
 
-    def task(connection: Any, target: remote.Target) -> str:
+    def task(host: fabric_backend.Host) -> str:
+        target = host.target
         settings = where.settings[target.name]
         entry = journal.new_entry(
             event, host=target.name, env=where.env, result=result, message=message,
             details=details,
         )  # fmt: skip
-        _run(connection, commands.journal_append(settings, entry))
+        _run(host, commands.journal_append(settings, entry))
         return "journaled"
 
-    return remote.run_tasks(where.web, task)
+    return fabric_backend.run_tasks(where.web, task)
 
 
 def _failed(results: Sequence[remote.HostResult]) -> list[remote.HostResult]:
@@ -175,12 +177,12 @@ def create(env: str, name: str | None = None) -> list[remote.HostResult]:
     where = place(env)
     found: dict[str, Any] = {}
 
-    def task(connection: Any, settings: Settings) -> str:
+    def task(host: fabric_backend.Host, settings: Settings) -> str:
         command = commands.snapshot_create(
             settings.backups_dir, snapshot, settings.db_name, settings.db_port,
             settings.snapshot_keep,
         )  # fmt: skip
-        match = CREATED.search(_run(connection, command).stdout)
+        match = CREATED.search(_run(host, command).stdout)
         if not match:
             raise OperationFailed(f"the snapshot command did not confirm {snapshot}")
         found.update(size=int(match.group(2)), sha256=match.group(3))
@@ -199,8 +201,8 @@ def list_snapshots(env: str) -> list[Snapshot]:
     where = place(env)
     output: list[str] = []
 
-    def task(connection: Any, settings: Settings) -> str:
-        output.append(_run(connection, commands.snapshot_list(settings.backups_dir)).stdout)
+    def task(host: fabric_backend.Host, settings: Settings) -> str:
+        output.append(_run(host, commands.snapshot_list(settings.backups_dir)).stdout)
         return "listed"
 
     result = _on_db(where, task)
@@ -209,8 +211,8 @@ def list_snapshots(env: str) -> list[Snapshot]:
     return parse_list(output[0])
 
 
-def _verify(connection: Any, settings: Settings, name: str) -> str:
-    result = _run(connection, commands.snapshot_verify(settings.backups_dir, name))
+def _verify(host: fabric_backend.Host, settings: Settings, name: str) -> str:
+    result = _run(host, commands.snapshot_verify(settings.backups_dir, name))
     match = VERIFIED.search(result.stdout)
     if not match:
         raise OperationFailed(f"the verify command did not confirm {name}")
@@ -221,7 +223,7 @@ def verify(env: str, name: str) -> list[remote.HostResult]:
     """Verify one snapshot on the db host (sha256, ``pg_restore --list``, a full read)."""
     snapshot = commands.snapshot_id(name)
     where = place(env)
-    result = _on_db(where, lambda connection, settings: _verify(connection, settings, snapshot))
+    result = _on_db(where, lambda host, settings: _verify(host, settings, snapshot))
     details = {"action": "verify", "name": snapshot, "db_host": where.db.name}
     message = result.detail if result.ok else f"verify {snapshot}: {result.error}"
     logged = _journal(where, "snapshot", "ok" if result.ok else "failed", message, details)
@@ -279,7 +281,7 @@ def restore(env: str, name: str, confirm: Confirm, progress: Progress = quiet) -
     )
     report = Restore(snapshot)
     paths = {target.name: where.settings[target.name].lock_path for target in where.web}
-    fleet = remote.PerCommandFleet(where.web)
+    fleet = fabric_backend.PerCommandFleet(where.web)
     with fleetlock.hold(
         fleet, paths, env, f"snapshot-restore {snapshot}", what="restored", progress=progress
     ):
@@ -322,18 +324,18 @@ def _restore_locked(
 
 
 def _fill_scratch(
-    connection: Any, settings: Settings, snapshot: str, scratch: str, before: str
+    host: fabric_backend.Host, settings: Settings, snapshot: str, scratch: str, before: str
 ) -> str:
     command = commands.snapshot_restore_scratch(
         settings.backups_dir, snapshot, settings.db_port, scratch, settings.db_user, before
     )
     started = time.monotonic()
-    _run(connection, command, timeout=RESTORE_TIMEOUT)
+    _run(host, command, timeout=RESTORE_TIMEOUT)
     return f"{snapshot} restored into {scratch} in {time.monotonic() - started:.1f} s"
 
 
-def _swap(connection: Any, settings: Settings, scratch: str, before: str) -> str:
-    _run(connection, commands.database_swap(settings.db_port, settings.db_name, scratch, before))
+def _swap(host: fabric_backend.Host, settings: Settings, scratch: str, before: str) -> str:
+    _run(host, commands.database_swap(settings.db_port, settings.db_name, scratch, before))
     return "swapped"
 
 
@@ -341,14 +343,15 @@ def _maintenance_down(where: Place, report: Restore, down: list[str]) -> None:
     """``php artisan down`` on every web host; ``down`` collects the hosts this restore put in
     maintenance mode (those already in it are left as they were)."""
 
-    def task(connection: Any, target: remote.Target) -> str:
-        out = _run(connection, commands.maintenance_down(where.settings[target.name])).stdout
+    def task(host: fabric_backend.Host) -> str:
+        target = host.target
+        out = _run(host, commands.maintenance_down(where.settings[target.name])).stdout
         if "bgdeploy-maintenance: down" in out:
             down.append(target.name)
             return "maintenance mode"
         return "was already in maintenance mode (left so)"
 
-    results = remote.run_tasks(where.web, task)
+    results = fabric_backend.run_tasks(where.web, task)
     report.web = {result.host: result for result in results}
     failed = _failed(results)
     if failed:
@@ -370,26 +373,27 @@ def _finish(where: Place, report: Restore, down: list[str], before: str) -> None
         message = f"{report.name} not restored: {report.error or 'interrupted'}"
     entry_details = _restore_details(where, report.name, before)
 
-    def task(connection: Any, target: remote.Target) -> str:
+    def task(host: fabric_backend.Host) -> str:
+        target = host.target
         settings = where.settings[target.name]
         done = []
         try:
             if target.name in down:
-                _run(connection, commands.maintenance_up(settings))
+                _run(host, commands.maintenance_up(settings))
                 done.append("up again")
             if report.swapped:  # their connections to the replaced database were ended
-                _run(connection, commands.restart_workers(settings))
+                _run(host, commands.restart_workers(settings))
                 done.append("workers restarted")
         finally:
             entry = journal.new_entry(
                 "snapshot_restore", host=target.name, env=where.env, result=result,
                 message=message, details=entry_details,
             )  # fmt: skip
-            _run(connection, commands.journal_append(settings, entry))
+            _run(host, commands.journal_append(settings, entry))
         before_text = report.web[target.name].summary() if target.name in report.web else ""
         return "; ".join(x for x in (before_text, *done) if x)
 
-    for outcome in remote.run_tasks(where.web, task):
+    for outcome in fabric_backend.run_tasks(where.web, task):
         earlier = report.web.get(outcome.host)
         if earlier is not None and not earlier.ok:
             continue  # keep the first failure of that host
@@ -439,11 +443,12 @@ def migrate_fresh(
     settings = environment.settings[host]
     refuse_production([settings], environment.name)
 
-    def task(connection: Any, target: remote.Target) -> str:
+    def task(host: fabric_backend.Host) -> str:
+        target = host.target
         started = time.monotonic()
         outcome, what = "failed", "migrate:fresh" + (" --seed" if seed else "")
         try:
-            _run(connection, commands.migrate_fresh(settings, seed), timeout=RESTORE_TIMEOUT)
+            _run(host, commands.migrate_fresh(settings, seed), timeout=RESTORE_TIMEOUT)
             outcome = "ok"
         finally:
             entry = journal.new_entry(
@@ -452,11 +457,15 @@ def migrate_fresh(
                 steps=[{"name": what, "seconds": round(time.monotonic() - started, 3),
                         "result": outcome}],
             )  # fmt: skip
-            _run(connection, commands.journal_append(settings, entry))
+            _run(host, commands.journal_append(settings, entry))
         return f"{what}: every table dropped and migrated again" + (", seeded" if seed else "")
 
     paths = {t.name: environment.settings[t.name].lock_path for t in web}
     with fleetlock.hold(
-        remote.PerCommandFleet(web), paths, environment.name, "migrate:fresh", progress=progress
+        fabric_backend.PerCommandFleet(web),
+        paths,
+        environment.name,
+        "migrate:fresh",
+        progress=progress,
     ):
-        return remote.run_tasks(target, task)
+        return fabric_backend.run_tasks(target, task)

@@ -22,60 +22,23 @@ directory.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pyinfra import logger
-from pyinfra.api import StringCommand
 
 from bgdeploy import commands
 from bgdeploy.checks import smoke
 from bgdeploy.core import settings as settings_mod
 from bgdeploy.core.errors import BgdeployError
+from bgdeploy.fleet.pyinfra_backend import PyinfraFleet
 from bgdeploy.strategies import canary as canary_mod
 from bgdeploy.strategies import release, switch
 from bgdeploy.strategies.release import ReleaseRun
 
 T = TypeVar("T")
-
-
-class PyinfraFleet:
-    """The web hosts of a pyinfra run, for :func:`bgdeploy.strategies.switch.switch`: commands over
-    pyinfra's own connections, hosts in parallel on gevent (as pyinfra runs them)."""
-
-    def __init__(self, state: Any, names: Sequence[str]) -> None:
-        self.names = list(names)
-        self.hosts = {name: state.inventory.get_host(name) for name in names}
-
-    def run(
-        self,
-        name: str,
-        command: str,
-        sudo: bool = False,
-        timeout: float | None = None,
-        stdin: str | None = None,
-    ) -> tuple[bool, str, str]:
-        import gevent
-
-        text = commands.as_root(command) if sudo else command
-        limit = timeout or switch.COMMAND_TIMEOUT
-        try:
-            # gevent's timeout also covers opening the channel (a host that stopped answering).
-            with gevent.Timeout(limit + 1):
-                ok, output = self.hosts[name].run_shell_command(
-                    StringCommand(text), print_output=False, _stdin=stdin, _timeout=limit
-                )
-        except gevent.Timeout:
-            return False, "", f"no answer in {limit:g} s: unreachable"
-        except Exception as error:
-            return False, "", f"{type(error).__name__}: {error}"
-        return bool(ok), output.stdout, output.stderr
-
-    def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]:
-        from gevent.pool import Pool
-
-        return list(Pool(max(1, len(names))).map(function, names))
 
 
 @dataclass
@@ -91,15 +54,13 @@ class BlueGreen:
     switched_back: bool = False
 
 
-def state_of(run: ReleaseRun) -> BlueGreen:
-    from pyinfra import state
+_DECISIONS: weakref.WeakKeyDictionary[Any, BlueGreen] = weakref.WeakKeyDictionary()
 
-    real = release._real(state)
-    found = getattr(real, "_bgdeploy_blue_green", None)
-    if found is None:
-        found = BlueGreen()
-        real._bgdeploy_blue_green = found
-    return found
+
+def state_of(run: ReleaseRun) -> BlueGreen:
+    """What this pyinfra run's blue-green deploy decided (one per pyinfra ``State``, beside
+    ``run``)."""
+    return _DECISIONS.setdefault(release.current_state(), BlueGreen())
 
 
 def begin(settings_factory: Callable[[], settings_mod.Settings]) -> ReleaseRun:
@@ -112,15 +73,14 @@ def begin(settings_factory: Callable[[], settings_mod.Settings]) -> ReleaseRun:
 def guard(run: ReleaseRun) -> None:
     """Before any operation: the release's checks (lock, ref, destructive migrations, which
     are refused outright here), and one live colour on every web host."""
-    from pyinfra import host, state
 
     # Destructive migrations are refused in blue-green's words (bgdeploy.checks.preflight).
     release.guard(run)
-    if release._real(host).name != run.migrate_host:
+    if release.current_host().name != run.migrate_host:
         return
     bg = state_of(run)
     settings = run.hosts[run.migrate_host].settings
-    fleet = PyinfraFleet(release._real(state), run.web_order)
+    fleet = PyinfraFleet(release.current_state(), run.web_order)
     bg.colours = switch.read_colours(fleet, settings)
     try:
         bg.live = switch.live_colour(bg.colours)
@@ -133,12 +93,12 @@ def guard(run: ReleaseRun) -> None:
 
 
 def _add(name: str, function: Callable[..., bool], when: Callable[[], bool], **kwargs: Any) -> None:
-    release._add(name, function, when, **kwargs)
+    release.add_operation(name, function, when, **kwargs)
 
 
 def skip_if_live(run: ReleaseRun) -> None:
     """A commit that every host already serves (built and verified) changes nothing."""
-    _, name = release._current()
+    _, name = release.current()
     _add(
         "Already live?",
         _skip_if_live,
@@ -172,7 +132,7 @@ def build_idle_colour(run: ReleaseRun) -> None:
 def smoke_test_idle(run: ReleaseRun) -> None:
     """The five smoke tests through each host's preview listener; a pass marks the colour
     built and verified at the commit (only such a colour is ever switched to)."""
-    _, name = release._current()
+    _, name = release.current()
     _add("Smoke-test the idle colour", _smoke, lambda: run.changing(name, 0), run=run)
 
 
@@ -190,19 +150,19 @@ def _smoke(state: Any, host: Any, run: ReleaseRun) -> bool:
     failed = [c for c in checks if not c.ok]
     if failed:
         message = "; ".join(f"{c.name}: {c.detail}" for c in failed)
-        release._record(hostrun, "smoke tests", started, False, message)
-        release._fail(hostrun, "smoke tests", f"the {bg.idle} colour failed: {message}", host)
-        release._abort_batch(run, 0, host.name, "smoke tests")
+        release.record_step(hostrun, "smoke tests", started, False, message)
+        release.fail_host(hostrun, "smoke tests", f"the {bg.idle} colour failed: {message}", host)
+        release.abort_batch(run, 0, host.name, "smoke tests")
         bg.smoke_failed.append(host.name)
         return False
     ok, out, err = fleet.run(host.name, commands.mark_built(hostrun.live_dir, run.sha or ""))
-    release._record(hostrun, "smoke tests", started, ok, "" if ok else (err or out))
+    release.record_step(hostrun, "smoke tests", started, ok, "" if ok else (err or out))
     return ok
 
 
 def switch_colours(run: ReleaseRun) -> None:
     """Switch every web host to the new colour, or none (run once, for the whole fleet)."""
-    _, name = release._current()
+    _, name = release.current()
     _add("Switch colours", _switch, lambda: _ready_to_switch(run, name), run=run)
 
 
@@ -232,7 +192,7 @@ def _switch(state: Any, host: Any, run: ReleaseRun) -> bool:
     )
     for result in report.results:
         hostrun = run.hosts[result.host]
-        release._record(
+        release.record_step(
             hostrun, "switch", time.monotonic() - result.seconds, result.ok, result.error
         )
         hostrun.outcome.colour = bg.idle
@@ -240,7 +200,7 @@ def _switch(state: Any, host: Any, run: ReleaseRun) -> bool:
             hostrun.outcome.sha_before = colours[result.host].heads.get(bg.live) or None
             hostrun.outcome.sha_after = run.sha
         else:
-            release._fail(hostrun, "switch", result.error, host)
+            release.fail_host(hostrun, "switch", result.error, host)
     bg.switched = not report.undone
     run.save()
     return report.ok
@@ -249,7 +209,7 @@ def _switch(state: Any, host: Any, run: ReleaseRun) -> bool:
 def monitor(run: ReleaseRun) -> None:
     """Watch health on every web host for ``monitor_window`` seconds after the switch; a
     failure switches every host back to the old colour (still built and warm)."""
-    _, name = release._current()
+    _, name = release.current()
     _add(
         "Monitor health",
         _monitor,
@@ -279,7 +239,7 @@ def _monitor(state: Any, host: Any, run: ReleaseRun) -> bool:
         time.sleep(settings.health_interval)
     for name in run.web_order:
         hostrun = run.hosts[name]
-        release._record(hostrun, "monitor health", started, not problem, problem)
+        release.record_step(hostrun, "monitor health", started, not problem, problem)
         if not problem:
             hostrun.outcome.result = "ok"
             hostrun.outcome.message = f"{bg.idle} live, healthy for {settings.monitor_window:g} s"
@@ -312,16 +272,15 @@ def _monitor(state: Any, host: Any, run: ReleaseRun) -> bool:
 
 def canary_requested() -> bool:
     """True when the deploy was given ``--data canary=PCT``."""
-    from pyinfra import host
 
-    return release._real(host).data.get("canary") not in (None, "", False)
+    return release.current_host().data.get("canary") not in (None, "", False)
 
 
 def canary(run: ReleaseRun) -> None:
     """Instead of a switch: ``canary`` % of the clients on the idle colour on every web host,
     the metric gate for ``canary_window``, then the switch (promoted; :func:`monitor` watches
     health as after any switch) or every client back on the live colour."""
-    _, name = release._current()
+    _, name = release.current()
     _add("Canary", _canary, lambda: _ready_to_switch(run, name), run=run)
 
 
@@ -337,8 +296,8 @@ def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
     if not all(result.ok for result in results):
         for result in results:
             hostrun = run.hosts[result.host]
-            release._record(hostrun, "canary", started, False, result.error)
-            release._fail(
+            release.record_step(hostrun, "canary", started, False, result.error)
+            release.fail_host(
                 hostrun,
                 "canary",
                 f"the split was not applied (every host left as it was): {result.error}; a "
@@ -399,7 +358,7 @@ def _promote(
     verdict = "promoted" if ok else "failed"
     message = canary_mod.summary(result) + ("" if ok else "; the switch failed: all on the old")
     for name in run.web_order:
-        release._record(run.hosts[name], "canary", started, ok, message)
+        release.record_step(run.hosts[name], "canary", started, ok, message)
         if ok:
             run.hosts[name].outcome.message = f"canary {pct}% promoted: {bg.idle} live"
     _journal_canary(fleet, run, settings, colours, percent, verdict, result, message)
@@ -427,7 +386,7 @@ def _send_back(
     fleet.map(lambda n: fleet.run(n, commands.unmark_built(bad_dir), sudo=True), run.web_order)
     for name in run.web_order:
         hostrun = run.hosts[name]
-        release._record(hostrun, "canary", started, False, why)
+        release.record_step(hostrun, "canary", started, False, why)
         hostrun.outcome.failed_step = "canary"
         hostrun.outcome.colour = bg.idle
         hostrun.outcome.sha_before = hostrun.outcome.sha_after = colours[name].heads.get(bg.live)

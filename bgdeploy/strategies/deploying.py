@@ -33,7 +33,8 @@ from bgdeploy.core.explain import explain, first_line
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.release_report import ReleaseReport, StepResult
 from bgdeploy.core.settings import Settings
-from bgdeploy.fleet import fleetlock, remote, runner
+from bgdeploy.fleet import fabric_backend, fleetlock, remote, runner
+from bgdeploy.fleet.executor import UNLIMITED_SECONDS, CommandResult
 from bgdeploy.oncall import notify
 from bgdeploy.strategies import canary as canary_mod
 from bgdeploy.strategies import switch
@@ -328,12 +329,10 @@ def recover(
     blue_green = strategy == "blue-green"
     colours = _recover_colours(env, environment, report, progress) if blue_green else ""
 
-    def task(connection: Any, target: remote.Target) -> str:
-        settings = environment.settings[target.name]
-        outcome = report.host(target.name, ["web"])
-        held = connection.run(
-            commands.lock_read(settings.lock_path), hide=True, warn=True, in_stream=False
-        )
+    def task(host: fabric_backend.Host) -> str:
+        settings = environment.settings[host.name]
+        outcome = report.host(host.name, ["web"])
+        held = host.run(commands.lock_read(settings.lock_path)).reached()
         holder = lock.parse_lock(held.stdout)
         if holder is None or holder.run != report.run:
             if outcome.result == "pending":
@@ -343,10 +342,10 @@ def recover(
         if blue_green:
             detail = _blue_green_note(outcome, colours)
         else:
-            detail = _recover_host(connection, settings, outcome, report, progress)
+            detail = _recover_host(host, settings, outcome, report, progress)
         entry = journal.new_entry(
             "deploy_fail",
-            host=target.name,
+            host=host.name,
             env=env,
             ref=report.ref,
             sha=report.sha,
@@ -357,18 +356,15 @@ def recover(
             message=f"interrupted (Ctrl-C): {detail}",
             details={"run": report.run, "strategy": strategy, "interrupted": True},
         )
-        connection.run(
+        host.run(
             commands.join(
                 journal.journal_append_command(settings.journal_path, entry),
                 commands.lock_release(settings.lock_path, report.run),
-            ),
-            hide=True,
-            warn=True,
-            in_stream=False,
-        )
+            )
+        ).reached()
         return detail
 
-    for result in remote.run_tasks(targets, task):
+    for result in fabric_backend.run_tasks(targets, task):
         outcome = report.host(result.host, ["web"])
         if not result.ok:
             outcome.result = "failed"
@@ -421,7 +417,7 @@ def _blue_green_note(outcome: Any, colours: str) -> str:
 
 
 def _recover_host(
-    connection: Any,
+    host: fabric_backend.Host,
     settings: Settings,
     outcome: Any,
     report: ReleaseReport,
@@ -443,8 +439,8 @@ def _recover_host(
         settings, directory, outcome.sha_before, restore=True
     ):
         started = time.monotonic()
-        done = connection.run(command, hide=True, warn=True, in_stream=False, pty=True)
-        ok = done.exited == 0
+        done = host.run(command, pty=True, timeout=UNLIMITED_SECONDS).reached()
+        ok = done.ok
         why = "" if ok else explain(done.stdout, done.stderr)
         outcome.steps.append(
             StepResult(f"restore: {step}", round(time.monotonic() - started, 2),
@@ -457,7 +453,7 @@ def _recover_host(
                 "a broken release"
             )
             return outcome.message
-    healthy = _wait_healthy(connection, settings, outcome.sha_before)
+    healthy = _wait_healthy(host.run, settings, outcome.sha_before)
     outcome.sha_after = outcome.sha_before
     outcome.message = f"interrupted; previous release {outcome.sha_before[:12]} restored" + (
         "" if healthy else ", but it is NOT healthy"
@@ -467,10 +463,10 @@ def _recover_host(
     return outcome.message
 
 
-def _wait_healthy(connection: Any, settings: Settings, sha: str) -> bool:
+def _wait_healthy(run: Callable[[str], CommandResult], settings: Settings, sha: str) -> bool:
     from bgdeploy.checks.smoke import wait_healthy
 
-    return wait_healthy(connection, settings, sha)
+    return wait_healthy(run, settings, sha)
 
 
 # Breaking a stale lock
@@ -524,7 +520,7 @@ def unlock(
     whose lock, and ``reason``.
     """
     environment = runner.check_environment(env)
-    fleet = remote.PerCommandFleet(remote.targets(env, ("web",), environment.inventory))
+    fleet = fabric_backend.PerCommandFleet(remote.targets(env, ("web",), environment.inventory))
     paths = {name: environment.settings[name].lock_path for name in fleet.names}
     found = fleetlock.read(fleet, paths)
     for name in fleet.names:
@@ -556,7 +552,7 @@ def unlock(
 
 
 def _journal_unlocks(
-    fleet: remote.PerCommandFleet,
+    fleet: fabric_backend.PerCommandFleet,
     environment: runner.Environment,
     env: str,
     reason: str | None,

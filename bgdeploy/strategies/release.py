@@ -56,13 +56,13 @@ import hashlib
 import io
 import re
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pyinfra import logger
-from pyinfra.api import StringCommand
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import python
 
@@ -74,6 +74,8 @@ from bgdeploy.core.errors import BgdeployError
 from bgdeploy.core.explain import explain, first_line
 from bgdeploy.core.release_report import HostOutcome, ReleaseReport, StepResult
 from bgdeploy.core.settings import Settings
+from bgdeploy.fleet import pyinfra_backend
+from bgdeploy.fleet.executor import CommandResult
 
 COMMAND_TIMEOUT = 1800
 """Seconds any one command of a release may take (composer and npm on a slow mirror)."""
@@ -231,10 +233,33 @@ class ReleaseRun:
         return DeployRefused(kind, message)
 
 
-def _real(obj: Any) -> Any:
-    """The object behind one of pyinfra's context proxies (``host``, ``state``)."""
-    getter = getattr(obj, "_get_module", None)
-    return getter() if callable(getter) else obj
+# The run state
+# -------------
+#
+# One :class:`ReleaseRun` per pyinfra run, shared by every host's operations: kept here, by
+# pyinfra ``State``, rather than as an attribute of pyinfra's own objects.
+
+_RUNS: weakref.WeakKeyDictionary[Any, ReleaseRun] = weakref.WeakKeyDictionary()
+
+
+def current_state() -> Any:
+    """The pyinfra ``State`` of the run in progress (not the context proxy)."""
+    from pyinfra.context import ctx_state
+
+    return ctx_state.get()
+
+
+def current_host() -> Any:
+    """The pyinfra ``Host`` whose operations are being added or run (not the proxy)."""
+    from pyinfra.context import ctx_host
+
+    return ctx_host.get()
+
+
+def current() -> tuple[ReleaseRun, str]:
+    """The release this pyinfra run makes, and the current host's name: what every step
+    function starts with."""
+    return _RUNS[current_state()], current_host().name
 
 
 def _data_bool(data: Any, key: str) -> bool:
@@ -272,17 +297,15 @@ def begin(settings_factory: Callable[[], Settings], strategy: str = "in-place") 
     window. Raises :class:`DeployRefused` on a wrong value or outside the window; nothing has
     been added or run then.
     """
-    from pyinfra import host, state
-
-    real_state, real_host = _real(state), _real(host)
+    real_state, real_host = current_state(), current_host()
     try:
         settings = settings_factory()
     except BgdeployError as error:
         raise DeployRefused("config", str(error)) from None
-    run: ReleaseRun | None = getattr(real_state, "_bgdeploy_release", None)
+    run: ReleaseRun | None = _RUNS.get(real_state)
     if run is None:
         run = _new_run(real_state, real_host, settings, strategy)
-        real_state._bgdeploy_release = run
+        _RUNS[real_state] = run
     roles = [group for group in ("web", "db") if group in real_host.groups]
     outcome = run.report.host(real_host.name, roles)
     outcome.batch = run.batch_of(real_host.name)
@@ -358,23 +381,20 @@ def _new_run(
 
 def _sh(
     host: Any, command: str, *, pty: bool = False, timeout: int = COMMAND_TIMEOUT
-) -> tuple[bool, str, str]:
-    """Run one shell command on ``host``; (succeeded, stdout, stderr). Never raises.
+) -> CommandResult:
+    """Run one release command on ``host`` through the executor (its pyinfra backend); the
+    result unpacks as (succeeded, stdout, stderr). Never raises for the host's failure.
 
     ``pty``: under a terminal (stderr then arrives with stdout). The release's steps run so:
     when the deploy is stopped and its SSH connection closes, they get SIGHUP and stop, rather
     than go on changing the host behind the recovery's back.
     """
-    try:
-        ok, output = host.run_shell_command(
-            StringCommand(command), print_output=False, _get_pty=pty, _timeout=timeout
-        )
-    except Exception as error:
-        return False, "", f"{type(error).__name__}: {error}"
-    return bool(ok), output.stdout, output.stderr
+    return pyinfra_backend.run_on(host, command, timeout=timeout, pty=pty)
 
 
-def _record(run: HostRun, name: str, started: float, ok: bool, message: str = "") -> None:
+def record_step(run: HostRun, name: str, started: float, ok: bool, message: str = "") -> None:
+    """Add step ``name`` (begun at ``started``, a monotonic time) to the host's outcome: ok
+    or failed, with the ``message`` that explains a failure."""
     run.last_step_end = time.monotonic()
     run.outcome.steps.append(
         StepResult(
@@ -386,7 +406,9 @@ def _record(run: HostRun, name: str, started: float, ok: bool, message: str = ""
     )
 
 
-def _fail(run: HostRun, step: str, message: str, host: Any) -> None:
+def fail_host(run: HostRun, step: str, message: str, host: Any) -> None:
+    """Mark the host failed at ``step`` with ``message`` (what the report and the FAILED line
+    show), and log it under the pyinfra ``host``'s prefix."""
     run.outcome.failed_step = step
     run.outcome.message = message
     run.outcome.result = "failed"
@@ -409,9 +431,9 @@ def _command_step(
     started = time.monotonic()
     ok, out, err = _sh(host, command, pty=True)
     message = "" if ok else explain(out, err)
-    _record(run, step, started, ok, message)
+    record_step(run, step, started, ok, message)
     if not ok:
-        _fail(run, step, message, host)
+        fail_host(run, step, message, host)
     release.save()
     return ok
 
@@ -423,13 +445,16 @@ def _command_step(
 # operation, so they all share one order); ``_if`` decides at execute time where it acts.
 
 
-def _add(
+def add_operation(
     name: str,
     function: Callable[..., bool],
     when: Callable[[], bool],
     ignore_errors: bool = True,
     **kwargs: Any,
 ) -> None:
+    """Add operation ``name`` to the current host: ``function(**kwargs)`` runs at execute
+    time where ``when()`` says so (every host gets every operation, so they share one
+    order)."""
     python.call(
         name=name,
         function=function,
@@ -439,21 +464,14 @@ def _add(
     )
 
 
-def _current() -> tuple[ReleaseRun, str]:
-    from pyinfra import host, state
-
-    return _real(state)._bgdeploy_release, _real(host).name
-
-
 def guard(release: ReleaseRun) -> None:
     """Before any operation: on the designated migrate host, check that no deploy holds the
     lock, resolve the ref to exactly one commit, list the pending migrations and refuse
     destructive ones (unless ``allow_destructive``). Reads only (and fetches into the live
     colour's ``.git``); raises :class:`DeployRefused`. The checks are
     :mod:`bgdeploy.checks.preflight`'s, the same ``bgdeploy preflight`` prints."""
-    from pyinfra import host, state
 
-    real_host, real_state = _real(host), _real(state)
+    real_host, real_state = current_host(), current_state()
     if real_host.name != release.migrate_host:
         return
     settings = release.hosts[real_host.name].settings
@@ -580,8 +598,8 @@ def _release_facts(
 
 def take_lock(release: ReleaseRun) -> None:
     """Take the deploy lock on every web host (atomic create; owner, pid, host, ref, time)."""
-    _, name = _current()
-    _add(
+    _, name = current()
+    add_operation(
         "Take the deploy lock",
         _take_lock,
         lambda: release.hosts[name].is_web,
@@ -599,13 +617,13 @@ def _take_lock(state: Any, host: Any, release: ReleaseRun) -> bool:
         acquired, holder = lock.parse_acquire_output(out) if ok else (False, None)
     except ValueError:
         acquired, holder = False, None
-    _record(run, "take the deploy lock", started, acquired)
+    record_step(run, "take the deploy lock", started, acquired)
     if acquired:
         run.lock_acquired = True
         release.save()
         return True
     if not ok:
-        _fail(run, "take the deploy lock", explain(out, err), host)
+        fail_host(run, "take the deploy lock", explain(out, err), host)
         release.aborted = release.aborted or f"could not take the lock on {host.name}"
         release.save()
         return False
@@ -627,8 +645,8 @@ def preflight(release: ReleaseRun) -> None:
     ``shared/.env`` has its secrets, enough free disk, the live colour has no local changes,
     the repository is fetched and has the commit. A host already at the commit is left alone
     (unless ``force``)."""
-    _, name = _current()
-    _add(
+    _, name = current()
+    add_operation(
         "Preflight",
         _preflight,
         lambda: release.hosts[name].lock_acquired and release.report.refusal is None,
@@ -666,12 +684,12 @@ def _preflight(state: Any, host: Any, release: ReleaseRun) -> bool:
         problems += [check.detail for check in checks if check.failed]
     if problems:
         message = "\n".join(problems)
-        _record(run, "preflight", started, False, message)
-        _fail(run, "preflight", message, host)
+        record_step(run, "preflight", started, False, message)
+        fail_host(run, "preflight", message, host)
         release.aborted = release.aborted or f"preflight failed on {host.name}"
         release.save()
         return False
-    _record(run, "preflight", started, True)
+    record_step(run, "preflight", started, True)
     if (
         not idle
         and run.outcome.sha_before == release.sha
@@ -690,8 +708,8 @@ def _preflight(state: Any, host: Any, release: ReleaseRun) -> bool:
 def check_out(release: ReleaseRun, batch: int) -> None:
     """Check out the exact commit in the live colour (local changes make it fail), and link
     ``.env`` and ``storage`` to ``shared/``."""
-    _, name = _current()
-    _add(
+    _, name = current()
+    add_operation(
         "Check out the release",
         _check_out,
         lambda: release.changing(name, batch),
@@ -707,11 +725,11 @@ def _check_out(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
     if ok:
         run.outcome.sha_after = release.sha
     else:
-        _abort_batch(release, batch, host.name, "check out")
+        abort_batch(release, batch, host.name, "check out")
     return ok
 
 
-def _abort_batch(release: ReleaseRun, batch: int, host: str, step: str) -> None:
+def abort_batch(release: ReleaseRun, batch: int, host: str, step: str) -> None:
     """Stop ``batch``: ``step`` failed on ``host`` (the other hosts' notes say why)."""
     run = release.hosts.get(host)
     cause = first_line(run.outcome.message) if run is not None else ""
@@ -727,15 +745,15 @@ def install_dependencies(release: ReleaseRun, batch: int) -> None:
     (its build, packed and checksummed, is then copied to the others: ``Receive the assets``),
     else on every host. One operation: the hosts that only run composer do not wait for the
     building host between steps (its npm work runs beside their composer)."""
-    _, name = _current()
-    _add(
+    _, name = current()
+    add_operation(
         "Install dependencies",
         _install,
         lambda: release.changing(name, batch),
         release=release,
         batch=batch,
     )
-    _add(
+    add_operation(
         "Receive the assets",
         _receive_assets,
         lambda: (
@@ -766,7 +784,7 @@ def _build_step(state: Any, host: Any, release: ReleaseRun, batch: int, step: st
     if ok and step == "npm run build" and release.shares_assets(host.name):
         ok = _pack_assets(release, run, host)
     if not ok:
-        _abort_batch(release, batch, host.name, step)
+        abort_batch(release, batch, host.name, step)
     return ok
 
 
@@ -783,9 +801,9 @@ def _pack_assets(release: ReleaseRun, run: HostRun, host: Any) -> bool:
             ok, err = False, f"{type(error).__name__}: {error}"
         _sh(host, f"rm -f {commands.q(archive)}")
     message = "" if ok else f"packing the assets failed: {explain(out, err)}"
-    _record(run, "pack the assets", started, ok, message)
+    record_step(run, "pack the assets", started, ok, message)
     if not ok:
-        _fail(run, "pack the assets", message, host)
+        fail_host(run, "pack the assets", message, host)
         return False
     release.assets = packed.getvalue()
     release.assets_sha256 = hashlib.sha256(release.assets).hexdigest()
@@ -814,10 +832,10 @@ def _receive_assets(state: Any, host: Any, release: ReleaseRun, batch: int) -> b
         )
         ok, out, err = _sh(host, command)
     message = "" if ok else f"the assets could not be received: {explain(out, err)}"
-    _record(run, "receive the assets", started, ok, message)
+    record_step(run, "receive the assets", started, ok, message)
     if not ok:
-        _fail(run, "receive the assets", message, host)
-        _abort_batch(release, batch, host.name, "receive the assets")
+        fail_host(run, "receive the assets", message, host)
+        abort_batch(release, batch, host.name, "receive the assets")
     release.save()
     return ok
 
@@ -825,8 +843,8 @@ def _receive_assets(state: Any, host: Any, release: ReleaseRun, batch: int) -> b
 def snapshot_database(release: ReleaseRun, batch: int) -> None:
     """When migrations are pending: a verified ``pg_dump -Fc`` snapshot on the db host
     (free disk checked first, sha256 sidecar, 0600, the last ``snapshot_keep`` kept)."""
-    _, name = _current()
-    _add(
+    _, name = current()
+    add_operation(
         "Snapshot the database",
         _snapshot,
         lambda: (
@@ -873,7 +891,7 @@ def _snapshot(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
             "size": int(found.group(2)),
             "sha256": found.group(3),
         }
-        _record(run, "snapshot", started, True)
+        record_step(run, "snapshot", started, True)
         logger.info(
             f"{host.print_prefix}snapshot {name}.dump verified ({found.group(2)} bytes); "
             f"database fingerprint {fingerprint.short} (batch {fingerprint.batch})"
@@ -881,11 +899,11 @@ def _snapshot(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
         release.save()
         return True
     message = f"database snapshot failed: {explain(out, err)}"
-    _record(run, "snapshot", started, False, message)
+    record_step(run, "snapshot", started, False, message)
     run.outcome.result, run.outcome.failed_step = "failed", "snapshot"
     logger.error(f"{host.print_prefix}{message}")
     release.report.error = f"{message} (migrations not run)"
-    _abort_batch(release, batch, host.name, "snapshot")
+    abort_batch(release, batch, host.name, "snapshot")
     for name_in_batch in release.batches[batch]:
         other = release.hosts[name_in_batch].outcome
         if other.failed_step is None:
@@ -897,8 +915,8 @@ def _snapshot(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
 def run_migrations(release: ReleaseRun, batch: int) -> None:
     """``php artisan migrate --force``, once, from the designated web host, after the
     snapshot."""
-    _, name = _current()
-    _add(
+    _, name = current()
+    add_operation(
         "Run migrations",
         _migrate,
         lambda: (
@@ -919,7 +937,7 @@ def _migrate(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
     if ok:
         release.migrated = True
         release.report.migrated_on = host.name
-        _record(run, "migrate", started, True)
+        record_step(run, "migrate", started, True)
         release.save()
         return True
     cause = explain(out, err)
@@ -933,12 +951,12 @@ def _migrate(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
     )
     release.report.database = check.to_dict()
     (logger.info if check.verified else logger.error)(f"{host.print_prefix}{verdict}")
-    _record(run, "migrate", started, False, message)
-    _fail(run, "migrate", message, host)
+    record_step(run, "migrate", started, False, message)
+    fail_host(run, "migrate", message, host)
     release.report.error = "; ".join(line for line in (failure, verdict, advice) if line).replace(
         "\n", " "
     )
-    _abort_batch(release, batch, host.name, "migrate")
+    abort_batch(release, batch, host.name, "migrate")
     return False
 
 
@@ -963,7 +981,7 @@ def undo_failed_migrate(state: Any, host: Any, release: ReleaseRun) -> schema.Da
     check = schema.DatabaseCheck(before=release.fingerprint)
     if release.fingerprint is None or release.db_host is None:
         return check
-    db_host = _real(state).inventory.get_host(release.db_host)
+    db_host = current_state().inventory.get_host(release.db_host)
     before = release.fingerprint
     ok, out, err = _sh(
         db_host,
@@ -1037,8 +1055,8 @@ def _phase(
     label: str, release: ReleaseRun, batch: int, steps: tuple[str, ...], health: bool
 ) -> None:
     """One operation running ``steps`` (and the health check) on each host being released."""
-    _, name = _current()
-    _add(
+    _, name = current()
+    add_operation(
         label,
         _run_steps,
         lambda: release.changing(name, batch),
@@ -1089,12 +1107,12 @@ def _verify_health(state: Any, host: Any, release: ReleaseRun) -> bool:
     run = release.hosts[host.name]
     started = time.monotonic()
     ok, message = _probe_until(host, run.settings, release.sha)
-    _record(run, "verify health", started, ok, "" if ok else message)
+    record_step(run, "verify health", started, ok, "" if ok else message)
     if ok:
         run.outcome.result = "ok"
         run.outcome.message = message
     else:
-        _fail(run, "verify health", message, host)
+        fail_host(run, "verify health", message, host)
         run.needs_restore = True
     release.save()
     return ok
@@ -1105,7 +1123,7 @@ def restore_on_failure(release: ReleaseRun, batch: int) -> None:
     npm, caches, reloads, workers, health. After a failure before migrations on any host of
     the batch, every host of the batch is restored; after a failure once live (caches,
     reloads, health), that host is rolled back unless ``auto_rollback`` is off."""
-    _, name = _current()
+    _, name = current()
 
     def applies() -> bool:
         run = release.hosts[name]
@@ -1115,7 +1133,7 @@ def restore_on_failure(release: ReleaseRun, batch: int) -> None:
             return True
         return run.needs_restore and run.settings.auto_rollback
 
-    _add("Restore the previous release", _restore, applies, release=release, batch=batch)
+    add_operation("Restore the previous release", _restore, applies, release=release, batch=batch)
 
 
 def _restore(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
@@ -1141,13 +1159,13 @@ def _restore(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
     for step, command in steps:
         started = time.monotonic()
         ok, out, err = _sh(host, command, pty=True)
-        _record(run, f"restore: {step}", started, ok, "" if ok else explain(out, err))
+        record_step(run, f"restore: {step}", started, ok, "" if ok else explain(out, err))
         if not ok:
             return _restore_failed(release, run, host, f"restore: {step}", explain(out, err))
     outcome.sha_after = outcome.sha_before
     started = time.monotonic()
     ok, message = _probe_until(host, settings, outcome.sha_before)
-    _record(run, "restore: verify health", started, ok, "" if ok else message)
+    record_step(run, "restore: verify health", started, ok, "" if ok else message)
     if not ok:
         return _restore_failed(release, run, host, "restore: verify health", message)
     run.restore_ok = True
@@ -1178,8 +1196,8 @@ def _restore_failed(release: ReleaseRun, run: HostRun, host: Any, step: str, err
 def write_journal(release: ReleaseRun) -> None:
     """Append the release to the journal of every web host: steps and durations, the commits
     before and after, who, the result (and the snapshot, migrations and overrides)."""
-    _, name = _current()
-    _add(
+    _, name = current()
+    add_operation(
         "Write the journal",
         _write_journal,
         lambda: release.hosts[name].is_web,
@@ -1337,8 +1355,8 @@ def _write_journal(state: Any, host: Any, release: ReleaseRun) -> bool:
 
 def release_lock(release: ReleaseRun) -> None:
     """Remove the deploy lock this deploy holds (never another deploy's)."""
-    _, name = _current()
-    _add(
+    _, name = current()
+    add_operation(
         "Release the deploy lock",
         _release_lock,
         lambda: release.hosts[name].lock_acquired,
@@ -1362,9 +1380,11 @@ def _release_lock(state: Any, host: Any, release: ReleaseRun) -> bool:
 
 def finish(release: ReleaseRun) -> None:
     """Report each host's result; a host whose release failed fails here (exit non-zero)."""
-    _, name = _current()
+    _, name = current()
     # Not ignored: a host that fails here counts for pyinfra's exit code.
-    _add("Finish", _finish, lambda: name in release.hosts, ignore_errors=False, release=release)
+    add_operation(
+        "Finish", _finish, lambda: name in release.hosts, ignore_errors=False, release=release
+    )
 
 
 def _finish(state: Any, host: Any, release: ReleaseRun) -> bool:

@@ -41,7 +41,6 @@ marked built is built again).
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,11 +51,18 @@ from bgdeploy import commands
 from bgdeploy.checks import schema, smoke
 from bgdeploy.core import journal, refs
 from bgdeploy.core import settings as settings_mod
-from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
+from bgdeploy.core.errors import (
+    ConfigError,
+    HostError,
+    HostKeyRejected,
+    OperationFailed,
+    PolicyRefusal,
+)
 from bgdeploy.core.journal import JournalEntry
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.settings import Settings
-from bgdeploy.fleet import fleetlock, remote, runner
+from bgdeploy.fleet import fabric_backend, fleetlock, remote, runner
+from bgdeploy.fleet.executor import UNLIMITED_SECONDS, CommandResult
 from bgdeploy.strategies import switch
 
 MAX_MIGRATION_STEPS = 100
@@ -221,19 +227,21 @@ def parse_resolved(output: str) -> set[str]:
 # -----------------------------------------------------------------
 
 
-class Hosts(switch.FabricFleet):
+class Hosts(fabric_backend.FabricFleet):
     """The web hosts over Fabric (strict host keys), one connection each, opened once.
 
     :meth:`open` connects to all in parallel; a host that cannot be reached is set aside in
-    ``down`` with the reason, and ``names`` keeps the reachable ones (what the switch runs
-    on). The same connections carry the reads, the smoke tests, the switch and the journal.
+    ``down`` with its typed reason (:class:`bgdeploy.core.errors.HostUnreachable` or
+    :class:`bgdeploy.core.errors.HostKeyRejected`), and ``names`` keeps the reachable ones
+    (what the switch runs on). The same connections carry the reads, the smoke tests, the
+    switch and the journal.
     """
 
     def __init__(self, targets: Sequence[remote.Target]) -> None:
         super().__init__(targets)
         self.targets = list(targets)
         self.all_names = list(self.names)
-        self.down: dict[str, str] = {}
+        self.down: dict[str, HostError] = {}
         self.stopped = False
 
     def stop(self) -> None:
@@ -242,23 +250,17 @@ class Hosts(switch.FabricFleet):
         self.stopped = True
         self.close()
 
-    def open(self) -> None:
-        def one(name: str) -> str:
-            try:
-                self.connections[name].open()
-            except Exception as error:
-                return remote.describe_error(error)
-            return ""
-
-        for name, error in zip(self.all_names, self.map(one, self.all_names), strict=True):
-            if error:
+    def open_all(self) -> None:
+        """Connect to every host in parallel; the unreachable ones go to ``down``."""
+        for name, error in zip(self.all_names, self.map(self.open, self.all_names), strict=True):
+            if error is not None:
                 self.down[name] = error
         self.names = [name for name in self.all_names if name not in self.down]
 
     @property
-    def refused_keys(self) -> dict[str, str]:
+    def refused_keys(self) -> dict[str, HostError]:
         """Hosts whose host key was unknown or changed."""
-        return {name: why for name, why in self.down.items() if why.startswith("host key")}
+        return {name: why for name, why in self.down.items() if isinstance(why, HostKeyRejected)}
 
     def command(
         self,
@@ -267,23 +269,12 @@ class Hosts(switch.FabricFleet):
         stdin: str | None = None,
         pty: bool = False,
         timeout: float = remote.COMMAND_TIMEOUT,
-    ) -> tuple[bool, str, str]:
+    ) -> CommandResult:
         """Run ``command`` on ``name`` (``stdin``: its input; ``pty``: under a terminal, so it
-        stops when the connection drops): (ok, stdout, stderr)."""
+        stops when the connection drops); nothing once the rollback was stopped."""
         if self.stopped:
-            return False, "", "interrupted (Ctrl-C)"
-        try:
-            result = self.connections[name].run(
-                command,
-                hide=True,
-                warn=True,
-                pty=pty,
-                in_stream=io.StringIO(stdin) if stdin is not None else False,
-                timeout=timeout,
-            )
-        except Exception as error:
-            return False, "", remote.describe_error(error)
-        return result.exited == 0, result.stdout, result.stderr
+            return CommandResult(name, False, stderr="interrupted (Ctrl-C)")
+        return self.run(name, command, stdin=stdin, pty=pty, timeout=timeout)
 
     def each(self, function: Callable[[str], Any], names: Sequence[str] | None = None) -> None:
         """Run ``function(name)`` for every reachable host (or ``names``) in parallel."""
@@ -354,7 +345,7 @@ def rollback(request: RollbackRequest, progress: Progress = quiet) -> RollbackRe
 
 
 def _rollback(request: RollbackRequest, hosts: Hosts, progress: Progress) -> RollbackReport:
-    hosts.open()
+    hosts.open_all()
     if hosts.refused_keys:
         each = "; ".join(f"{name}: {why}" for name, why in hosts.refused_keys.items())
         raise PolicyRefusal(f"rollback refused, nothing was run on any host: {each}")
@@ -415,7 +406,7 @@ def _read(
         if not ok:
             colours[name].error = err.strip() or "could not read the colours"
         if (name, "smoke") in done:
-            answers[name] = done[(name, "smoke")][1]
+            answers[name] = done[(name, "smoke")].stdout
     return colours, answers
 
 
@@ -481,7 +472,7 @@ def _switch_back(
         bad, sha = colours[name].heads.get(live, ""), colours[name].heads.get(previous, "")
         began = time.monotonic()
         healthy = smoke.wait_healthy(
-            hosts.connections[name], request.environment.settings[name], sha
+            lambda command: hosts.run(name, command), request.environment.settings[name], sha
         )
         steps = [
             journal.Step("switch", round(result.seconds, 3)),
@@ -632,7 +623,7 @@ def _interrupted(
         progress(f"{name}: " + ("stopped" if ok else f"NOT stopped: {err.strip()}"))
 
     try:
-        again.open()
+        again.open_all()
         again.each(one)
     finally:
         again.close()
@@ -712,7 +703,7 @@ def _restore_host(
             break
     if not failure:
         began = time.monotonic()
-        healthy = smoke.wait_healthy(hosts.connections[name], settings, target)
+        healthy = smoke.wait_healthy(lambda command: hosts.run(name, command), settings, target)
         steps.append(journal.Step("verify health", round(time.monotonic() - began, 2),
                                   "ok" if healthy else "failed"))  # fmt: skip
         if not healthy:
@@ -792,15 +783,15 @@ def _down_results(hosts: Hosts) -> list[remote.HostResult]:
 # --------------
 
 
-def _on_db(target: remote.Target, command: str, what: str) -> Any:
-    """Run ``command`` on the db host (its own connection); OperationFailed saying ``what``."""
-    connection = remote.connect(target)
-    try:
-        return connection.run(command, hide=True, warn=True, in_stream=False)
-    except Exception as error:
-        raise OperationFailed(f"{target.name}: {what}: {remote.describe_error(error)}") from None
-    finally:
-        connection.close()
+def _on_db(target: remote.Target, command: str, what: str) -> CommandResult:
+    """Run ``command`` on the db host (its own connection, no time limit: a snapshot takes
+    what it takes); OperationFailed saying ``what`` when the host was not reached."""
+    done = fabric_backend.PerCommandFleet([target]).run(
+        target.name, command, timeout=UNLIMITED_SECONDS
+    )
+    if done.error is not None or done.exit_status is None:
+        raise OperationFailed(f"{target.name}: {what}: {done.stderr}")
+    return done
 
 
 def _batches(output: str) -> dict[str, int]:
@@ -849,10 +840,9 @@ def _migrations(
     done = _on_db(db_target, command, "snapshot failed, no migration was rolled back")
     found = commands.SNAPSHOT_CREATED.search(done.stdout)
     before = schema.parse_fingerprint(done.stdout)
-    if done.exited != 0 or not found or before is None:
+    if not done.ok or not found or before is None:
         raise OperationFailed(
-            f"{db_target.name}: snapshot failed, no migration was rolled back: "
-            f"{remote.exit_text(done)}"
+            f"{db_target.name}: snapshot failed, no migration was rolled back: {done.exit_text()}"
         )
     recorded = _batches(done.stdout)
     report.snapshot = {

@@ -30,20 +30,18 @@ connections): :class:`Fleet` is how it reaches the hosts.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from bgdeploy import commands
 from bgdeploy.core import journal, lock
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.render import IDLE_INCLUDE, LIVE_INCLUDE, colour_include
 from bgdeploy.core.settings import Settings
-from bgdeploy.fleet import remote
+from bgdeploy.fleet import fabric_backend, remote
+from bgdeploy.fleet.executor import Executor
 
 COLOURS = ("blue", "green")
 T = TypeVar("T")
@@ -73,63 +71,14 @@ def other(colour: str) -> str:
     return "green" if colour == "blue" else "blue"
 
 
-class Fleet(Protocol):
-    """How the switch reaches the web hosts: run a command on one (``timeout``: seconds to
-    wait for it, then it counts as failed), run a function on all."""
+Fleet = Executor
+"""How the switch reaches the web hosts (:class:`bgdeploy.fleet.executor.Executor`): run a
+command on one (``timeout``: seconds to wait for it, then it counts as failed), run a function
+on all."""
 
-    names: list[str]
-
-    def run(
-        self, name: str, command: str, sudo: bool = False, timeout: float | None = None
-    ) -> tuple[bool, str, str]: ...
-
-    def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]: ...
-
-
-class FabricFleet:
-    """Web hosts over Fabric: one strict connection per host, kept for the whole switch."""
-
-    def __init__(self, targets: Sequence[remote.Target]) -> None:
-        self.names = [target.name for target in targets]
-        self.connections = {target.name: remote.connect(target) for target in targets}
-
-    def run(
-        self, name: str, command: str, sudo: bool = False, timeout: float | None = None
-    ) -> tuple[bool, str, str]:
-        """Run ``command``; after ``timeout`` seconds without an answer (a host that stopped
-        answering: opening the channel alone would wait for ever) the connection is closed
-        and the command fails."""
-        connection = self.connections[name]
-        limit = timeout or COMMAND_TIMEOUT
-        text = commands.as_root(command) if sudo else command
-        done: dict[str, Any] = {}
-
-        def call() -> None:
-            try:
-                done["result"] = connection.run(
-                    text, hide=True, warn=True, in_stream=False, timeout=limit
-                )
-            except Exception as error:
-                done["error"] = remote.describe_error(error)
-
-        worker = threading.Thread(target=call, daemon=True)
-        worker.start()
-        worker.join(limit + 1)
-        if worker.is_alive():
-            connection.close()
-            return False, "", f"no answer in {limit:g} s: unreachable"
-        if "error" in done:
-            return False, "", done["error"]
-        result = done["result"]
-        return result.exited == 0, result.stdout, result.stderr
-
-    def map(self, function: Callable[[str], T], names: Sequence[str]) -> list[T]:
-        with ThreadPoolExecutor(max_workers=max(1, min(32, len(names)))) as pool:
-            return list(pool.map(function, names))
-
-    def close(self) -> None:
-        for connection in self.connections.values():
-            connection.close()
+FabricFleet = fabric_backend.FabricFleet
+"""Web hosts over Fabric, one strict connection per host kept for the whole switch (what the
+command line switches with)."""
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 
 from bgdeploy import sandbox
 from bgdeploy.core.journal import JournalEntry, journal_append_command
-from bgdeploy.fleet import remote, sshkeys
+from bgdeploy.fleet import fabric_backend, remote, sshkeys
 
 from .conftest import run, sh
 
@@ -33,7 +33,7 @@ def test_targets_come_from_the_inventory(sandbox_env: str, fleet: sandbox.Sandbo
 
 def test_commands_run_in_parallel_with_per_host_results(sandbox_env: str) -> None:
     hosts = remote.targets("sandbox", groups=("web", "db"))
-    results = remote.run_all(hosts, lambda host: f"hostname; test {host.name} != web2")
+    results = fabric_backend.run_all(hosts, lambda host: f"hostname; test {host.name} != web2")
     by_host = {r.host: r for r in results}
     assert by_host["web1"].ok and by_host["web1"].stdout.strip() == "web1"
     assert by_host["db"].ok
@@ -52,17 +52,17 @@ def test_changed_and_unknown_host_keys_are_refused(sandbox_env: str, tmp_path: P
     marker = f"/tmp/fabric-strict-{os.getpid()}"
     for known_hosts, message in ((changed, "CHANGED"), (unknown, "unknown")):
         target = dataclasses.replace(web1, known_hosts=str(known_hosts))
-        (result,) = remote.run_all([target], f"touch {marker}")
+        (result,) = fabric_backend.run_all([target], f"touch {marker}")
         assert not result.ok and message in result.error
     assert unknown.read_text() == ""
-    (check,) = remote.run_all([web1], f"test ! -e {marker}")
+    (check,) = fabric_backend.run_all([web1], f"test ! -e {marker}")
     assert check.ok, "no command may run on a host whose key was refused"
 
 
 def test_unreachable_host_is_reported_not_hidden(sandbox_env: str) -> None:
     hosts = remote.targets("sandbox", groups=("web",))
     dead = dataclasses.replace(hosts[1], port=1)
-    results = remote.run_all([hosts[0], dead], "true")
+    results = fabric_backend.run_all([hosts[0], dead], "true")
     assert results[0].ok
     assert not results[1].ok and "unreachable" in results[1].error
 
