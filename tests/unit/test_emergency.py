@@ -14,7 +14,7 @@ import pytest
 from bgdeploy import commands
 from bgdeploy.core import settings
 from bgdeploy.core.errors import ConfigError
-from bgdeploy.fleet import remote
+from bgdeploy.fleet import fabric_backend, remote
 from bgdeploy.oncall import emergency
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,26 +206,27 @@ def test_redis_password_goes_on_stdin_never_in_the_command(
     monkeypatch.setenv("BGDEPLOY_REDIS_PASSWORD", password)
     db = remote.Target("db", "10.0.0.9", 22, "deploy", None, None, ("db",), group_data())
     runs: list[tuple[str, str]] = []
-    root_commands: list[str] = []
 
     class Connection:
-        def run(self, command: str, **kwargs: object) -> None:
+        """A Fabric connection that records each command and its stdin, and succeeds."""
+
+        def run(self, command: str, **kwargs: object) -> object:
             stream = kwargs["in_stream"]
             runs.append((command, stream.read() if isinstance(stream, io.StringIO) else ""))
+            return type("Result", (), {"exited": 0, "stdout": "", "stderr": ""})()
 
-    def run_tasks(hosts, task):
-        return [task(Connection(), host) for host in hosts]
+        def close(self) -> None:
+            pass
 
     monkeypatch.setattr(remote, "targets", lambda env, groups: [db])
-    monkeypatch.setattr(remote, "run_tasks", run_tasks)
-    monkeypatch.setattr(
-        remote, "sudo", lambda connection, command, **kw: root_commands.append(command)
-    )
-    assert emergency.clear_caches("prod", flush_redis=True) == ["Redis FLUSHALL"]
-    ((command, stdin),) = runs
+    monkeypatch.setattr(fabric_backend, "connect", lambda target, *a, **k: Connection())
+    results = emergency.clear_caches("prod", flush_redis=True)
+    assert [(r.ok, r.detail) for r in results] == [(True, "Redis FLUSHALL")]
+    (command, stdin), *others = runs  # then the journal line
     assert command == commands.redis_cli(6379)
     assert stdin == f"AUTH {password}\nFLUSHALL\n"
-    assert all(password not in text for text in [command, *root_commands])
+    assert others and all(not stdin for _, stdin in others)
+    assert all(password not in text for text, _ in runs)
 
 
 def test_tail_quotes_the_path() -> None:
