@@ -149,7 +149,6 @@ from bgdeploy.commands.services import (
     supervisor_update,
 )
 from bgdeploy.commands.shell import (
-    TERMINAL_COLUMNS,
     as_root,
     as_user,
     forget_group,
@@ -216,7 +215,6 @@ __all__ = [
     "SWITCH_PENDING",
     "SWITCH_PREV",
     "SWITCH_TOKEN",
-    "TERMINAL_COLUMNS",
     "applied_migrations",
     "apt_install",
     "artisan",

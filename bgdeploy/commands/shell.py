@@ -27,6 +27,7 @@ import re
 import shlex
 
 from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.explain import TERMINAL_COLUMNS
 
 
 def q(value: object) -> str:
@@ -39,7 +40,6 @@ def join(*commands: str) -> str:
     return " && ".join(f"{c}" for c in commands if c)
 
 
-TERMINAL_COLUMNS = 1000
 """The console width artisan and composer run at (``COLUMNS``, :func:`wide`)."""
 
 

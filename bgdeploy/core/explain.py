@@ -33,8 +33,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bgdeploy.commands import TERMINAL_COLUMNS
-
 MAX_LINES = 6
 """Lines kept in an explanation."""
 
@@ -43,6 +41,10 @@ MAX_LINE = 300
 
 MAX_SCANNED = 5000
 """Lines of each output searched (the last ones: a step can print a lot before it fails)."""
+
+TERMINAL_COLUMNS = 1000
+"""The width bgdeploy's step commands run at (``COLUMNS``, :func:`bgdeploy.commands.shell.wide`):
+wide enough that no message is wrapped."""
 
 WRAP_WIDTHS = (80, TERMINAL_COLUMNS)
 """Terminal widths a console box may have been wrapped at: 80 (a pty's default, when nothing

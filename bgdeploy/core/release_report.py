@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bgdeploy.core.explain import first_line
+from bgdeploy.core.files import write_atomic
 from bgdeploy.core.refs import short
-from bgdeploy.files import write_atomic
 
 HOST_RESULTS = (
     "pending",

@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bgdeploy.files import write_atomic
+from bgdeploy.core.files import write_atomic
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from bgdeploy.core.errors import ConfigError, OperationFailed
+from bgdeploy.core.files import write_atomic
 from bgdeploy.core.progress import Progress, quiet
-from bgdeploy.files import write_atomic
 from bgdeploy.fleet import sshkeys
 from bgdeploy.sandbox import image, monitoring, sampleapp
 from bgdeploy.sandbox.containers import (

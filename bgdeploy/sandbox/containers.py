@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bgdeploy.core.errors import OperationFailed
-from bgdeploy.files import write_atomic
+from bgdeploy.core.files import write_atomic
 from bgdeploy.fleet import sshkeys
 from bgdeploy.sandbox.state import SandboxHost, SandboxState, load_state, save_state
 

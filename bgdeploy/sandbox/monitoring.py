@@ -52,9 +52,9 @@ from bgdeploy.checks.gate import Thresholds
 from bgdeploy.checks.metrics import check_window
 from bgdeploy.core import render
 from bgdeploy.core.errors import ConfigError, OperationFailed
+from bgdeploy.core.files import write_atomic
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.settings import ROOT
-from bgdeploy.files import write_atomic
 from bgdeploy.sandbox import image
 from bgdeploy.sandbox.containers import LABEL, published_port
 

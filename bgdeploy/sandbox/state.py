@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.files import write_atomic
 from bgdeploy.core.settings import SECRET_VARIABLES
-from bgdeploy.files import write_atomic
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}\Z")
 

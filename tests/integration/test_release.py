@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from bgdeploy import commands, sandbox
+from bgdeploy.core import explain
 from bgdeploy.core import lock as lock_mod
 from bgdeploy.sandbox import sampleapp
 
@@ -413,7 +414,7 @@ def test_step_commands_are_not_wrapped_at_the_ptys_width(at_v2: sandbox.SandboxS
             found.append(stdout.read().decode().split())
     finally:
         client.close()
-    assert found == [["80"], [str(commands.TERMINAL_COLUMNS)]]
+    assert found == [["80"], [str(explain.TERMINAL_COLUMNS)]]
 
 
 # The lock and Ctrl-C

@@ -233,25 +233,11 @@ KNOWN_LONG = {
     "bgdeploy/checks/gate.py",
 }
 
-KNOWN_PRIVATE_USES = {
-    # blue_green reuses release's steps through their private names: they become public steps.
-    "bgdeploy.strategies.blue_green -> bgdeploy.strategies.release._abort_batch",
-    "bgdeploy.strategies.blue_green -> bgdeploy.strategies.release._add",
-    "bgdeploy.strategies.blue_green -> bgdeploy.strategies.release._current",
-    "bgdeploy.strategies.blue_green -> bgdeploy.strategies.release._fail",
-    "bgdeploy.strategies.blue_green -> bgdeploy.strategies.release._real",
-    "bgdeploy.strategies.blue_green -> bgdeploy.strategies.release._record",
-}
+KNOWN_PRIVATE_USES: set[str] = set()  # none today
 
 KNOWN_CYCLES: set[frozenset[str]] = set()  # none today
 
-KNOWN_LAYER_BREACHES = {
-    # TERMINAL_COLUMNS belongs in core (explain reads what commands write at that width):
-    # defined in core, commands.shell imports it from there.
-    "bgdeploy.core.explain -> bgdeploy.commands",
-    # files.py imports nothing of bgdeploy: it belongs in core.
-    "bgdeploy.core.release_report -> bgdeploy.files",
-}
+KNOWN_LAYER_BREACHES: set[str] = set()  # none today
 
 
 def _long() -> set[str]:

@@ -218,7 +218,7 @@ def test_bounded_and_progress_redraws_removed() -> None:
 def test_step_commands_set_a_wide_terminal() -> None:
     settings = next(iter(runner.check_environment("staging").settings.values()))
     steps = dict(commands.release_steps(settings, "/srv/app/blue", "a" * 40))
-    wide = f"COLUMNS={commands.TERMINAL_COLUMNS} "
+    wide = f"COLUMNS={explain.TERMINAL_COLUMNS} "
     assert f"{wide}composer install " in steps["composer install"]
     assert f"{wide}php -r " in steps["caches"]  # the caches, in one PHP process
     assert f"{wide}php artisan storage:link" in steps["storage link"]
@@ -226,4 +226,4 @@ def test_step_commands_set_a_wide_terminal() -> None:
     assert commands.migrate().startswith(f"{wide}php artisan migrate ")
     assert commands.migrate_rollback(1).startswith(f"{wide}php artisan migrate:rollback ")
     assert f"{wide}php artisan down" in commands.maintenance_down(settings)
-    assert commands.TERMINAL_COLUMNS >= 500
+    assert explain.TERMINAL_COLUMNS >= 500

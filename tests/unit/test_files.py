@@ -1,4 +1,4 @@
-"""State files rewritten whole or not at all (bgdeploy.files), and the callers that use it."""
+"""State files rewritten whole or not at all (bgdeploy.core.files), and the callers that use it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy import files, sandbox
+from bgdeploy import sandbox
+from bgdeploy.core import files
 from bgdeploy.core.release_report import ReleaseReport
 from bgdeploy.fleet import sshkeys
 
