@@ -54,7 +54,15 @@ def load_inventory(env: str, override_data: dict[str, Any] | None = None) -> Any
     except ConfigError:
         raise
     except Exception as error:
-        raise ConfigError(f"{path.relative_to(ROOT)} could not be loaded: {error}") from error
+        # pyinfra_cli wraps what the file raised (its wrapper has no message of its own: str()
+        # of it raises); a ConfigError of ours (a sandbox that is not up) is said as it is.
+        cause = getattr(error, "exception", None)
+        if isinstance(cause, ConfigError):
+            raise ConfigError(str(cause)) from None
+        why = cause if isinstance(cause, BaseException) else error
+        raise ConfigError(
+            f"{path.relative_to(ROOT)} could not be loaded: {type(why).__name__}: {why}"
+        ) from None
 
 
 def _inventory_loader() -> Any:
