@@ -221,16 +221,12 @@ def layer_breaches() -> set[str]:
 # entry when its code is fixed; never add one for new code.
 
 KNOWN_LONG = {
+    # Still to be split (issue 15); a new module over the limit fails the strict test below.
     "bgdeploy/strategies/release.py",
     "bgdeploy/checks/preflight.py",
     "bgdeploy/strategies/rollback.py",
-    "bgdeploy/cli/__init__.py",
-    "bgdeploy/core/windows.py",
-    "bgdeploy/sandbox/__init__.py",
     "bgdeploy/strategies/deploying.py",
-    "bgdeploy/oncall/notify.py",
     "bgdeploy/strategies/switch.py",
-    "bgdeploy/checks/gate.py",
 }
 
 KNOWN_PRIVATE_USES: set[str] = set()  # none today
@@ -250,7 +246,7 @@ def test_the_package_is_read() -> None:
 
 
 @pytest.mark.xfail(
-    strict=False, reason="modules other developers are splitting: " + ", ".join(sorted(KNOWN_LONG))
+    strict=False, reason="modules still to be split: " + ", ".join(sorted(KNOWN_LONG))
 )
 def test_no_module_is_over_500_lines() -> None:
     assert not _long()
