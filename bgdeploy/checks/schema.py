@@ -68,16 +68,21 @@ def parse_fingerprint(output: str) -> Fingerprint | None:
     return Fingerprint(digest, int(batch), int(rows))
 
 
-def parse_rows(output: str) -> list[str]:
-    """The migration names of :func:`bgdeploy.commands.migrations_after`, in its order (the
-    order ``migrate:rollback`` undoes them: newest first)."""
-    names = []
+def parse_batches(output: str) -> dict[str, int]:
+    """Migration -> batch, from :func:`bgdeploy.commands.migrations_after`'s lines, in its
+    order (the order ``migrate:rollback`` undoes them: newest first)."""
+    found = {}
     for line in (output or "").splitlines():
         if line.startswith(MIGRATION_ROW):
-            name = line[len(MIGRATION_ROW) :].strip().rsplit(" ", 1)[0]
-            if name:
-                names.append(name)
-    return names
+            name, _, batch = line[len(MIGRATION_ROW) :].strip().rpartition(" ")
+            if name and batch.isdigit():
+                found[name] = int(batch)
+    return found
+
+
+def parse_rows(output: str) -> list[str]:
+    """The migration names of :func:`bgdeploy.commands.migrations_after`, newest first."""
+    return list(parse_batches(output))
 
 
 def parse_diff(output: str, limit: int = 12) -> list[str]:

@@ -794,18 +794,6 @@ def _on_db(target: remote.Target, command: str, what: str) -> CommandResult:
     return done
 
 
-def _batches(output: str) -> dict[str, int]:
-    """Migration -> batch, from :func:`bgdeploy.commands.migrations_after` lines (newest
-    first)."""
-    found = {}
-    for line in output.splitlines():
-        if line.startswith(schema.MIGRATION_ROW):
-            migration, _, batch = line[len(schema.MIGRATION_ROW) :].strip().rpartition(" ")
-            if migration and batch.isdigit():
-                found[migration] = int(batch)
-    return found
-
-
 def _migrations(
     request: RollbackRequest,
     hosts: Hosts,
@@ -844,7 +832,7 @@ def _migrations(
         raise OperationFailed(
             f"{db_target.name}: snapshot failed, no migration was rolled back: {done.exit_text()}"
         )
-    recorded = _batches(done.stdout)
+    recorded = schema.parse_batches(done.stdout)
     report.snapshot = {
         "name": found.group(1),
         "path": f"{db.backups_dir}/{found.group(1)}.dump",
@@ -860,7 +848,7 @@ def _migrations(
     )
     after_run = _on_db(db_target, state, "the database could not be read after the rollback")
     after = schema.parse_fingerprint(after_run.stdout)
-    remaining = _batches(after_run.stdout)
+    remaining = schema.parse_batches(after_run.stdout)
     undone = [(m, b) for m, b in recorded.items() if m not in remaining]
     report.database = {
         "before": asdict(before),

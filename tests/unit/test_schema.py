@@ -33,6 +33,8 @@ def test_parse_rows_and_diff() -> None:
         "other\n"
     )
     assert schema.parse_rows(out) == ["2026_01_01_000001_b", "2026_01_01_000000_a"]
+    assert schema.parse_batches(out) == {"2026_01_01_000001_b": 3, "2026_01_01_000000_a": 3}
+    assert schema.parse_batches("bgdeploy-migration: no_batch\n") == {}
     assert schema.parse_diff(out) == [">     tracking character varying(255)"]
 
 
