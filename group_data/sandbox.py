@@ -24,8 +24,10 @@ snapshot_keep = 3
 # Canary: a window of seconds; the sandbox's Prometheus when it runs with --monitoring.
 canary_window = 20
 canary_probe_rate = 5.0
-# The sandbox's containers share the machine's CPUs with the tests: its latency says nothing.
-canary_max_p95_seconds = 3.0
+# The sandbox's containers share the machine's CPUs with the tests (a healthy release's p95
+# reached 3 s under a loaded CI run): its absolute latency says nothing, only a failure to
+# answer does.
+canary_max_p95_seconds = 30.0
 try:
     prometheus_url = load_state(current_name()).prometheus_url
 except ConfigError:  # no sandbox up: the inventory says so itself

@@ -100,6 +100,13 @@ def probe_url(address: str, port: int, path: str) -> str:
     return f"http://{host}:{int(port)}{path}"
 
 
+def probe_timeout(settings: Settings) -> float:
+    """How long one probe waits for its answer: twice the p95 limit, at least 5 s (a probe
+    unanswered by then is a transport error, counted in the error rate; the latency check
+    judges the slow answers that do come)."""
+    return max(5.0, 2 * settings.canary_max_p95_seconds)
+
+
 def decide(result: gate.GateResult) -> str:
     """:data:`PROMOTE` when the gate passed, else :data:`SEND_BACK` (no checks: send back)."""
     return PROMOTE if result.passed and result.checks else SEND_BACK
@@ -187,7 +194,9 @@ def judge(
         return gate.evaluate_probes([], limits, target=f"{canary}: no web host")
 
     def one(url: str) -> list[gate.ProbeSample]:
-        return gate.probe(url, settings.canary_window, settings.canary_probe_rate)
+        return gate.probe(
+            url, settings.canary_window, settings.canary_probe_rate, timeout=probe_timeout(settings)
+        )
 
     with ThreadPoolExecutor(max_workers=len(probe_urls)) as pool:
         samples = [s for found in pool.map(one, probe_urls) for s in found]

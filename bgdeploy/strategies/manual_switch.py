@@ -60,7 +60,7 @@ def switch_to(
             fleet, paths, env, f"switch {colour}", what="switched", progress=progress
         ) as held:
             colours = switch.read_colours(fleet, settings)
-            if all(c.consistent and c.live == colour for c in colours.values()):
+            if all(c.consistent and c.live == colour and not c.canary for c in colours.values()):
                 return None
             if smoke_test:
                 smoke_colour = colour if any(c.live != colour for c in colours.values()) else None

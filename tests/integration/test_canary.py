@@ -1,7 +1,9 @@
 """Canary deploys, the metric gate and the deploy notifications, on a sandbox of their own.
 
 The fleet (2 web hosts, a db host, Prometheus) is provisioned and given v1 in place (blue
-live). The sandbox's canary window is 20 s (group_data/sandbox.py). In order:
+live). The sandbox's canary window is 20 s (group_data/sandbox.py). Each test starts from the
+state it needs (:func:`settle`), whatever the one before it left: no test depends on another's
+outcome.
 
 - a healthy canary (probe gate) is promoted: every request on the new colour at the end;
 - the split: 5 % of 2,000 first visits on the canary colour (within 2 points), and one client
@@ -108,6 +110,42 @@ def live(state: sandbox.SandboxState) -> tuple[str, str, str]:
     assert len(answers) == 1, answers
     colour, release = answers.pop()
     return colour, release, switch.other(colour)
+
+
+def other_release(state: sandbox.SandboxState, release: str) -> str:
+    """The ref to deploy next: v1 when ``release`` (a sha) is v2, else v2."""
+    return "v1" if release == state.releases["v2"] else "v2"
+
+
+def settle(state: sandbox.SandboxState, both_colours: bool = False) -> tuple[str, str, str]:
+    """Put the fleet in a test's starting state, whatever an earlier test left, and return
+    :func:`live`: every web host on one live colour (the one ``current`` points to) and no
+    canary split (``bgdeploy switch``, the documented repair, when that is not so already);
+    with ``both_colours``, the idle colour built and verified too (a blue-green deploy of the
+    other release when it is not)."""
+    env = sandbox_run_env(state)
+    proc = run(["bgdeploy", "status", "sandbox", "--json"], env=env)
+    hosts = json.loads(proc.stdout)
+    currents = {host["current"] for host in hosts.values()}
+    assert len(currents) == 1 and currents <= set(switch.COLOURS), hosts
+    colour = currents.pop()
+    if any(
+        host["live"] != colour or host["idle"] != switch.other(colour) or host["canary"]
+        for host in hosts.values()
+    ):
+        args = ["bgdeploy", "switch", "sandbox", colour, "--no-smoke", "--reason", "test set-up"]
+        proc = run(args, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    idle = switch.other(colour)
+    if both_colours and not all(
+        host["heads"].get(idle) and host["built"].get(idle) == host["heads"].get(idle)
+        for host in hosts.values()
+    ):
+        ref = other_release(state, hosts[next(iter(hosts))]["heads"][colour])
+        args = ["bgdeploy", "deploy", "sandbox", "--ref", ref, "--strategy", "blue-green"]
+        proc = run(args, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return live(state)
 
 
 def canary_pyinfra(state: sandbox.SandboxState, ref: str, percent: float) -> Any:
@@ -231,27 +269,28 @@ def notify_env(receiver: Receiver, deployments: str = "/slack/deployments") -> d
 
 
 def test_healthy_canary_is_promoted(cn: sandbox.SandboxState) -> None:
-    assert set(colours_served(cn, 3)) == {"blue"}
-    proc = canary_pyinfra(cn, "v2", 50)
+    old, release, new = settle(cn)
+    assert set(colours_served(cn, 3)) == {old}
+    proc = canary_pyinfra(cn, other_release(cn, release), 50)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-4000:]
     assert "gate passed (probe)" in text, text[-4000:]
     # All traffic on the new colour, and no split left in nginx.
-    assert colours_served(cn, 10) == Counter({"green": 20})
+    assert colours_served(cn, 10) == Counter({new: 20})
     for web in ("web1", "web2"):
         _, conf = sh(cn, web, f"cat {CANARY_CONF}")
         assert "# bgdeploy canary: none" in conf
         entry = canary_journal(cn, web)[-1]
-        assert (entry["colour"], entry["result"]) == ("green", "ok")
+        assert (entry["colour"], entry["result"]) == (new, "ok")
         assert entry["details"]["percent"] == 50
         assert entry["details"]["verdict"] == "promoted"
         assert entry["details"]["gate"]["passed"] is True
 
 
-def test_split_is_five_percent_and_sticky(cn: sandbox.SandboxState) -> None:
-    """Green is live (v2), blue holds v1: 5 % of the clients on blue, sticky by cookie."""
+def fabric_fleet(state: sandbox.SandboxState) -> tuple[switch.FabricFleet, Any]:
+    """The web hosts over Fabric, and their settings, as the library's callers get them."""
     saved = dict(os.environ)
-    os.environ.update(sandbox_run_env(cn))
+    os.environ.update(sandbox_run_env(state))
     try:
         environment = runner.check_environment("sandbox")
         settings = environment.settings["web1"]
@@ -259,8 +298,16 @@ def test_split_is_five_percent_and_sticky(cn: sandbox.SandboxState) -> None:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    return fleet, settings
+
+
+def test_split_is_five_percent_and_sticky(cn: sandbox.SandboxState) -> None:
+    """One colour live, the other built: 5 % of the clients on the other, sticky by cookie."""
+    old, _, new = settle(cn, both_colours=True)
+    fleet, settings = fabric_fleet(cn)
+    os.environ.update(sandbox_run_env(cn))
     try:
-        started = canary.start(fleet, settings, "green", "blue", 5)
+        started = canary.start(fleet, settings, old, new, 5)
         assert all(r.ok for r in started), started
         urls = public_urls(cn, "/api/canary-split-check")
 
@@ -272,7 +319,7 @@ def test_split_is_five_percent_and_sticky(cn: sandbox.SandboxState) -> None:
             visits = list(pool.map(first_visit, range(2000)))
         colours = Counter(colour for colour, _ in visits)
         assert set(colours) == {"blue", "green"}, colours
-        share = 100 * colours["blue"] / 2000
+        share = 100 * colours[new] / 2000
         assert abs(share - 5) <= 2, f"{share:.2f}% on the canary colour: {colours}"
         cookies = {colour: cookie for colour, cookie in visits if cookie}
         assert len({cookie for _, cookie in visits}) == 2000, "every first visit gets its own id"
@@ -284,14 +331,34 @@ def test_split_is_five_percent_and_sticky(cn: sandbox.SandboxState) -> None:
                 assert answer.headers.get("X-Colour") == colour
                 assert canary.CLIENT_COOKIE not in answer.cookies, "the cookie is set once"
     finally:
-        back = canary.send_back(fleet, settings, "green")
+        back = canary.send_back(fleet, settings, old)
         fleet.close()
     assert all(r.ok for r in back), back
-    assert colours_served(cn, 20) == Counter({"green": 40})
+    assert colours_served(cn, 20) == Counter({old: 40})
+
+
+def test_switch_ends_a_canary_left_behind(cn: sandbox.SandboxState) -> None:
+    """A canary left splitting (its deploy killed): `bgdeploy switch ENV LIVE` is the repair,
+    not "already serves LIVE: nothing to do"."""
+    old, _, new = settle(cn, both_colours=True)
+    fleet, settings = fabric_fleet(cn)
+    try:
+        assert all(r.ok for r in canary.start(fleet, settings, old, new, 50))
+    finally:
+        fleet.close()
+    assert set(colours_served(cn, 10)) == {old, new}
+    args = ["bgdeploy", "switch", "sandbox", old, "--no-smoke", "--reason", "stuck canary"]
+    proc = run(args, env=sandbox_run_env(cn))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing to do" not in proc.stdout
+    assert colours_served(cn, 10) == Counter({old: 20})
+    for web in ("web1", "web2"):
+        _, conf = sh(cn, web, "cat /etc/nginx/bideshgomon/live.conf")
+        assert "# bgdeploy canary:" not in conf and f"# bgdeploy colour: {old}" in conf
 
 
 def test_failing_canary_is_sent_back_by_the_probe_gate(cn: sandbox.SandboxState) -> None:
-    old, _, new = live(cn)
+    old, _, new = settle(cn)
     ref = failing_ref(cn, "cn-probe")
     proc = canary_pyinfra(cn, ref, 50)
     text = proc.stdout + proc.stderr
@@ -310,7 +377,7 @@ def test_failing_canary_is_sent_back_by_the_probe_gate(cn: sandbox.SandboxState)
 def test_failing_canary_is_sent_back_by_prometheus_and_pages(
     cn: sandbox.SandboxState, receiver: Receiver
 ) -> None:
-    old, _, new = live(cn)
+    old, _, new = settle(cn)
     ref = failing_ref(cn, "cn-prometheus")
     env = {**sandbox_run_env(cn), **notify_env(receiver, deployments="/broken/deployments")}
     with load(cn, rate=10) as seen:
@@ -339,8 +406,8 @@ def test_failing_canary_is_sent_back_by_prometheus_and_pages(
 def test_healthy_canary_judged_by_prometheus_is_promoted_and_notified(
     cn: sandbox.SandboxState, receiver: Receiver
 ) -> None:
-    _, release, new = live(cn)
-    ref = "v1" if release == cn.releases["v2"] else "v2"
+    _, release, new = settle(cn)
+    ref = other_release(cn, release)
     env = {**sandbox_run_env(cn), **notify_env(receiver)}
     with load(cn, rate=10) as seen:
         proc = run(["bgdeploy", "deploy", "sandbox", "--ref", ref, "--canary", "50"], env=env)
@@ -360,8 +427,8 @@ def test_healthy_canary_judged_by_prometheus_is_promoted_and_notified(
 
 
 def test_ctrl_c_during_the_canary_sends_every_client_back(cn: sandbox.SandboxState) -> None:
-    old, release, _ = live(cn)
-    ref = "v1" if release == cn.releases["v2"] else "v2"
+    old, release, _ = settle(cn)
+    ref = other_release(cn, release)
     env = {**os.environ, "PYINFRA_PROGRESS": "off", **sandbox_run_env(cn)}
     args = [str(BIN / "bgdeploy"), "deploy", "sandbox", "--ref", ref, "--canary", "50"]
     proc = subprocess.Popen(
@@ -384,8 +451,8 @@ def test_ctrl_c_during_the_canary_sends_every_client_back(cn: sandbox.SandboxSta
 
 def test_prometheus_unreachable_fails_safe(cn: sandbox.SandboxState, docker_client: Any) -> None:
     """Prometheus stopped during the window: no promotion, everyone back on the old colour."""
-    old, release, _ = live(cn)
-    ref = "v1" if release == cn.releases["v2"] else "v2"
+    old, release, _ = settle(cn)
+    ref = other_release(cn, release)
     env = {**os.environ, "PYINFRA_PROGRESS": "off", **sandbox_run_env(cn)}
     args = [str(BIN / "bgdeploy"), "deploy", "sandbox", "--ref", ref, "--canary", "50"]
     proc = subprocess.Popen(

@@ -150,6 +150,11 @@ def test_judge_probes_the_colour_without_prometheus(s: Any) -> None:
     )
 
 
+def test_a_probe_waits_twice_the_p95_limit_at_least_five_seconds(s: Any) -> None:
+    assert canary.probe_timeout(s) == 5.0  # prod: p95 0.5 s
+    assert canary.probe_timeout(load("sandbox")) == 60.0  # the sandbox allows a p95 of 30 s
+
+
 def test_probe_url() -> None:
     assert canary.probe_url("10.0.0.5", 8080, "/api/health") == "http://10.0.0.5:8080/api/health"
     assert canary.probe_url("::1", 8080, "/h") == "http://[::1]:8080/h"
