@@ -2,8 +2,10 @@
 switching back (blue-green), Ctrl-C, and a host that is down.
 
 The fleet (2 web hosts, a db host) is provisioned and given v1 then v2 in place (v2 adds a
-migration). The tests run in this order, each starting from where the previous one left
-the fleet; the stopped host comes last (its container is not started again).
+migration). Each test starts by putting the shared fleet in the state it needs (the ``rb``
+fixture: every host running, no lock left; :func:`in_place_at`: every web host serving a
+release in place, the other colour not verified, so that a rollback goes in place), whatever
+an earlier test left: none depends on another's outcome.
 """
 
 from __future__ import annotations
@@ -54,6 +56,37 @@ def fleet_v2(docker_client: Any) -> Iterator[sandbox.SandboxState]:
         yield state
 
 
+@pytest.fixture
+def rb(fleet_v2: sandbox.SandboxState, docker_client: Any) -> sandbox.SandboxState:
+    """The module's fleet as it is now, every host running (a test that stopped one may have
+    failed before it started it again) and no deploy lock left on a web host."""
+    state = sandbox.load_state(fleet_v2.name)
+    for host in state.hosts:
+        container = docker_client.containers.get(host.container)
+        if container.status != "running":
+            state = sandbox.start_host(state.name, host.name, client=docker_client)
+    for name in WEB:
+        assert sh(state, name, f"sudo rm -f {LOCK}")[0] == 0
+    return state
+
+
+def in_place_at(state: sandbox.SandboxState, ref: str) -> str:
+    """Every web host serves ``ref`` (v1 or v2), deployed in place when it does not yet, and
+    the other colour is not marked built and verified (a rollback then goes in place rather
+    than switching back). Returns ``ref``'s commit."""
+    sha = state.releases[ref]
+    if releases(state) != {name: (200, sha) for name in WEB}:
+        proc = run(["bgdeploy", "deploy", "sandbox", "--ref", ref], env=sandbox_run_env(state))
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    for name in WEB:
+        for colour in ("blue", "green"):
+            marker = f"{APP_ROOT}/{colour}/.git/bgdeploy-built"
+            idle = f'[ "$(readlink {APP_ROOT}/current)" = {colour} ] || sudo rm -f {marker}'
+            assert sh(state, name, idle)[0] == 0
+    assert releases(state) == {name: (200, sha) for name in WEB}
+    return sha
+
+
 def rollback(state: sandbox.SandboxState, *args: str) -> subprocess.CompletedProcess[str]:
     return run(["bgdeploy", "rollback", "sandbox", *args], env=sandbox_run_env(state))
 
@@ -90,10 +123,9 @@ def table_row(output: str, host: str) -> str:
 # --------
 
 
-def test_rollback_in_place_to_the_previous_release(fleet_v2: sandbox.SandboxState) -> None:
-    state = fleet_v2
-    v1, v2 = state.releases["v1"], state.releases["v2"]
-    assert releases(state) == {name: (200, v2) for name in WEB}
+def test_rollback_in_place_to_the_previous_release(rb: sandbox.SandboxState) -> None:
+    state = rb
+    v1, v2 = state.releases["v1"], in_place_at(rb, "v2")
     proc = rollback(state, "--reason", "v2 breaks logins")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     # Every host serves v1 through nginx, healthy.
@@ -108,7 +140,7 @@ def test_rollback_in_place_to_the_previous_release(fleet_v2: sandbox.SandboxStat
         assert steps[:2] == ["fetch", "check out"] and "composer install" in steps
         assert steps[-2:] == ["restart workers", "verify health"]
     # The history shows v2 as the bad release left.
-    rollbacks = [e for e in history(state) if e["event"] == "rollback"]
+    rollbacks = [e for e in history(state) if e["event"] == "rollback"][-2:]
     assert {(e["host"], e["details"]["bad_release"]) for e in rollbacks} == {
         ("web1", v2),
         ("web2", v2),
@@ -126,10 +158,19 @@ def test_rollback_in_place_to_the_previous_release(fleet_v2: sandbox.SandboxStat
 
 
 def test_rollback_to_a_given_release_and_hostile_refs(
-    fleet_v2: sandbox.SandboxState, docker_client: Any
+    rb: sandbox.SandboxState, docker_client: Any
 ) -> None:
-    state = fleet_v2
-    v2 = state.releases["v2"]
+    state = rb
+    v1, v2 = state.releases["v1"], state.releases["v2"]
+    # v2 marked bad: the last thing on every host is a rollback from v2 to v1.
+    last = {name: journal(state, name)[-1:] for name in WEB}
+    if releases(state) != {name: (200, v1) for name in WEB} or not all(
+        entry and entry[0]["event"] == "rollback" and entry[0]["details"]["bad_release"] == v2
+        for entry in last.values()
+    ):
+        in_place_at(state, "v2")
+        proc = rollback(state, "--to", "v1")
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     before = logins(docker_client, state)
     for hostile in ("v1; rm -rf /", "--upload-pack=x", "$(touch /tmp/pwned)"):
         proc = rollback(state, f"--to={hostile}")
@@ -145,9 +186,9 @@ def test_rollback_to_a_given_release_and_hostile_refs(
     assert journal(state, "web1")[-1]["details"]["to"] == v2
 
 
-def test_changed_host_key_and_held_lock_are_refused(fleet_v2: sandbox.SandboxState) -> None:
-    state = fleet_v2
-    v2 = state.releases["v2"]
+def test_changed_host_key_and_held_lock_are_refused(rb: sandbox.SandboxState) -> None:
+    state = rb
+    v2 = in_place_at(state, "v2")
     count = {name: len(journal(state, name)) for name in WEB}
     known_hosts = Path(state.known_hosts)
     original = known_hosts.read_text()
@@ -186,9 +227,9 @@ def test_changed_host_key_and_held_lock_are_refused(fleet_v2: sandbox.SandboxSta
         sh(state, "web2", f"rm -f {LOCK}")
 
 
-def test_rollback_with_migrations_snapshots_first(fleet_v2: sandbox.SandboxState) -> None:
-    state = fleet_v2
-    v1, v2 = state.releases["v1"], state.releases["v2"]
+def test_rollback_with_migrations_snapshots_first(rb: sandbox.SandboxState) -> None:
+    state = rb
+    v1, v2 = state.releases["v1"], in_place_at(rb, "v2")
     column = (
         "SELECT count(*) FROM information_schema.columns "
         "WHERE table_name = 'visa_applications' AND column_name = 'passport_country'"
@@ -220,15 +261,17 @@ def test_rollback_with_migrations_snapshots_first(fleet_v2: sandbox.SandboxState
 # --------------------------
 
 
-def test_switch_back_after_a_blue_green_deploy(fleet_v2: sandbox.SandboxState) -> None:
-    state = fleet_v2
-    v1, v2 = state.releases["v1"], state.releases["v2"]
+def test_switch_back_after_a_blue_green_deploy(rb: sandbox.SandboxState) -> None:
+    state = rb
+    v1, v2 = in_place_at(state, "v1"), state.releases["v2"]
+    ((old,),) = [{colour for _, _, colour in served(state).values()}]
+    new = "green" if old == "blue" else "blue"
     env = sandbox_run_env(state)
     proc = run(
         ["bgdeploy", "deploy", "sandbox", "--strategy", "blue-green", "--ref", "v2"], env=env
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert {v for v in served(state).values()} == {(200, v2, "green")}
+    assert {v for v in served(state).values()} == {(200, v2, new)}
     held = (
         '{"host":"ci","owner":"dave@ci","pid":7,"ref":"v3",'
         '"run":"cafe00000000","time":"2026-01-01T00:00:00Z"}'
@@ -238,7 +281,7 @@ def test_switch_back_after_a_blue_green_deploy(fleet_v2: sandbox.SandboxState) -
         proc = rollback(state)
         assert proc.returncode == 3, proc.stdout + proc.stderr
         assert "held by dave@ci" in proc.stderr and "nothing was changed" in proc.stderr
-        assert {v for v in served(state).values()} == {(200, v2, "green")}
+        assert {v for v in served(state).values()} == {(200, v2, new)}
     finally:
         sh(state, "web2", f"rm -f {LOCK}")
     started = time.monotonic()
@@ -246,22 +289,22 @@ def test_switch_back_after_a_blue_green_deploy(fleet_v2: sandbox.SandboxState) -
     seconds = time.monotonic() - started
     print(f"bgdeploy rollback (switch back), whole process: {seconds:.2f} s")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "switch back" in proc.stdout and "(blue)" in proc.stdout
-    assert {v for v in served(state).values()} == {(200, v1, "blue")}
+    assert "switch back" in proc.stdout and f"({old})" in proc.stdout
+    assert {v for v in served(state).values()} == {(200, v1, old)}
     for name in WEB:
         entry = journal(state, name)[-1]
         assert entry["event"] == "rollback" and entry["details"]["bad_release"] == v2
         assert entry["details"]["strategy"] == "switch back"
         assert [step["name"] for step in entry["steps"]] == ["switch", "verify health"]
         # The colour left is no longer marked built: never switched back to.
-        assert sh(state, name, f"test -e {APP_ROOT}/green/.git/bgdeploy-built")[0] != 0
+        assert sh(state, name, f"test -e {APP_ROOT}/{new}/.git/bgdeploy-built")[0] != 0
     again = rollback(state)
     assert again.returncode == 1 and "nothing to switch back to" in again.stderr
-    assert {v for v in served(state).values()} == {(200, v1, "blue")}
+    assert {v for v in served(state).values()} == {(200, v1, old)}
 
 
-def test_ctrl_c_releases_the_lock_and_says_how_to_finish(fleet_v2: sandbox.SandboxState) -> None:
-    state = fleet_v2
+def test_ctrl_c_releases_the_lock_and_says_how_to_finish(rb: sandbox.SandboxState) -> None:
+    state = rb
     v2 = state.releases["v2"]
     # A release whose composer install takes 30 s (a post-autoload-dump script).
     composer = json.loads((sampleapp.APP_DIR / "composer.json").read_text())
@@ -306,14 +349,17 @@ def test_ctrl_c_releases_the_lock_and_says_how_to_finish(fleet_v2: sandbox.Sandb
 
 
 def test_stopped_host_is_reported_and_the_others_roll_back(
-    fleet_v2: sandbox.SandboxState, docker_client: Any
+    rb: sandbox.SandboxState, docker_client: Any
 ) -> None:
-    state = fleet_v2
-    v1, v2 = state.releases["v1"], state.releases["v2"]
-    assert releases(state) == {name: (200, v2) for name in WEB}
+    state = rb
+    v1 = state.releases["v1"]
+    in_place_at(state, "v2")
     web2 = state.group("web")[1]
     docker_client.containers.get(web2.container).stop(timeout=5)
-    proc = rollback(state, "--to", "v1")
+    try:
+        proc = rollback(state, "--to", "v1")
+    finally:
+        sandbox.start_host(state.name, "web2", client=docker_client)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAILED" in table_row(proc.stdout, "web2") and "unreachable" in proc.stdout
     assert "ok" in table_row(proc.stdout, "web1")

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import runpy
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import load_group_data
 
 from bgdeploy import commands
 from bgdeploy.checks import gate
@@ -19,17 +18,10 @@ from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.release_report import HostOutcome, ReleaseReport
 from bgdeploy.strategies import canary, deploying
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def load(env: str = "prod") -> settings.Settings:
-    """group_data/all.py and ENV.py, as pyinfra merges them (test_templates does the same)."""
-    data: dict = {}
-    for name in ("all", env):
-        values = runpy.run_path(str(ROOT / "group_data" / f"{name}.py"))
-        data.update({k: v for k, v in values.items() if not k.startswith("__")})
-    data = {k: v for k, v in data.items() if not callable(v) and k != "CONTAINER_REPOSITORY"}
-    return settings.from_data(data, env)
+    """group_data/all.py and ENV.py, as pyinfra merges them, as settings."""
+    return settings.from_data(load_group_data(env), env)
 
 
 @pytest.fixture
