@@ -15,17 +15,22 @@ blackouts = [
     # The runbook: Friday evenings (the weekend starts) and after 18:00 (limited support).
     {"name": "Friday evening", "days": ["fri"], "start": "16:00", "end": "24:00"},
     {"name": "After hours", "start": "18:00", "end": "24:00"},
-    # Bangladesh's fixed-date public holidays.
-    {"name": "Language Martyrs' Day", "annual": "02-21"},
-    {"name": "Independence Day", "annual": "03-26"},
-    {"name": "Pohela Boishakh", "annual": "04-14"},
-    {"name": "May Day", "annual": "05-01"},
-    {"name": "Victory Day", "annual": "12-16"},
-    # Eid holidays and the visa rush around them (moon-sighting dates: review each year).
-    {"name": "Eid al-Fitr visa rush 2026", "start": "2026-03-15", "end": "2026-03-24"},
-    {"name": "Eid al-Adha visa rush 2026", "start": "2026-05-22", "end": "2026-05-31"},
-    {"name": "Eid al-Fitr visa rush 2027", "start": "2027-03-05", "end": "2027-03-14"},
-    {"name": "Eid al-Adha visa rush 2027", "start": "2027-05-12", "end": "2027-05-21"},
+    # Government holidays (Bangladesh): every public holiday of every year, fixed and Islamic,
+    # from the holidays calendar (dates it marks "(estimated)" until they are announced).
+    {"calendar": "BD"},
+    # High-traffic events: the Eid visa rush, 5 days before to 4 days after each Eid, any year.
+    {
+        "name": "Eid visa rush",
+        "calendar": "BD",
+        "around": ["Eid al-Fitr", "Eid al-Adha"],
+        "before": 5,
+        "after": 4,
+    },
+    # What no calendar computes: the holidays of the Hindu and Buddhist lunar calendars, as
+    # the government lists them each year (confirm against its gazette; add the next year's).
+    {"name": "Buddha Purnima", "start": "2026-05-01"},
+    {"name": "Janmashtami", "start": "2026-09-04"},
+    {"name": "Durga Puja (Bijoya Dashami)", "start": "2026-10-20"},
 ]
 
 # One known_hosts file per inventory: an unknown or changed host key stops the run.

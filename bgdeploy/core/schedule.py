@@ -19,13 +19,17 @@ Settings
 
 ``blackouts``
     A list of periods when no regular deploy runs, even inside a window. Each has a ``name``
-    (shown to the operator) and one of three shapes:
+    (shown to the operator) and one of these shapes:
 
     + a date range: ``start`` and ``end`` as ``"YYYY-MM-DD"``, inclusive, whole days in the
       policy's time zone (``end`` may be left out for a single day);
     + a fixed date every year: ``annual`` as ``"MM-DD"``;
     + a weekly time range: ``start`` and ``end`` as ``"HH:MM"`` like a window, on the listed
-      ``days``, or every day when ``days`` is left out.
+      ``days``, or every day when ``days`` is left out;
+    + a country's public holidays, every year, from a maintained calendar: ``calendar`` (an
+      ISO 3166 code such as ``"BD"``); with ``around`` (holiday names), ``before`` and
+      ``after`` (days), the rush days around those holidays
+      (:mod:`bgdeploy.core.public_holidays`).
 
 ``timezone``
     The IANA time zone the windows and blackouts are written in (default ``"Asia/Dhaka"``).
@@ -41,13 +45,10 @@ Example (``group_data/prod.py``):
     blackouts = [
         {"name": "Friday evening", "days": ["fri"], "start": "16:00", "end": "24:00"},
         {"name": "After hours", "start": "18:00", "end": "24:00"},
-        {"name": "Language Martyrs' Day", "annual": "02-21"},
-        {"name": "Independence Day", "annual": "03-26"},
-        {"name": "Pohela Boishakh", "annual": "04-14"},
-        {"name": "May Day", "annual": "05-01"},
-        {"name": "Victory Day", "annual": "12-16"},
-        {"name": "Eid al-Fitr visa rush", "start": "2026-03-16", "end": "2026-03-24"},
-        {"name": "Eid al-Adha visa rush", "start": "2026-05-22", "end": "2026-05-31"},
+        {"calendar": "BD"},
+        {"name": "Eid visa rush", "calendar": "BD", "around": ["Eid al-Fitr", "Eid al-Adha"],
+         "before": 5, "after": 4},
+        {"name": "Durga Puja", "start": "2026-10-20", "end": "2026-10-21"},
     ]
 """
 
@@ -60,6 +61,7 @@ from datetime import date, time, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bgdeploy.core import public_holidays
 from bgdeploy.core.errors import ConfigError
 
 DEFAULT_TIMEZONE = "Asia/Dhaka"
@@ -81,7 +83,9 @@ _TIME_RE = re.compile(r"(\d{1,2}):(\d{2})")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MONTH_DAY_RE = re.compile(r"(\d{2})-(\d{2})")
 _WINDOW_KEYS = frozenset({"days", "start", "end"})
-_BLACKOUT_KEYS = frozenset({"name", "days", "start", "end", "annual"})
+_BLACKOUT_KEYS = frozenset(
+    {"name", "days", "start", "end", "annual", "calendar", "around", "before", "after"}
+)
 
 Span = tuple[int, int]
 """A half-open range of seconds after local midnight, ``[start, end)``."""
@@ -178,7 +182,13 @@ class WeeklyBlackout:
         return f"{self.name} ({self.weekly.describe()})"
 
 
-Blackout = DateRangeBlackout | AnnualBlackout | WeeklyBlackout
+Blackout = (
+    DateRangeBlackout
+    | AnnualBlackout
+    | WeeklyBlackout
+    | public_holidays.CalendarBlackout
+    | public_holidays.RushBlackout
+)
 
 
 @dataclass(frozen=True)
@@ -277,6 +287,14 @@ def _parse_blackouts(value: Any, source: str) -> tuple[Blackout, ...]:
     for index, item in enumerate(_list(value, "blackouts", example, source)):
         key = f"blackouts[{index}]"
         entry = _entry(item, key, _BLACKOUT_KEYS, source)
+        if "calendar" in entry:
+            blackouts.append(public_holidays.parse(entry, key, source))
+            continue
+        extra = sorted(k for k in ("around", "before", "after") if k in entry)
+        if extra:
+            raise ConfigError(
+                f"{source}: {key} has {', '.join(map(repr, extra))} without 'calendar'"
+            )
         name = entry.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{source}: {key}.name {name!r} must be a non-empty name")

@@ -23,6 +23,7 @@ Use:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ __all__ = [
     "WeeklyRange",
     "WindowDecision",
     "WindowPolicy",
+    "blackouts_in",
     "decide",
     "parse_at",
 ]
@@ -237,6 +239,57 @@ def parse_at(text: str, tz: str | tzinfo = DEFAULT_TIMEZONE) -> datetime:
 
 # Searching
 # ---------
+
+
+@dataclass(frozen=True)
+class BlackoutDays:
+    """One blackout of a year (:func:`blackouts_in`): its days (``first`` to ``last``,
+    inclusive; both None for a weekly one), what it is, and where it comes from."""
+
+    first: date | None
+    last: date | None
+    what: str
+    source: str
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The ``--json`` form: dates as ``YYYY-MM-DD`` (None for a weekly blackout)."""
+        return {
+            "first": self.first.isoformat() if self.first else None,
+            "last": self.last.isoformat() if self.last else None,
+            "what": self.what,
+            "source": self.source,
+        }
+
+    def describe(self) -> str:
+        """``"2026-12-16             Victory Day  [holidays calendar BD]"``, one line."""
+        if self.first is None or self.last is None:
+            days = "every week"
+        elif self.first == self.last:
+            days = self.first.isoformat()
+        else:
+            days = f"{self.first.isoformat()} to {self.last.isoformat()}"
+        return f"{days:<24} {self.what}  [{self.source}]"
+
+
+def blackouts_in(policy: WindowPolicy, year: int) -> list[BlackoutDays]:
+    """Every blackout of ``year``, in date order after the weekly ones: what ``bgdeploy window
+    ENV --list YEAR`` prints. Dates from the holidays calendar carry its ``(estimated)``."""
+    found: list[BlackoutDays] = []
+    for blackout in policy.blackouts:
+        if isinstance(blackout, WeeklyBlackout):
+            found.append(BlackoutDays(None, None, blackout.describe(), policy.source))
+        elif isinstance(blackout, DateRangeBlackout):
+            if blackout.first.year <= year <= blackout.last.year:
+                found.append(
+                    BlackoutDays(blackout.first, blackout.last, blackout.name, policy.source)
+                )
+        elif isinstance(blackout, AnnualBlackout):
+            with contextlib.suppress(ValueError):  # 29 February, not a leap year
+                day = date(year, blackout.month, blackout.day)
+                found.append(BlackoutDays(day, day, blackout.name, policy.source))
+        else:
+            found.extend(BlackoutDays(*row) for row in blackout.listing(year))
+    return sorted(found, key=lambda b: (b.first is not None, b.first or date.min, b.what))
 
 
 def _window_spans(policy: WindowPolicy, day: date) -> list[Span]:

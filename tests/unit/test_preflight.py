@@ -269,7 +269,7 @@ def test_window_check_follows_the_policy() -> None:
     policy = prod.settings[prod.web[0]].window
     closed = windows.decide(policy, datetime(2026, 12, 16, 5, 0, tzinfo=UTC))  # Victory Day
     check = preflight.check_window(closed)
-    assert check.failed and "blackout: Victory Day" in check.detail
+    assert check.failed and "blackout: public holiday: Victory Day" in check.detail
     assert "--emergency --reason" in check.detail
     opened = windows.decide(policy, datetime(2026, 12, 15, 5, 0, tzinfo=UTC))  # Tue 11:00
     assert preflight.check_window(opened).status == PASS
