@@ -168,3 +168,36 @@ class DatabaseCheck:
         data["verified"] = self.verified
         data["verdict"] = self.verdict()
         return data
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """One migration as ``php artisan migrate:status`` shows it: ``ran`` in ``batch`` (None
+    while pending)."""
+
+    name: str
+    ran: bool
+    batch: int | None
+
+
+_STATUS_TABLE_ROW = re.compile(r"^\|\s*(Yes|No)\s*\|\s*(\S+)\s*\|\s*(\d*)\s*\|\s*$")
+_STATUS_DOTTED_ROW = re.compile(
+    r"^\s*(\d{4}_\d{2}_\d{2}_\w+)\s+\.+\s+(?:\[(\d+)\]\s+)?(Ran|Pending)\s*$"
+)
+
+
+def parse_migrate_status(output: str) -> list[MigrationState]:
+    """The rows of ``migrate:status``, in its order: Laravel 8's table (``| Yes | NAME | 1 |``)
+    or the dotted lines of Laravel 9 and later (``NAME ...... [1] Ran``, ``NAME .. Pending``)."""
+    found = []
+    for line in output.splitlines():
+        table = _STATUS_TABLE_ROW.match(line)
+        if table:
+            ran, name, batch = table.groups()
+            found.append(MigrationState(name, ran == "Yes", int(batch) if batch else None))
+            continue
+        dotted = _STATUS_DOTTED_ROW.match(line)
+        if dotted:
+            name, batch, state = dotted.groups()
+            found.append(MigrationState(name, state == "Ran", int(batch) if batch else None))
+    return found

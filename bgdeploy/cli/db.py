@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bgdeploy.cli.main import finish, handle_errors, progress, yes_option
+from bgdeploy.cli.main import echo_json, finish, handle_errors, json_option, progress, yes_option
 
 
 @click.group("db")
@@ -34,3 +34,19 @@ def db_fresh(env: str, seed: bool, yes: bool) -> None:
             + (" (then seeds it)" if seed else "") + ". Continue?", abort=True,
         )  # fmt: skip
     finish(snapshots.migrate_fresh(environment, seed, progress=progress), "migrate:fresh")
+
+
+@db_group.command("status")
+@click.pass_obj
+@json_option("Print the migrations as JSON.")
+@handle_errors
+def db_status(env: str, as_json: bool) -> None:
+    """php artisan migrate:status on the migrate host, in the live colour: each migration of
+    the live release, ran (in which batch) or PENDING. Read only."""
+    from bgdeploy.oncall import database
+
+    found = database.status(env)
+    if as_json:
+        echo_json(found.to_dict())
+    else:
+        click.echo(found.format_table())

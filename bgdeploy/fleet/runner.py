@@ -114,6 +114,16 @@ class Environment:
     def db(self) -> list[str]:
         return self.groups.get("db", [])
 
+    @property
+    def migrate_host(self) -> str:
+        """The web host that runs the app's one-off database commands (``migrate``,
+        ``migrate:status``, ``migrate:fresh``): ``migrate_host`` in group_data, else the first
+        web host. A name that is not a web host is a :class:`ConfigError`."""
+        host = self.settings[self.web[0]].migrate_host or self.web[0]
+        if host not in self.web:
+            raise ConfigError(f"migrate_host {host!r} is not a web host of {self.name}")
+        return host
+
 
 def check_environment(env: str, override_data: dict[str, Any] | None = None) -> Environment:
     """Load an inventory and validate every host's settings; nothing connects."""

@@ -434,10 +434,7 @@ def migrate_fresh(
     """``php artisan migrate:fresh --force [--seed]`` once, from the migrate host (the first
     web host unless ``migrate_host``), journaled there, under the deploy lock of every web
     host (:func:`bgdeploy.fleet.fleetlock.hold`: exit 3 while a deploy holds it)."""
-    first = environment.settings[environment.web[0]]
-    host = first.migrate_host or environment.web[0]
-    if host not in environment.web:
-        raise ConfigError(f"migrate_host {host!r} is not a web host of {environment.name}")
+    host = environment.migrate_host
     web = remote.targets(environment.name, ("web",), environment.inventory)
     target = [t for t in web if t.name == host]
     settings = environment.settings[host]

@@ -9,6 +9,7 @@ migration names of its own (no test depends on another's leftovers).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from typing import Any
 
@@ -18,7 +19,17 @@ import pytest
 from bgdeploy import commands, sandbox
 from bgdeploy.checks import schema
 
-from .conftest import LOCK, commit, journal, psql, run, sandbox_run_env, sh, unique_name
+from .conftest import (
+    LOCK,
+    V2_MIGRATION,
+    commit,
+    journal,
+    psql,
+    run,
+    sandbox_run_env,
+    sh,
+    unique_name,
+)
 
 WEB = ("web1", "web2")
 
@@ -297,3 +308,29 @@ def test_rollback_migrations_reports_batches_and_fingerprints(
     assert result["database"]["before"]["digest"] != before[2].digest
     assert any(f"batch {batch}" in note and name in note for note in result["notes"])
     assert database(state) == before
+
+
+def test_db_status_shows_each_migration_ran_or_pending(at_v2: sandbox.SandboxState) -> None:
+    state = at_v2
+    env = sandbox_run_env(state)
+    proc = run(["bgdeploy", "db", "sandbox", "status", "--json"], env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["host"] == "web1" and report["pending"] == []
+    shown = {m["name"]: m for m in report["migrations"]}
+    table = dict(line.rsplit(" ", 1) for line in migrations_table(state).splitlines())
+    assert shown[V2_MIGRATION]["ran"] is True
+    for name, migration in shown.items():  # the live code's migrations, as the table has them
+        assert migration["batch"] == int(table[name]), name
+    # v2's migration undone behind bgdeploy's back: pending, in the table the operator reads.
+    psql(state, "ALTER TABLE visa_applications DROP COLUMN passport_country")
+    psql(state, f"DELETE FROM migrations WHERE migration = '{V2_MIGRATION}'")
+    live = "cd /var/www/bideshgomon/current && sudo -u www-data php artisan"
+    try:
+        proc = run(["bgdeploy", "db", "sandbox", "status"], env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert re.search(rf"^{V2_MIGRATION}\s+PENDING\s+-$", proc.stdout, re.M), proc.stdout
+        assert proc.stdout.rstrip().endswith("; 1 pending")
+    finally:
+        code, out = sh(state, "web1", f"{live} migrate --force")
+        assert code == 0, out

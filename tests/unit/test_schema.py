@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from bgdeploy import commands
 from bgdeploy.checks import schema
 from bgdeploy.core.errors import ConfigError
+from bgdeploy.oncall import database
 
 A = schema.Fingerprint("a" * 64, 2, 3)
 B = schema.Fingerprint("b" * 64, 3, 4)
@@ -140,3 +142,42 @@ def test_fingerprint_ignores_comments_and_restrict_keys(stub_path: str) -> None:
     normalised = "CREATE TABLE t (\n    a integer\n);\nm1 1\nm2 2\n"
     assert first.digest == hashlib.sha256(normalised.encode()).hexdigest()
     assert (first.batch, first.rows) == (2, 2)
+
+
+LARAVEL_8_STATUS = """\
++------+-------------------------------------------------------------------+-------+
+| Ran? | Migration                                                         | Batch |
++------+-------------------------------------------------------------------+-------+
+| Yes  | 2014_10_12_000000_create_users_table                              | 1     |
+| Yes  | 2019_08_19_000000_create_failed_jobs_table                        | 1     |
+| Yes  | 2025_07_01_000000_add_passport_country_to_visa_applications_table | 2     |
+| No   | 2026_01_01_000000_add_tracking_code                               |       |
++------+-------------------------------------------------------------------+-------+
+"""
+
+LARAVEL_10_STATUS = """
+  Migration name .............................................. Batch / Status
+  2014_10_12_000000_create_users_table ............................... [1] Ran
+  2025_07_01_000000_add_passport_country_to_visa_applications_table .. [2] Ran
+  2026_01_01_000000_add_tracking_code ................................ Pending
+"""
+
+
+@pytest.mark.parametrize("output", [LARAVEL_8_STATUS, LARAVEL_10_STATUS])
+def test_migrate_status_in_either_laravel_format(output: str) -> None:
+    rows = schema.parse_migrate_status(output)
+    assert rows[0] == schema.MigrationState("2014_10_12_000000_create_users_table", True, 1)
+    assert rows[-1] == schema.MigrationState("2026_01_01_000000_add_tracking_code", False, None)
+    found = database.MigrationStatus("web1", tuple(rows))
+    assert found.pending == ["2026_01_01_000000_add_tracking_code"]
+    assert max(found.batches) == 2
+    assert found.summary().endswith("(the last, batch 2: 1 migration); 1 pending")
+    table = found.format_table()
+    assert re.search(r"^2026_01_01_000000_add_tracking_code\s+PENDING\s+-$", table, re.M)
+    assert found.to_dict()["batches"]["2"] == [
+        "2025_07_01_000000_add_passport_country_to_visa_applications_table"
+    ]
+
+
+def test_migrate_status_ignores_everything_else() -> None:
+    assert schema.parse_migrate_status("Migration table not found.\n| Ran? | x | y |\n") == []
