@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "preflight": "bgdeploy.cli.preflight:preflight_cmd",
     "window": "bgdeploy.cli.window:window_cmd",
     "unlock": "bgdeploy.cli.unlock:unlock_cmd",
+    "scale": "bgdeploy.cli.scale:scale_cmd",
 }
 """Each command's name -> ``module:attribute`` of its click command (or group)."""
 

@@ -26,7 +26,7 @@ import re
 from typing import TYPE_CHECKING
 
 from bgdeploy.commands.artisan import queue_restart
-from bgdeploy.commands.shell import as_root, in_dir, join, q
+from bgdeploy.commands.shell import as_root, in_dir, join, q, write_file
 from bgdeploy.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -246,3 +246,27 @@ def install_checked(new: str, dest: str, test: str, enable: str | None = None) -
         + "; ".join(undo)
         + f"; echo {q(message)} >&2; exit 1; fi"
     )
+
+
+REPLACE_NEW = ".bgdeploy-new"
+REPLACE_PREV = ".bgdeploy-prev"
+
+
+def replace_tested(files: dict[str, str], test: str, then: str) -> str:
+    """Replace configuration ``files`` (path: content) all or none: each new file written
+    beside its old one, the old ones kept, the new ones renamed over them, ``test`` run; when
+    it fails the old files go back and the command fails, else ``then`` (a reload) runs. The
+    kept copies are removed at the end."""
+    paths = list(files)
+    restore = "; ".join(
+        f"if [ -e {q(p + REPLACE_PREV)} ]; then mv -fT {q(p + REPLACE_PREV)} {q(p)}; "
+        f"else rm -f {q(p)}; fi"
+        for p in paths
+    )
+    undo = f"{{ {restore}; echo 'bgdeploy: {test} failed: nothing changed' >&2; exit 1; }}"
+    steps = [write_file(p + REPLACE_NEW, content) for p, content in files.items()]
+    steps += [f"rm -f {q(p + REPLACE_PREV)}" for p in paths]
+    steps += [f"{{ [ ! -e {q(p)} ] || cp -p {q(p)} {q(p + REPLACE_PREV)}; }}" for p in paths]
+    steps += [f"mv -fT {q(p + REPLACE_NEW)} {q(p)}" for p in paths]
+    cleanup = "rm -f " + " ".join(q(p + REPLACE_PREV) for p in paths)
+    return join(*steps) + f" && {{ {test} || {undo}; }} && {then} && {cleanup}"

@@ -23,9 +23,9 @@ import ipaddress
 from io import StringIO
 from typing import Any
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy
-from pyinfra.facts.server import Home, User
+from pyinfra.facts.server import Command, Home, User
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
@@ -34,6 +34,7 @@ from bgdeploy.core import render
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE, Fleet
 from bgdeploy.core.settings import Settings
+from bgdeploy.oncall import scale
 from bgdeploy.strategies.serverops import (
     checked_file,
     file_if_missing,
@@ -244,7 +245,7 @@ def database_server(settings: Settings, fleet: Fleet, secrets: dict[str, str]) -
 def web_server(settings: Settings, fleet: Fleet, secrets: dict[str, str]) -> None:
     """nginx (public listener: live colour; preview listener: idle colour), one php-fpm pool
     per colour, the app layout and ``shared/.env``, queue workers, scheduler, logrotate."""
-    s = settings
+    s = _keep_scaled(settings)
     templates = _template_dir()
     _check_secrets(secrets)
     packages(name="Install nginx, php-fpm and the app's tools", packages=web_packages(s))
@@ -289,6 +290,20 @@ def web_server(settings: Settings, fleet: Fleet, secrets: dict[str, str]) -> Non
         group="root",
         mode="644",
     )
+
+
+def _keep_scaled(settings: Settings) -> Settings:
+    """group_data's settings, with what ``bgdeploy scale`` set on this host kept, and said
+    (:mod:`bgdeploy.oncall.scale`): a provision does not undo an operator's scaling."""
+    path = scale.scale_path(settings)
+    kept = scale.parse(host.get_fact(Command, f"cat {commands.q(path)} 2>/dev/null || true") or "")
+    for field, (configured, scaled) in scale.overrides(settings, kept).items():
+        if configured != scaled:
+            logger.warning(
+                f"{host.print_prefix}{field} stays {scaled}, set by `bgdeploy scale` ({path}); "
+                f"group_data says {configured}"
+            )
+    return scale.apply(settings, kept)
 
 
 def _app_layout(s: Settings) -> None:
