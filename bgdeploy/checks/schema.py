@@ -180,9 +180,9 @@ class MigrationState:
     batch: int | None
 
 
-_STATUS_TABLE_ROW = re.compile(r"^\|\s*(Yes|No)\s*\|\s*(\S+)\s*\|\s*(\d*)\s*\|\s*$")
+_STATUS_TABLE_ROW = re.compile(r"^\|\s*(Yes|No)\s*\|\s*(\S+)\s*\|\s*(\d*)\s*\|\s*\Z")
 _STATUS_DOTTED_ROW = re.compile(
-    r"^\s*(\d{4}_\d{2}_\d{2}_\w+)\s+\.+\s+(?:\[(\d+)\]\s+)?(Ran|Pending)\s*$"
+    r"^\s*(\d{4}_\d{2}_\d{2}_\w+)\s+\.+\s+(?:\[(\d+)\]\s+)?(Ran|Pending)\s*\Z"
 )
 
 

@@ -248,8 +248,8 @@ def install_checked(new: str, dest: str, test: str, enable: str | None = None) -
     )
 
 
-REPLACE_NEW = ".bgdeploy-new"
-REPLACE_PREV = ".bgdeploy-prev"
+_REPLACE_NEW = ".bgdeploy-new"
+_REPLACE_PREV = ".bgdeploy-prev"
 
 
 def replace_tested(files: dict[str, str], test: str, then: str) -> str:
@@ -259,14 +259,14 @@ def replace_tested(files: dict[str, str], test: str, then: str) -> str:
     kept copies are removed at the end."""
     paths = list(files)
     restore = "; ".join(
-        f"if [ -e {q(p + REPLACE_PREV)} ]; then mv -fT {q(p + REPLACE_PREV)} {q(p)}; "
+        f"if [ -e {q(p + _REPLACE_PREV)} ]; then mv -fT {q(p + _REPLACE_PREV)} {q(p)}; "
         f"else rm -f {q(p)}; fi"
         for p in paths
     )
     undo = f"{{ {restore}; echo 'bgdeploy: {test} failed: nothing changed' >&2; exit 1; }}"
-    steps = [write_file(p + REPLACE_NEW, content) for p, content in files.items()]
-    steps += [f"rm -f {q(p + REPLACE_PREV)}" for p in paths]
-    steps += [f"{{ [ ! -e {q(p)} ] || cp -p {q(p)} {q(p + REPLACE_PREV)}; }}" for p in paths]
-    steps += [f"mv -fT {q(p + REPLACE_NEW)} {q(p)}" for p in paths]
-    cleanup = "rm -f " + " ".join(q(p + REPLACE_PREV) for p in paths)
+    steps = [write_file(p + _REPLACE_NEW, content) for p, content in files.items()]
+    steps += [f"rm -f {q(p + _REPLACE_PREV)}" for p in paths]
+    steps += [f"{{ [ ! -e {q(p)} ] || cp -p {q(p)} {q(p + _REPLACE_PREV)}; }}" for p in paths]
+    steps += [f"mv -fT {q(p + _REPLACE_NEW)} {q(p)}" for p in paths]
+    cleanup = "rm -f " + " ".join(q(p + _REPLACE_PREV) for p in paths)
     return join(*steps) + f" && {{ {test} || {undo}; }} && {then} && {cleanup}"

@@ -18,7 +18,7 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,11 @@ class Settings:
     """What ``npm run build`` writes, relative to a checkout. With several web hosts one host
     builds a release's assets and the others receive a verified copy; empty: every host runs
     ``npm ci`` and ``npm run build`` itself."""
+    hooks: dict[str, list[str]] = field(default_factory=dict)
+    """The operator's own executables per stage (:data:`HOOK_STAGES`), beside those in
+    ``hooks/STAGE/`` of the deploy repository (:mod:`bgdeploy.oncall.hooks`)."""
+    hook_timeout: float = 60.0
+    """Seconds one hook may run before it is stopped (and counts as failed)."""
 
     @property
     def php_fpm_service(self) -> str:
@@ -299,7 +304,32 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         canary_probe_rate=read.number("canary_probe_rate", 0.1, 1000),
         prometheus_url=_prometheus_url(data, directory),
         asset_paths=_asset_paths(read),
+        hooks=_hooks(read),
+        hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,
     )
+
+
+HOOK_STAGES = ("pre-deploy", "post-deploy", "post-switch", "post-rollback", "on-failure")
+"""Where an operator's hook can run (:mod:`bgdeploy.oncall.hooks`)."""
+
+
+def _hooks(read: _Reader) -> dict[str, list[str]]:
+    """``hooks``: a dict of stage -> list of paths (relative to the deploy repository)."""
+    value = read.data.get("hooks")
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise read.fail("hooks", f"must be a dict of stage -> list of paths, not {value!r}")
+    for stage, paths in value.items():
+        if stage not in HOOK_STAGES:
+            raise read.fail("hooks", f"names {stage!r}, not a stage ({', '.join(HOOK_STAGES)})")
+        if (
+            isinstance(paths, str)
+            or not isinstance(paths, list | tuple)
+            or not all(isinstance(p, str) and p for p in paths)
+        ):
+            raise read.fail("hooks", f"[{stage!r}] must be a list of paths, not {paths!r}")
+    return {stage: list(paths) for stage, paths in value.items()}
 
 
 _ASSET_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
