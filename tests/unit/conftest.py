@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import runpy
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +32,48 @@ def load_group_data(*names: str) -> dict[str, Any]:
 def group_data() -> GroupData:
     """The group_data loader: ``group_data("prod")`` is all.py and prod.py, merged."""
     return load_group_data
+
+
+class WebhookReceiver:
+    """A webhook receiver on 127.0.0.1 standing in for a service the tests cannot reach
+    (Slack, Sentry): each POST recorded in ``posts`` as (path, headers, JSON body), answered
+    with ``status`` and ``body``."""
+
+    def __init__(self, status: int = 200, body: bytes = b"ok") -> None:
+        self.posts: list[tuple[str, dict[str, str], Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.posts.append((self.path, dict(self.headers), json.loads(raw or b"null")))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def received(self) -> list[tuple[str, Any]]:
+        """Each POST's path and JSON body."""
+        return [(path, body) for path, _, body in self.posts]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhooks() -> Iterator[WebhookReceiver]:
+    """A :class:`WebhookReceiver` answering 200, closed after the test."""
+    receiver = WebhookReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()

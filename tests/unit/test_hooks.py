@@ -3,17 +3,14 @@ runs them; the sample Sentry hook against a local receiver."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import load_group_data
+from conftest import WebhookReceiver, load_group_data
 
 from bgdeploy.core import settings
 from bgdeploy.core.errors import ConfigError, PolicyRefusal
@@ -121,39 +118,19 @@ def test_a_configured_hook_that_is_missing_is_an_error(tmp_path: Path) -> None:
         hooks.find("post-deploy", tmp_path, {"post-deploy": ["scripts/nope"]})
 
 
-class Sentry:
-    """Sentry's releases API, as far as the sample hook uses it, on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, dict[str, str], Any]] = []
-        sentry = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                sentry.posts.append((self.path, dict(self.headers), body))
-                self.send_response(201)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
-def sentry() -> Iterator[Sentry]:
-    found = Sentry()
-    yield found
-    found.server.shutdown()
-    found.server.server_close()
+def sentry() -> Iterator[WebhookReceiver]:
+    """Sentry's releases API, as far as the sample hook uses it (answers 201)."""
+    found = WebhookReceiver(status=201, body=b"{}")
+    try:
+        yield found
+    finally:
+        found.close()
 
 
-def test_the_sample_sentry_hook_posts_a_release_marker(tmp_path: Path, sentry: Sentry) -> None:
+def test_the_sample_sentry_hook_posts_a_release_marker(
+    tmp_path: Path, sentry: WebhookReceiver
+) -> None:
     installed = tmp_path / "hooks" / "post-deploy" / "sentry-release"
     installed.parent.mkdir(parents=True)
     shutil.copy2(ROOT / "hooks" / "examples" / "sentry-release", installed)

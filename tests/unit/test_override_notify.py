@@ -5,13 +5,10 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
+from conftest import WebhookReceiver
 
 from bgdeploy.core.release_report import ReleaseReport
 from bgdeploy.oncall import notify
@@ -22,45 +19,13 @@ THURSDAY_EVENING = datetime.fromisoformat("2026-12-03T16:00+06:00")
 SHA = "4f1c2e9a" + "0" * 32
 
 
-class Receiver:
-    """Slack's incoming webhooks, on 127.0.0.1: records each POST, answers 200 ``ok``."""
-
-    def __init__(self) -> None:
-        received: list[tuple[str, dict[str, Any]]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((self.path, json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.received = received
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def slack() -> Iterator[Receiver]:
-    receiver = Receiver()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
+def slack(webhooks: WebhookReceiver) -> WebhookReceiver:
+    """Slack's incoming webhooks (:class:`WebhookReceiver`)."""
+    return webhooks
 
 
-def hooks(receiver: Receiver) -> dict[str, str]:
+def hooks(receiver: WebhookReceiver) -> dict[str, str]:
     return {
         notify.SLACK_DEPLOYMENTS_ENV: f"{receiver.url}/services/T0/B0/deployments",
         notify.SLACK_INCIDENTS_ENV: f"{receiver.url}/services/T0/B1/incidents",
@@ -74,7 +39,7 @@ def report() -> ReleaseReport:
     return done
 
 
-def test_emergency_override_notifies_incidents_and_deployments(slack: Receiver) -> None:
+def test_emergency_override_notifies_incidents_and_deployments(slack: WebhookReceiver) -> None:
     request = deploying.check_request(
         "prod", "v2.4.1", emergency=True, reason="payments down", now=THURSDAY_EVENING
     )
@@ -97,7 +62,7 @@ def test_emergency_override_notifies_incidents_and_deployments(slack: Receiver) 
     assert "overriding: outside the deploy window" in text
 
 
-def test_regular_deploy_sends_nothing(slack: Receiver) -> None:
+def test_regular_deploy_sends_nothing(slack: WebhookReceiver) -> None:
     request = deploying.check_request("prod", "v2.4.1", now=THURSDAY_NOON)
     assert deploying.announce_override(request, report(), hooks(slack)) == []
     # An emergency inside the window is a regular deploy: nothing was overridden.
