@@ -13,7 +13,8 @@ from bgdeploy.core.errors import ConfigError, PolicyRefusal
 from bgdeploy.core.release_report import ReleaseReport
 from bgdeploy.fleet import runner
 from bgdeploy.strategies import deploying
-from bgdeploy.strategies.release import HostRun, ReleaseRun, _batches, journal_entries
+from bgdeploy.strategies.release import HostRun, ReleaseRun, journal_entries
+from bgdeploy.strategies.release.run import rolling_batches
 
 THURSDAY_NOON = datetime.fromisoformat("2026-12-03T12:00+06:00")
 THURSDAY_EVENING = datetime.fromisoformat("2026-12-03T16:00+06:00")
@@ -92,9 +93,9 @@ def test_cli_exit_2_without_starting_pyinfra(args: list[str], monkeypatch) -> No
 
 def test_batches_put_the_migrate_host_first() -> None:
     web = ["web1", "web2", "web3", "web4", "web5"]
-    assert _batches(web, None, "web1") == [web]
-    assert _batches(web, 2, "web3") == [["web3", "web1"], ["web2", "web4"], ["web5"]]
-    assert _batches(web, 10, "web1") == [web]
+    assert rolling_batches(web, None, "web1") == [web]
+    assert rolling_batches(web, 2, "web3") == [["web3", "web1"], ["web2", "web4"], ["web5"]]
+    assert rolling_batches(web, 10, "web1") == [web]
 
 
 def release_run(batches: list[list[str]]) -> ReleaseRun:

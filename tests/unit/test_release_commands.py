@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from bgdeploy import commands
+from bgdeploy.checks.preflight import split_files
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.settings import Settings
 from bgdeploy.fleet import runner
 from bgdeploy.sandbox import sampleapp
-from bgdeploy.strategies.release import _split_files, snapshot_name
+from bgdeploy.strategies.release import snapshot_name
 
 GROUP = grp.getgrgid(os.getgid()).gr_name
 
@@ -231,7 +232,7 @@ def test_show_files_and_split() -> None:
         "==> bgdeploy-file database/migrations/a.php\n<?php // a\n"
         "==> bgdeploy-file database/migrations/b.php\n<?php // b\nline\n"
     )
-    assert _split_files(output) == {"a.php": "<?php // a\n", "b.php": "<?php // b\nline\n"}
+    assert split_files(output) == {"a.php": "<?php // a\n", "b.php": "<?php // b\nline\n"}
 
 
 def test_snapshot_names_sort_by_time() -> None:
