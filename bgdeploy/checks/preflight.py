@@ -55,9 +55,8 @@ from bgdeploy.core import lock, refs, windows
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.render import IDLE_INCLUDE, LIVE_INCLUDE
 from bgdeploy.core.settings import SECRET_VARIABLES, Settings
-from bgdeploy.fleet import fabric_backend, remote, runner
+from bgdeploy.fleet import colours, fabric_backend, remote, runner
 from bgdeploy.fleet.executor import CommandResult
-from bgdeploy.strategies import switch
 
 Status = Literal["pass", "warn", "fail"]
 PASS: Status = "pass"  # noqa: S105 (a check's result, not a password)
@@ -710,8 +709,8 @@ def _read_web(
     ok, out, _ = _run(via, commands.lock_read(settings.lock_path))
     found.holder = lock.parse_lock(out) if ok else None
     _, out, _ = _run(via, commands.colour_facts(settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE))
-    colours = switch.parse_facts(name, out)
-    found.live_sha = colours.heads.get(colours.current, "")
+    live = colours.parse_facts(name, out)
+    found.live_sha = live.heads.get(live.current, "")
     command = commands.release_facts(settings.app_root, settings.repository, idle, SECRET_NAMES)
     ok, out, err = _run(via, command)
     found.facts = parse_facts(out)
