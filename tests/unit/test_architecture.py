@@ -3,7 +3,9 @@
 - no module over 500 lines;
 - no module uses a private name (``_name``) of another bgdeploy module;
 - no import cycle among bgdeploy modules (module-level imports, ``TYPE_CHECKING`` left out);
-- layers: ``bgdeploy.core`` imports only core, ``bgdeploy.commands`` only core and commands.
+- layers: core < commands < fleet < checks < strategies < cli. ``bgdeploy.core`` imports only
+  core, ``bgdeploy.commands`` only core and commands, ``bgdeploy.fleet`` nothing above fleet,
+  ``bgdeploy.checks`` nothing above checks (never strategies or the CLI).
 
 Where today's code of other subpackages breaks a rule, the offenders are listed as known
 exceptions, each with the reason; the test fails on any new one.
@@ -12,7 +14,7 @@ exceptions, each with the reason; the test fails on any new one.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,12 +204,14 @@ LAYERS = {
     # subpackage: what its modules may import of bgdeploy
     "bgdeploy.core": ("bgdeploy.core",),
     "bgdeploy.commands": ("bgdeploy.core", "bgdeploy.commands"),
+    "bgdeploy.fleet": ("bgdeploy.core", "bgdeploy.commands", "bgdeploy.fleet"),
+    "bgdeploy.checks": ("bgdeploy.core", "bgdeploy.commands", "bgdeploy.fleet", "bgdeploy.checks"),
 }
 
 
-def layer_breaches() -> set[str]:
+def layer_breaches(modules: Iterable[Module] = MODULES.values()) -> set[str]:
     found = set()
-    for module in MODULES.values():
+    for module in modules:
         for layer, allowed in LAYERS.items():
             if not _in(module.name, layer):
                 continue
@@ -265,7 +269,7 @@ def test_no_import_cycle() -> None:
     assert not import_cycles() - KNOWN_CYCLES
 
 
-def test_core_and_commands_import_only_the_layers_below() -> None:
+def test_core_commands_fleet_and_checks_import_only_the_layers_below() -> None:
     assert not layer_breaches() - KNOWN_LAYER_BREACHES
 
 
@@ -283,6 +287,14 @@ def test_the_checks_see_what_they_look_for() -> None:
         "bgdeploy.oncall.made_up -> bgdeploy.commands._sha",
         "bgdeploy.oncall.made_up -> bgdeploy.commands._token",
         "bgdeploy.oncall.made_up -> bgdeploy.core.journal._private",
+    }
+    fleet = Module("bgdeploy.fleet.made_up", PACKAGE / "fleet/made_up.py", tree, 5, False)
+    fleet.imports = {"bgdeploy.strategies.switch", "bgdeploy.core.lock", "bgdeploy.fleet.executor"}
+    checks = Module("bgdeploy.checks.made_up", PACKAGE / "checks/made_up.py", tree, 5, False)
+    checks.imports = {"bgdeploy.cli.main", "bgdeploy.fleet.colours", "bgdeploy.checks.migrations"}
+    assert layer_breaches([fleet, checks]) == {
+        "bgdeploy.fleet.made_up -> bgdeploy.strategies.switch",
+        "bgdeploy.checks.made_up -> bgdeploy.cli.main",
     }
 
 
