@@ -22,22 +22,9 @@ from typing import Any
 
 from bgdeploy import commands
 from bgdeploy.checks import migrations
+from bgdeploy.checks.preflight import database, servers
 from bgdeploy.checks.preflight.commit import release_advice, resolve_ref, split_files
-from bgdeploy.checks.preflight.database import (
-    MIGRATIONS_DIR,
-    check_destructive,
-    check_migrations,
-    parse_name_status,
-)
 from bgdeploy.checks.preflight.report import FAIL, ORDER, PASS, Check, Checklist
-from bgdeploy.checks.preflight.servers import (
-    SECRET_NAMES,
-    check_lock,
-    check_snapshot_space,
-    check_window,
-    host_checks,
-    parse_facts,
-)
 from bgdeploy.core import lock, refs, windows
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.render import IDLE_INCLUDE, LIVE_INCLUDE
@@ -79,9 +66,11 @@ def _read_web(
     _, out, _ = _run(via, commands.colour_facts(settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE))
     live = colours.parse_facts(name, out)
     found.live_sha = live.heads.get(live.current, "")
-    command = commands.release_facts(settings.app_root, settings.repository, idle, SECRET_NAMES)
+    command = commands.release_facts(
+        settings.app_root, settings.repository, idle, servers.SECRET_NAMES
+    )
     ok, out, err = _run(via, command)
-    found.facts = parse_facts(out)
+    found.facts = servers.parse_facts(out)
     colour = found.facts.get("colour", "")
     found.colour_dir = f"{settings.app_root}/{colour}"
     if colour not in ("blue", "green"):
@@ -110,7 +99,7 @@ def _read_db(via: fabric_backend.Host, settings: Settings, found: _DbFacts) -> s
         via,
         commands.snapshot_space(settings.backups_dir, settings.db_name, settings.db_port),
     )
-    found.space = parse_facts(out)
+    found.space = servers.parse_facts(out)
     return "read"
 
 
@@ -147,7 +136,7 @@ def run(
     migrate_host = migrate_host or environment.web[0]
     checklist = Checklist(request.env, request.ref, request.strategy)
     moment = now or datetime.now(UTC)
-    checklist.checks.append(check_window(windows.decide(first.window, moment)))
+    checklist.checks.append(servers.check_window(windows.decide(first.window, moment)))
 
     idle = request.strategy == "blue-green"
     web_facts = {name: _WebFacts() for name in environment.web}
@@ -183,14 +172,14 @@ def _web_checks(
     """The lock, then each web host's secrets, disk and checkout."""
     reached = [name for name in environment.web if name not in checklist.unreachable]
     for name in reached:
-        checklist.checks.append(check_lock(name, web_facts[name].holder, checklist.env))
+        checklist.checks.append(servers.check_lock(name, web_facts[name].holder, checklist.env))
     for name in reached:
         found = web_facts[name]
         if found.error:
             checklist.checks.append(Check("checkout", FAIL, found.error, name))
         else:
             settings = environment.settings[name]
-            checklist.checks += host_checks(name, found.facts, settings, found.colour_dir)
+            checklist.checks += servers.host_checks(name, found.facts, settings, found.colour_dir)
 
 
 def _commit_checks(
@@ -262,9 +251,9 @@ def _ref_checks(
     pending = migrations.pending_migrations(files, db.applied)
     changed: list[tuple[str, str]] = []
     if live_sha and refs.SHA.match(live_sha):
-        _, out, _ = git(commands.git_changed_files(live_sha, sha, MIGRATIONS_DIR))
-        changed = parse_name_status(out)
-    checks.append(check_migrations(pending, changed, host))
+        _, out, _ = git(commands.git_changed_files(live_sha, sha, database.MIGRATIONS_DIR))
+        changed = database.parse_name_status(out)
+    checks.append(database.check_migrations(pending, changed, host))
 
     paths = [f for f in files if migrations.migration_name(f) in set(pending)]
     ok, out, err = git(commands.show_files(sha, paths))
@@ -274,6 +263,10 @@ def _ref_checks(
         )
     else:
         scans = [migrations.scan_source(text, name) for name, text in split_files(out).items()]
-        checks.append(check_destructive(scans, request.allow_destructive, request.strategy, host))
-    checks.append(check_snapshot_space(db.space, settings.backups_dir, bool(pending), db_name))
+        checks.append(
+            database.check_destructive(scans, request.allow_destructive, request.strategy, host)
+        )
+    checks.append(
+        servers.check_snapshot_space(db.space, settings.backups_dir, bool(pending), db_name)
+    )
     return checks
