@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bgdeploy import sandbox  # noqa: E402
 from bgdeploy.core.settings import SECRET_VARIABLES  # noqa: E402
 from bgdeploy.fleet import remote, runner  # noqa: E402
+from bgdeploy.fleet.colours import live_colour, other, read_colours  # noqa: E402
 from bgdeploy.sandbox import sampleapp  # noqa: E402
 from bgdeploy.strategies import switch  # noqa: E402
 
@@ -134,11 +135,11 @@ def switches(state: sandbox.SandboxState, rounds: int) -> list[float]:
     fleet = switch.FabricFleet(remote.targets("sandbox", ("web",)))
     found: list[float] = []
     try:
-        colour = switch.live_colour(switch.read_colours(fleet, settings))
+        colour = live_colour(read_colours(fleet, settings))
         # The last deploy (bench-b) is live; the other colour holds bench-a.
-        bodies = {colour: "b", switch.other(colour): "a"}
+        bodies = {colour: "b", other(colour): "a"}
         for _ in range(rounds):
-            colour = switch.other(colour)
+            colour = other(colour)
             time.sleep(SETTLE)
             serving, returned = time_switch(state, fleet, settings, colour, bodies[colour])
             print(f"  switch to {colour}: all serve {serving:.2f} s, returned {returned:.2f} s")

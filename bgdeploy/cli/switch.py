@@ -12,7 +12,7 @@ from bgdeploy.cli.main import LibraryChoice, env_argument, handle_errors, progre
 
 @click.command("switch")
 @env_argument
-@click.argument("colour", type=LibraryChoice("bgdeploy.strategies.switch:COLOURS"))
+@click.argument("colour", type=LibraryChoice("bgdeploy.core.render:COLOURS"))
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke tests of COLOUR before switching.")
 @click.option("--force", is_flag=True, help="Switch even to a colour not marked built.")
 @click.option("--reason", help="Why (journaled).")

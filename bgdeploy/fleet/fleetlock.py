@@ -5,9 +5,9 @@
 :func:`hold`, taken before it reads any state::
 
     with fleetlock.hold(fleet, paths, env, "switch green", what="switched") as held:
-        colours = switch.read_colours(fleet, settings)
+        found = read_colours(fleet, settings)
         ...
-        switch.switch(fleet, settings, "green", colours=colours, lock_run=held.run)
+        switch.switch(fleet, settings, "green", colours=found, lock_run=held.run)
 
 :func:`hold` creates the lock file (:mod:`bgdeploy.core.lock`) on every web host, or on none: the
 first host in inventory order first, then the others in parallel. Two commands started
@@ -35,7 +35,7 @@ from bgdeploy import commands
 from bgdeploy.core import lock
 from bgdeploy.core.errors import OperationFailed
 from bgdeploy.core.progress import Progress, quiet
-from bgdeploy.strategies.switch import Fleet
+from bgdeploy.fleet.executor import Executor
 
 LOCK_TIMEOUT = 15.0
 """Seconds each host has to answer a lock command; one that does not counts as failed."""
@@ -73,7 +73,7 @@ class _Answer:
 
 @contextmanager
 def hold(
-    fleet: Fleet,
+    fleet: Executor,
     paths: Mapping[str, str],
     env: str,
     ref: str,
@@ -119,7 +119,7 @@ def hold(
 
 
 def _acquire(
-    fleet: Fleet, paths: Mapping[str, str], info: lock.LockInfo, answers: dict[str, _Answer]
+    fleet: Executor, paths: Mapping[str, str], info: lock.LockInfo, answers: dict[str, _Answer]
 ) -> None:
     """The first host, then (when it was taken there) the others in parallel."""
     command = {name: commands.lock_acquire(path, info.to_json()) for name, path in paths.items()}
@@ -150,7 +150,7 @@ def _maybe_taken(names: list[str], answers: Mapping[str, _Answer]) -> list[str]:
 
 
 def _release(
-    fleet: Fleet, paths: Mapping[str, str], held: Held, names: list[str], progress: Progress
+    fleet: Executor, paths: Mapping[str, str], held: Held, names: list[str], progress: Progress
 ) -> None:
     """This run's lock removed on ``names`` (another run's is left); where it could not be,
     or was no longer this run's, the operator is told."""
@@ -186,7 +186,7 @@ class Found:
     error: str = ""
 
 
-def read(fleet: Fleet, paths: Mapping[str, str]) -> dict[str, Found]:
+def read(fleet: Executor, paths: Mapping[str, str]) -> dict[str, Found]:
     """Every host's deploy lock, read in parallel (nothing is changed)."""
 
     def one(name: str) -> Found:
@@ -199,7 +199,7 @@ def read(fleet: Fleet, paths: Mapping[str, str]) -> dict[str, Found]:
 
 
 def break_seen(
-    fleet: Fleet, paths: Mapping[str, str], seen: Mapping[str, Found]
+    fleet: Executor, paths: Mapping[str, str], seen: Mapping[str, Found]
 ) -> dict[str, Found]:
     """Remove the lock on each host of ``seen`` where it still is the one read then; returns,
     for each host where it was not removed, the lock found instead (``error`` says why)."""

@@ -33,6 +33,7 @@ from bgdeploy import commands
 from bgdeploy.checks import smoke
 from bgdeploy.core import settings as settings_mod
 from bgdeploy.core.errors import BgdeployError
+from bgdeploy.fleet.colours import HostColours, live_colour, other, read_colours
 from bgdeploy.fleet.pyinfra_backend import PyinfraFleet
 from bgdeploy.strategies import canary as canary_mod
 from bgdeploy.strategies import release, switch
@@ -47,7 +48,7 @@ class BlueGreen:
 
     live: str = ""
     idle: str = ""
-    colours: dict[str, switch.HostColours] = field(default_factory=dict)
+    colours: dict[str, HostColours] = field(default_factory=dict)
     already: bool = False
     smoke_failed: list[str] = field(default_factory=list)
     switched: bool = False
@@ -81,12 +82,12 @@ def guard(run: ReleaseRun) -> None:
     bg = state_of(run)
     settings = run.hosts[run.migrate_host].settings
     fleet = PyinfraFleet(release.current_state(), run.web_order)
-    bg.colours = switch.read_colours(fleet, settings)
+    bg.colours = read_colours(fleet, settings)
     try:
-        bg.live = switch.live_colour(bg.colours)
+        bg.live = live_colour(bg.colours)
     except BgdeployError as error:
         raise run.refuse("colours", str(error)) from None
-    bg.idle = switch.other(bg.live)
+    bg.idle = other(bg.live)
     bg.already = not run.force and all(
         c.heads.get(bg.live) == run.sha and c.ready(bg.live) for c in bg.colours.values()
     )
@@ -186,7 +187,7 @@ def _switch(state: Any, host: Any, run: ReleaseRun) -> bool:
     bg = state_of(run)
     settings = run.hosts[host.name].settings
     fleet = PyinfraFleet(state, run.web_order)
-    colours = switch.read_colours(fleet, settings)
+    colours = read_colours(fleet, settings)
     report = switch.switch(
         fleet, settings, bg.idle, who=run.who, reason=run.reason, colours=colours
     )
@@ -289,7 +290,7 @@ def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
     settings = run.hosts[host.name].settings
     percent = canary_mod.check_percent(host.data.get("canary"))
     fleet = PyinfraFleet(state, run.web_order)
-    colours = switch.read_colours(fleet, settings)
+    colours = read_colours(fleet, settings)
     started = time.monotonic()
     pct = canary_mod.percent_text(percent)
     results = canary_mod.start(fleet, settings, bg.live, bg.idle, percent)
@@ -341,7 +342,7 @@ def _promote(
     host: Any,
     run: ReleaseRun,
     fleet: PyinfraFleet,
-    colours: dict[str, switch.HostColours],
+    colours: dict[str, HostColours],
     percent: float,
     result: Any,
     started: float,
@@ -370,7 +371,7 @@ def _send_back(
     host: Any,
     run: ReleaseRun,
     fleet: PyinfraFleet,
-    colours: dict[str, switch.HostColours],
+    colours: dict[str, HostColours],
     percent: float,
     result: Any,
     started: float,
@@ -409,7 +410,7 @@ def _journal_canary(
     fleet: PyinfraFleet,
     run: ReleaseRun,
     settings: settings_mod.Settings,
-    colours: dict[str, switch.HostColours],
+    colours: dict[str, HostColours],
     percent: float,
     verdict: str,
     result: Any,

@@ -50,7 +50,8 @@ from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.render import CANARY_INCLUDE, LIVE_INCLUDE
 from bgdeploy.core.settings import Settings
 from bgdeploy.fleet import remote
-from bgdeploy.strategies.switch import SWITCH_TIMEOUT, Fleet
+from bgdeploy.fleet.executor import Executor
+from bgdeploy.strategies.switch import SWITCH_TIMEOUT
 
 CLIENT_COOKIE = "bgdeploy_client"
 """The cookie nginx sets on a first visit: the client's id, which the split hashes."""
@@ -116,7 +117,7 @@ def decide(result: gate.GateResult) -> str:
 
 
 def start(
-    fleet: Fleet, settings: Settings, live: str, canary: str, percent: float
+    fleet: Executor, settings: Settings, live: str, canary: str, percent: float
 ) -> list[remote.HostResult]:
     """Split ``percent`` % of the clients to ``canary`` on every host of ``fleet``, or on
     none: when one host fails, every host is put back (its previous includes, tested,
@@ -140,14 +141,14 @@ def start(
     return fleet.map(back, fleet.names)
 
 
-def send_back(fleet: Fleet, settings: Settings, live: str) -> list[remote.HostResult]:
+def send_back(fleet: Executor, settings: Settings, live: str) -> list[remote.HostResult]:
     """Every client back on ``live``: the plain live include and an empty split, on every
     host (a host that fails is named: ``bgdeploy switch ENV LIVE`` repairs it)."""
     live_text = render.colour_include(settings, live)
     return _apply(fleet, settings, live_text, render.canary_split(settings), f"all on {live}")
 
 
-def clear_split(fleet: Fleet, settings: Settings) -> None:
+def clear_split(fleet: Executor, settings: Settings) -> None:
     """After a promotion (the live include no longer reads the split): the split file emptied,
     for whoever reads it. Best effort: nginx does not need it."""
     command = commands.write_file(CANARY_INCLUDE, render.canary_split(settings))
@@ -155,7 +156,7 @@ def clear_split(fleet: Fleet, settings: Settings) -> None:
 
 
 def _apply(
-    fleet: Fleet, settings: Settings, live_text: str, split_text: str, what: str
+    fleet: Executor, settings: Settings, live_text: str, split_text: str, what: str
 ) -> list[remote.HostResult]:
     command = commands.join(
         commands.canary_apply(LIVE_INCLUDE, CANARY_INCLUDE, live_text, split_text),

@@ -20,6 +20,7 @@ from bgdeploy.checks import smoke
 from bgdeploy.core.errors import PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.fleet import fleetlock, remote, runner
+from bgdeploy.fleet.colours import read_colours
 from bgdeploy.strategies import switch
 
 
@@ -59,7 +60,7 @@ def switch_to(
         with fleetlock.hold(
             fleet, paths, env, f"switch {colour}", what="switched", progress=progress
         ) as held:
-            colours = switch.read_colours(fleet, settings)
+            colours = read_colours(fleet, settings)
             if all(c.consistent and c.live == colour and not c.canary for c in colours.values()):
                 return None
             if smoke_test:

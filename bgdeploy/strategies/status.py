@@ -1,7 +1,7 @@
 """What the fleet serves: the live colour of every web host, the commit each colour holds,
 and which hosts are behind the fleet (``bgdeploy status ENV``).
 
-Read only: one round trip per web host (:func:`bgdeploy.strategies.switch.read_colours`),
+Read only: one round trip per web host (:func:`bgdeploy.fleet.colours.read_colours`),
 nothing changed. It lives beside the switch because it reads the colours the switch moves.
 """
 
@@ -11,8 +11,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from bgdeploy.fleet import remote, runner
-from bgdeploy.strategies import switch
+from bgdeploy.core.render import COLOURS
+from bgdeploy.fleet import fabric_backend, remote, runner
+from bgdeploy.fleet.colours import HostColours, fleet_release, live_colour, read_colours
 
 NOT_READY_NOTE = "* not built and verified at that commit"
 
@@ -20,10 +21,10 @@ NOT_READY_NOTE = "* not built and verified at that commit"
 @dataclass
 class FleetStatus:
     """Each web host's colours (``colours``), the commit the fleet serves (``release``, see
-    :func:`bgdeploy.strategies.switch.fleet_release`), and the hosts whose live commit is not
+    :func:`bgdeploy.fleet.colours.fleet_release`), and the hosts whose live commit is not
     that one (``behind``)."""
 
-    colours: dict[str, switch.HostColours]
+    colours: dict[str, HostColours]
     release: str | None
     behind: dict[str, bool]
 
@@ -44,13 +45,13 @@ class FleetStatus:
                 note = f"behind: the fleet serves {(self.release or '')[:12]}; {note}".rstrip("; ")
             cells = [
                 (c.heads.get(colour) or "-")[:12] + ("" if c.ready(colour) else "*")
-                for colour in switch.COLOURS
+                for colour in COLOURS
             ]
             lines.append(f"{name:<12} {c.live or '?':<6} {cells[0]:<14} {cells[1]:<14} {note}")
         if any(
             not c.ready(colour) and c.heads.get(colour)
             for c in self.colours.values()
-            for colour in switch.COLOURS
+            for colour in COLOURS
         ):
             lines.append(NOT_READY_NOTE)
         return "\n".join(lines)
@@ -58,8 +59,8 @@ class FleetStatus:
     def check(self) -> str:
         """The fleet's one live colour. Raises :class:`bgdeploy.core.errors.OperationFailed`
         (exit 1) when a host could not be read, :class:`bgdeploy.core.errors.PolicyRefusal`
-        (exit 3) when the hosts disagree (:func:`bgdeploy.strategies.switch.live_colour`)."""
-        return switch.live_colour(self.colours)
+        (exit 3) when the hosts disagree (:func:`bgdeploy.fleet.colours.live_colour`)."""
+        return live_colour(self.colours)
 
 
 def read(env: str) -> FleetStatus:
@@ -67,12 +68,12 @@ def read(env: str) -> FleetStatus:
     hosts are behind the fleet's release."""
     environment = runner.check_environment(env)
     settings = environment.settings[environment.web[0]]
-    fleet = switch.FabricFleet(remote.targets(env, ("web",)))
+    fleet = fabric_backend.FabricFleet(remote.targets(env, ("web",)))
     try:
-        colours = switch.read_colours(fleet, settings)
+        colours = read_colours(fleet, settings)
     finally:
         fleet.close()
-    release = switch.fleet_release(colours)
+    release = fleet_release(colours)
     behind = {
         name: bool(release) and not c.error and c.heads.get(c.live) != release
         for name, c in colours.items()

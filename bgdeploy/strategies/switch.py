@@ -4,8 +4,9 @@ Each web host has two full checkouts, ``blue/`` and ``green/``. nginx's public s
 includes ``/etc/nginx/bideshgomon/live.conf`` (the live colour's document root and php-fpm
 pool); the preview listener includes ``idle.conf``. A switch, on a fleet:
 
-1. reads both colours on every host (which is live, which commit each holds and was built at,
-   and the host's clock); the colour switched to must be built on every host;
+1. reads both colours on every host (:func:`bgdeploy.fleet.colours.read_colours`: which is
+   live, which commit each holds and was built at, and the host's clock); the colour switched
+   to must be built on every host;
 2. on every host at once, in one round trip (:func:`bgdeploy.commands.switch_colour`): arms
    the host's watchdog, writes the new includes beside the old ones, keeps the old, renames
    the new over them (atomic), ``nginx -t``, moves ``current`` (an atomic rename) and reloads
@@ -25,26 +26,24 @@ pool); the preview listener includes ``idle.conf``. A switch, on a fleet:
 
 The old colour stays as it is, built and warm, so switching back takes a second. The same
 code runs from the CLI (over Fabric) and from the blue-green deploy file (over pyinfra's
-connections): :class:`Fleet` is how it reaches the hosts.
+connections): an :class:`bgdeploy.fleet.executor.Executor` is how it reaches the hosts.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass
 
 from bgdeploy import commands
 from bgdeploy.core import journal, lock
-from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
-from bgdeploy.core.render import IDLE_INCLUDE, LIVE_INCLUDE, colour_include
+from bgdeploy.core.errors import OperationFailed, PolicyRefusal
+from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE, colour_include
 from bgdeploy.core.settings import Settings
 from bgdeploy.fleet import fabric_backend, remote
+from bgdeploy.fleet.colours import HostColours, other, read_colours
+from bgdeploy.fleet.colours import parse_facts as parse_facts  # still read here by rollback
 from bgdeploy.fleet.executor import Executor
-
-COLOURS = ("blue", "green")
-T = TypeVar("T")
 
 SWITCH_TIMEOUT = 10.0
 """Seconds each host has to answer each round trip of a switch; a host that does not is
@@ -63,80 +62,9 @@ alone when it comes back."""
 
 COMMAND_TIMEOUT = 120.0
 
-
-def other(colour: str) -> str:
-    """The other colour."""
-    if colour not in COLOURS:
-        raise ConfigError(f"colour {colour!r} is not blue or green")
-    return "green" if colour == "blue" else "blue"
-
-
-Fleet = Executor
-"""How the switch reaches the web hosts (:class:`bgdeploy.fleet.executor.Executor`): run a
-command on one (``timeout``: seconds to wait for it, then it counts as failed), run a function
-on all."""
-
 FabricFleet = fabric_backend.FabricFleet
 """Web hosts over Fabric, one strict connection per host kept for the whole switch (what the
 command line switches with)."""
-
-
-@dataclass
-class HostColours:
-    """What one web host says about its colours (``clock``: its time then, in epoch seconds,
-    and ``read_at`` ours)."""
-
-    name: str
-    current: str = ""
-    live: str = ""
-    idle: str = ""
-    heads: dict[str, str] = field(default_factory=dict)
-    built: dict[str, str] = field(default_factory=dict)
-    built_at: dict[str, int] = field(default_factory=dict)
-    error: str = ""
-    clock: int | None = None
-    read_at: float = field(default_factory=time.time)
-    canary: str = ""
-    """``green 5%`` while a canary splits the clients (:mod:`bgdeploy.strategies.canary`), else
-    empty."""
-    lock: str = ""
-    """The deploy lock's content when it was read and someone holds it, else empty."""
-
-    def ready(self, colour: str) -> bool:
-        """The colour is checked out and was built and verified at that commit."""
-        head = self.heads.get(colour, "")
-        return bool(head) and self.built.get(colour) == head
-
-    @property
-    def consistent(self) -> bool:
-        return self.live in COLOURS and self.live == self.current and self.idle == other(self.live)
-
-    def deadline(self, seconds: float) -> int | None:
-        """The host's clock ``seconds`` from now (None when its clock was not read)."""
-        if self.clock is None:
-            return None
-        return int(self.clock + (time.time() - self.read_at) + seconds)
-
-
-def parse_facts(name: str, output: str) -> HostColours:
-    """Read :func:`bgdeploy.commands.colour_facts` output."""
-    found = HostColours(name)
-    for line in output.splitlines():
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        value = value.strip()
-        if key in ("current", "live", "idle", "canary", "lock"):
-            setattr(found, key, value)
-        elif key == "now" and value.isdigit():
-            found.clock = int(value)
-        elif key.endswith("_head"):
-            found.heads[key.removesuffix("_head")] = value
-        elif key.endswith("_built"):
-            found.built[key.removesuffix("_built")] = value
-        elif key.endswith("_built_at") and value.isdigit():
-            found.built_at[key.removesuffix("_built_at")] = int(value)
-    return found
 
 
 def refuse_if_locked(
@@ -156,57 +84,6 @@ def refuse_if_locked(
         raise lock.refusal(others, env, what)
 
 
-def read_colours(fleet: Fleet, settings: Settings) -> dict[str, HostColours]:
-    """Both colours of every web host, read in parallel."""
-    command = commands.colour_facts(
-        settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE, settings.lock_path
-    )
-
-    def one(name: str) -> HostColours:
-        ok, out, err = fleet.run(name, command, timeout=SWITCH_TIMEOUT)
-        facts = parse_facts(name, out)
-        if not ok:
-            facts.error = err.strip() or "could not read the colours"
-        return facts
-
-    return dict(zip(fleet.names, fleet.map(one, fleet.names), strict=True))
-
-
-def live_colour(colours: dict[str, HostColours]) -> str:
-    """The one live colour of the fleet; refuses (exit 3) when hosts disagree, naming each."""
-    unreadable = [f"{c.name}: {c.error}" for c in colours.values() if c.error]
-    if unreadable:
-        raise OperationFailed("cannot read the live colour: " + "; ".join(unreadable))
-    seen = {
-        c.live if c.consistent else f"{c.live or '?'}/current={c.current or '?'}"
-        for c in colours.values()
-    }
-    if len(seen) != 1 or next(iter(seen)) not in COLOURS:
-        each = ", ".join(
-            f"{c.name} {c.live or '?'}"
-            + ("" if c.consistent else f" (current -> {c.current or '?'})")
-            for c in colours.values()
-        )
-        raise PolicyRefusal(
-            f"the web hosts disagree on the live colour ({each}): nothing was changed. Repair "
-            "with `bgdeploy switch ENV blue|green`, which puts every host on one colour."
-        )
-    return next(iter(seen))
-
-
-def fleet_release(colours: dict[str, HostColours]) -> str | None:
-    """The commit the fleet serves: the one live on most web hosts; on a tie, the one built
-    last (a host that missed a release is behind it). None when no host's live colour is known.
-    """
-    live: dict[str, tuple[int, int]] = {}
-    for c in colours.values():
-        sha = c.heads.get(c.live, "") if c.live in COLOURS and not c.error else ""
-        if sha:
-            count, built = live.get(sha, (0, 0))
-            live[sha] = (count + 1, max(built, c.built_at.get(c.live, 0)))
-    return max(live, key=lambda sha: live[sha]) if live else None
-
-
 @dataclass
 class SwitchReport:
     """What a switch did on each host (``undone``: it failed, and every host was put back)."""
@@ -222,7 +99,7 @@ class SwitchReport:
 
 
 def switch(
-    fleet: Fleet,
+    fleet: Executor,
     settings: Settings,
     colour: str,
     who: str | None = None,
@@ -295,7 +172,7 @@ def _back(facts: HostColours) -> str:
 
 
 def _flip(
-    fleet: Fleet,
+    fleet: Executor,
     settings: Settings,
     colour: str,
     colours: dict[str, HostColours],
@@ -334,7 +211,7 @@ def _flip(
 
 
 def _revert(
-    fleet: Fleet,
+    fleet: Executor,
     settings: Settings,
     colours: dict[str, HostColours],
     colour: str,
@@ -373,7 +250,7 @@ def _revert(
 
 
 def _finish(
-    fleet: Fleet,
+    fleet: Executor,
     settings: Settings,
     colours: dict[str, HostColours],
     colour: str,
@@ -429,7 +306,7 @@ def _finish(
 
 
 def _put_back(
-    fleet: Fleet,
+    fleet: Executor,
     settings: Settings,
     colours: dict[str, HostColours],
     colour: str,
@@ -491,7 +368,7 @@ def _entry(
 
 
 def recover(
-    fleet: Fleet,
+    fleet: Executor,
     settings: Settings,
     colour: str,
     who: str | None = None,

@@ -17,9 +17,10 @@ from click.testing import CliRunner
 
 from bgdeploy import cli, commands
 from bgdeploy.checks import migrations, preflight
-from bgdeploy.checks.preflight import FAIL, PASS, WARN, Check, Checklist
+from bgdeploy.checks.preflight import FAIL, PASS, WARN, Check, Checklist, commit
 from bgdeploy.core import lock, windows
 from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.settings import Settings
 from bgdeploy.fleet import runner
 from bgdeploy.sandbox import sampleapp
 
@@ -85,7 +86,7 @@ return new class extends Migration
 """
 
 
-def staging_settings(**changes: object) -> preflight.Settings:
+def staging_settings(**changes: object) -> Settings:
     base = next(iter(runner.check_environment("staging").settings.values()))
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -387,9 +388,9 @@ def test_features_file_and_migration_changes_between_commits(
 ) -> None:
     work, shas = clone
     out = sh(commands.show_optional_file(shas["off-main"], "config/features.php"), work)
-    assert preflight._split_files(out) == {"config/features.php": NEW_FLAGS}
+    assert commit._split_files(out) == {"config/features.php": NEW_FLAGS}
     out = sh(commands.show_optional_file(shas["v1"], "config/nothing.php"), work)
-    assert preflight._split_files(out) == {"config/nothing.php": None}
+    assert commit._split_files(out) == {"config/nothing.php": None}
     changed = preflight.parse_name_status(
         sh(commands.git_changed_files(shas["v2"], shas["off-main"], "database/migrations"), work)
     )

@@ -19,8 +19,9 @@ from bgdeploy.checks import smoke
 from bgdeploy.core import lock
 from bgdeploy.core.errors import ConfigError, LockHeld, PolicyRefusal
 from bgdeploy.core.release_report import ReleaseReport
-from bgdeploy.core.render import NGINX_DIR
+from bgdeploy.core.render import COLOURS, NGINX_DIR
 from bgdeploy.fleet import fleetlock, runner
+from bgdeploy.fleet.colours import HostColours, live_colour, other, parse_facts, read_colours
 from bgdeploy.strategies import deploying, switch
 
 T = TypeVar("T")
@@ -29,10 +30,8 @@ SHA_A = "a" * 40
 SHA_B = "b" * 40
 
 
-def facts(
-    name: str, live: str, current: str | None = None, built: bool = True
-) -> switch.HostColours:
-    idle = switch.other(live)
+def facts(name: str, live: str, current: str | None = None, built: bool = True) -> HostColours:
+    idle = other(live)
     text = "\n".join(
         [
             f"current={current or live}",
@@ -44,7 +43,7 @@ def facts(
             f"green_built={SHA_B}",
         ]
     )
-    return switch.parse_facts(name, text)
+    return parse_facts(name, text)
 
 
 def test_facts_parse_and_readiness() -> None:
@@ -54,21 +53,21 @@ def test_facts_parse_and_readiness() -> None:
 
 
 def test_one_live_colour() -> None:
-    assert switch.live_colour({"w1": facts("w1", "blue"), "w2": facts("w2", "blue")}) == "blue"
+    assert live_colour({"w1": facts("w1", "blue"), "w2": facts("w2", "blue")}) == "blue"
 
 
 def test_hosts_that_disagree_are_named() -> None:
     with pytest.raises(PolicyRefusal) as info:
-        switch.live_colour({"w1": facts("w1", "blue"), "w2": facts("w2", "green")})
+        live_colour({"w1": facts("w1", "blue"), "w2": facts("w2", "green")})
     assert "w1 blue" in str(info.value) and "w2 green" in str(info.value)
     with pytest.raises(PolicyRefusal, match=r"current -> green"):
-        switch.live_colour({"w1": facts("w1", "blue", current="green")})
+        live_colour({"w1": facts("w1", "blue", current="green")})
 
 
 def test_other_colour() -> None:
-    assert switch.other("blue") == "green"
+    assert other("blue") == "green"
     with pytest.raises(ConfigError):
-        switch.other("red; reboot")
+        other("red; reboot")
 
 
 def test_switch_apply_restores_on_failed_test(tmp_path: Path) -> None:
@@ -104,7 +103,7 @@ class ShellFleet:
         self.commands: list[tuple[str, str]] = []
         for name in names:
             (root / name / "nginx").mkdir(parents=True)
-            for colour in switch.COLOURS:
+            for colour in COLOURS:
                 (root / name / "app" / colour).mkdir(parents=True)
             (root / name / "app" / "current").symlink_to("blue")
             self.write(name, "live.conf", "blue")
@@ -173,7 +172,7 @@ def hosts(tmp_path: Path) -> ShellFleet:
     return ShellFleet(tmp_path)
 
 
-def blue_live(names: Sequence[str] = ("web1", "web2")) -> dict[str, switch.HostColours]:
+def blue_live(names: Sequence[str] = ("web1", "web2")) -> dict[str, HostColours]:
     return {name: facts(name, "blue") for name in names}
 
 
@@ -444,14 +443,14 @@ def test_token_reaches_curl_on_stdin_only() -> None:
 
 
 def test_a_held_deploy_lock_refuses_a_switch_by_hand(hosts: ShellFleet, unit_settings) -> None:
-    colours = switch.read_colours(hosts, unit_settings)
+    colours = read_colours(hosts, unit_settings)
     assert all(not c.lock for c in colours.values())
     switch.refuse_if_locked(colours, "staging", "switched")  # nobody holds it: no refusal
     held = lock.new_lock("v2.4.0", "run42", pid=4242)
     lock_file = hosts.root / "web2" / "app" / ".bgdeploy" / "lock"
     lock_file.parent.mkdir()
     lock_file.write_text(held.to_json() + "\n")
-    colours = switch.read_colours(hosts, unit_settings)
+    colours = read_colours(hosts, unit_settings)
     assert not colours["web1"].lock and lock.parse_lock(colours["web2"].lock) == held
     with pytest.raises(PolicyRefusal, match=r"web2: .*v2\.4\.0.*bgdeploy unlock staging"):
         switch.refuse_if_locked(colours, "staging", "switched")
@@ -462,7 +461,7 @@ def test_a_switch_under_its_own_lock_accepts_it_and_refuses_another(
 ) -> None:
     paths = dict.fromkeys(hosts.names, unit_settings.lock_path)
     with fleetlock.hold(hosts, paths, "staging", "switch green", what="switched") as held:
-        colours = switch.read_colours(hosts, unit_settings)
+        colours = read_colours(hosts, unit_settings)
         assert all(lock.parse_lock(c.lock).run == held.run for c in colours.values())
         switch.refuse_if_locked(colours, "staging", "switched", run=held.run)  # its own
         with pytest.raises(LockHeld, match=r"web1: held by .*switch green"):
