@@ -65,7 +65,11 @@ def live_colour_dir(app_root: str, idle: bool = False) -> str:
 
 
 def colour_facts(
-    app_root: str, live_include: str, idle_include: str, lock_path: str | None = None
+    app_root: str,
+    live_include: str,
+    idle_include: str,
+    lock_path: str | None = None,
+    scale_path: str | None = None,
 ) -> str:
     """Print ``key=value`` lines about both colours of a web host: ``current`` (the target of
     ``current``), ``live`` and ``idle`` (the colours the nginx includes serve), and for each
@@ -73,7 +77,9 @@ def colour_facts(
     ``green_built`` (the commit it was last built and verified at), ``blue_built_at``/
     ``green_built_at`` (when, in epoch seconds), and ``now``: the host's
     clock (epoch seconds; a switch's deadline is set by it); with ``lock_path``, ``lock``: the
-    deploy lock's one line of JSON (empty when nobody holds it). Never fails."""
+    deploy lock's one line of JSON (empty when nobody holds it); with ``scale_path``, ``scale``:
+    what ``bgdeploy scale`` set (``workers=4 php_fpm_max_children=6``, empty: nothing). Never
+    fails."""
     root = q(app_root)
     lines = [
         'echo "now=$(date +%s)"',
@@ -90,6 +96,8 @@ def colour_facts(
         lines.append(f'echo "{colour}_built_at=$(stat -c %Y {stamp} 2>/dev/null)"')
     if lock_path:
         lines.append(f"echo \"lock=$(tr -d '\\n' < {q(lock_path)} 2>/dev/null)\"")
+    if scale_path:
+        lines.append(f"echo \"scale=$(tr '\\n' ' ' < {q(scale_path)} 2>/dev/null)\"")
     return "; ".join(lines) + "; true"
 
 

@@ -147,6 +147,11 @@ class Settings:
         """``<app_root>/.bgdeploy/lock``."""
         return posixpath.join(self.app_root, STATE_DIR, LOCK_FILE)
 
+    @property
+    def scale_path(self) -> str:
+        """``<app_root>/.bgdeploy/scale``: what ``bgdeploy scale`` set on the host."""
+        return posixpath.join(self.app_root, STATE_DIR, "scale")
+
 
 SETTING_KEYS = frozenset(f.name for f in fields(Settings)) - {"env", "window"}
 

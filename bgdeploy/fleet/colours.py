@@ -56,6 +56,9 @@ class HostColours:
     empty."""
     lock: str = ""
     """The deploy lock's content when it was read and someone holds it, else empty."""
+    scale: str = ""
+    """What ``bgdeploy scale`` set on the host (``workers=4 php_fpm_max_children=6``), else
+    empty (:mod:`bgdeploy.oncall.scale`)."""
 
     def ready(self, colour: str) -> bool:
         """The colour is checked out and was built and verified at that commit."""
@@ -81,7 +84,7 @@ def parse_facts(name: str, output: str) -> HostColours:
         if not sep:
             continue
         value = value.strip()
-        if key in ("current", "live", "idle", "canary", "lock"):
+        if key in ("current", "live", "idle", "canary", "lock", "scale"):
             setattr(found, key, value)
         elif key == "now" and value.isdigit():
             found.clock = int(value)
@@ -98,7 +101,7 @@ def read_colours(fleet: Executor, settings: Settings) -> dict[str, HostColours]:
     """Both colours of every web host of ``fleet``, read in parallel (a host that cannot be
     read has its ``error``)."""
     command = commands.colour_facts(
-        settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE, settings.lock_path
+        settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE, settings.lock_path, settings.scale_path
     )
 
     def one(name: str) -> HostColours:

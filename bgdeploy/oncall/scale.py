@@ -77,7 +77,7 @@ def check(what: str, count: int) -> Lever:
 
 def scale_path(settings: Settings) -> str:
     """Where a host keeps what ``bgdeploy scale`` set."""
-    return f"{settings.app_root}/.bgdeploy/scale"
+    return settings.scale_path
 
 
 def parse(text: str) -> dict[str, int]:

@@ -41,6 +41,8 @@ class FleetStatus:
         lines = [f"{'host':<12} {'live':<6} {'blue':<14} {'green':<14} note"]
         for name, c in self.colours.items():
             note = c.error or ("" if c.consistent else f"current -> {c.current or '?'}")
+            if c.scale and not c.error:
+                note = f"{note}; scaled: {c.scale}".lstrip("; ")
             if self.behind[name]:
                 note = f"behind: the fleet serves {(self.release or '')[:12]}; {note}".rstrip("; ")
             cells = [

@@ -93,6 +93,8 @@ def test_scaling_workers_up_and_down_loses_no_job(fleet_v2: sandbox.SandboxState
         assert up.returncode == 0, up.stdout + up.stderr
         assert re.search(r"^web1 .*workers: 1 -> 4", up.stdout, re.M), up.stdout
         assert {web: workers(state, web) for web in WEB} == dict.fromkeys(WEB, 4)
+        shown = bgdeploy(state, "status", "sandbox").stdout
+        assert re.search(r"^web2 .*scaled: workers=4", shown, re.M), shown
         down = bgdeploy(state, "scale", "sandbox", "workers", "1")
         assert down.returncode == 0, down.stdout + down.stderr
         assert {web: workers(state, web) for web in WEB} == dict.fromkeys(WEB, 1)

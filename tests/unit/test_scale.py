@@ -58,3 +58,17 @@ def test_the_files_written_carry_the_count(s: settings.Settings) -> None:
     assert path.endswith("-worker.conf") and "numprocs=5" in text
     pools = scale.config_files(scale.LEVERS["php-fpm"], scale.apply(s, {"php_fpm_max_children": 7}))
     assert len(pools) == 2 and all("pm.max_children = 7" in text for text in pools.values())
+
+
+def test_status_shows_what_was_scaled() -> None:
+    from bgdeploy.fleet import colours
+    from bgdeploy.strategies import status
+
+    facts = colours.parse_facts(
+        "web1",
+        "current=blue\nlive=blue\nidle=green\nblue_head=abc\nblue_built=abc\n"
+        "scale=php_fpm_max_children=6 workers=4 \n",
+    )
+    assert facts.scale == "php_fpm_max_children=6 workers=4"
+    table = status.FleetStatus({"web1": facts}, "abc", {"web1": False}).format_table()
+    assert table.splitlines()[1].endswith("scaled: php_fpm_max_children=6 workers=4")
