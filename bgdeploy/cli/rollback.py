@@ -47,7 +47,7 @@ def rollback_cmd(
     reported), 2 bad input, 3 refused (host key, lock, smoke tests).
     """
     from bgdeploy.fleet import remote
-    from bgdeploy.strategies import deploying, rollback
+    from bgdeploy.strategies import rollback
 
     request = rollback.check_request(env, to, migrations, reason, no_smoke)
     try:
@@ -59,7 +59,7 @@ def rollback_cmd(
         click.echo(note, err=True)
     if report.results:
         app = request.settings.app_name
-        for outcome in deploying.announce_rollback(env, app, report, reason):
+        for outcome in rollback.announce_rollback(env, app, report, reason):
             progress(outcome.line())
     if as_json:
         echo_json(report.to_dict())

@@ -278,34 +278,6 @@ def announce_override(
     return notify.notify(event, environ)
 
 
-def announce_rollback(
-    env: str,
-    app: str,
-    report: Any,
-    reason: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> list[notify.NotifyResult]:
-    """Tell #deployments and #incidents about ``bgdeploy rollback`` (an operator's, so no
-    page): the release gone back to, its colour, each host's account when one failed.
-    ``report`` is a :class:`bgdeploy.strategies.rollback.RollbackReport`. Never raises."""
-    failed = [f"{r.host}: {r.error}" for r in report.results if not r.ok]
-    try:
-        event = notify.DeployEvent(
-            "rolled_back" if report.ok else "failed",
-            env=env,
-            app=app,
-            sha=report.target or "",
-            colour=report.colour or "",
-            who=journal.operator_name(),
-            reason=reason or ("" if report.ok else "the rollback failed"),
-            details=failed,
-            hosts=[r.host for r in report.results],
-        )
-    except ValueError as error:
-        return [notify.NotifyResult("notify", False, f"not sent: {error}")]
-    return notify.notify(event, environ)
-
-
 # After Ctrl-C
 # ------------
 

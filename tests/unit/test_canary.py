@@ -219,8 +219,8 @@ def test_announce_names_the_canary_and_skips_unset_receivers() -> None:
 
 def test_announce_rollback_never_raises() -> None:
     from bgdeploy.fleet import remote
-    from bgdeploy.strategies.rollback import RollbackReport
+    from bgdeploy.strategies.rollback import RollbackReport, announce_rollback
 
     report = RollbackReport("prod", "switch", "a" * 40, "blue", [remote.HostResult("web1", True)])
-    results = deploying.announce_rollback("prod", "bideshgomon", report, environ={})
+    results = announce_rollback("prod", "bideshgomon", report, environ={})
     assert {r.target for r in results} == {"slack:incidents", "slack:deployments"}
