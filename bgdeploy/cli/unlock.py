@@ -1,5 +1,5 @@
 """``bgdeploy unlock ENV``: break a stale deploy lock, after showing it and asking
-(:func:`bgdeploy.strategies.deploying.unlock`)."""
+(:func:`bgdeploy.strategies.unlock.unlock`)."""
 
 from __future__ import annotations
 
@@ -26,13 +26,13 @@ def unlock_cmd(env: str, reason: str | None, yes: bool, force: bool) -> None:
     with nothing to ask on, exit 2). A lock whose process still runs on this machine is not
     stale: exit 3 unless --force. Who broke whose lock, and --reason, are journaled. A lock
     that changed since it was shown is left."""
-    from bgdeploy.strategies import deploying
+    from bgdeploy.strategies import unlock
 
     def confirm(question: str) -> None:
         if not yes:
             ask(question)
 
-    results = deploying.unlock(env, reason, confirm=confirm, force=force, progress=progress)
+    results = unlock.unlock(env, reason, confirm=confirm, force=force, progress=progress)
     width = max(len("host"), *(len(r.host) for r in results))
     for result in results:
         click.echo(f"{result.host:<{width}}  {result.describe()}")

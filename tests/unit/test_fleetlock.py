@@ -246,16 +246,16 @@ def test_unlock_asks_first(
     from click.testing import CliRunner
 
     from bgdeploy import cli
-    from bgdeploy.strategies import deploying
+    from bgdeploy.strategies import unlock as unlock_mod
 
     broken: list[bool] = []
 
-    def unlock(env: str, reason: str | None, **kwargs: object) -> list[deploying.UnlockResult]:
+    def unlock(env: str, reason: str | None, **kwargs: object) -> list[unlock_mod.UnlockResult]:
         kwargs["confirm"]("Break the deploy lock of staging on web2?")  # type: ignore[operator]
         broken.append(True)
-        return [deploying.UnlockResult("web2", True, FOREIGN)]
+        return [unlock_mod.UnlockResult("web2", True, FOREIGN)]
 
-    monkeypatch.setattr(deploying, "unlock", unlock)
+    monkeypatch.setattr(unlock_mod, "unlock", unlock)
     result = CliRunner().invoke(cli.cli, ["unlock", "staging", *args], input=stdin)
     assert result.exit_code == code, result.output
     assert said in result.output

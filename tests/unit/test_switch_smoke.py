@@ -22,7 +22,7 @@ from bgdeploy.core.release_report import ReleaseReport
 from bgdeploy.core.render import COLOURS, NGINX_DIR
 from bgdeploy.fleet import fleetlock, runner
 from bgdeploy.fleet.colours import HostColours, live_colour, other, parse_facts, read_colours
-from bgdeploy.strategies import deploying, switch
+from bgdeploy.strategies import recovery, switch
 
 T = TypeVar("T")
 
@@ -353,15 +353,15 @@ def test_interrupted_blue_green_deploy_goes_back_to_the_colour_it_left(
     report = ReleaseReport(env="staging", ref="v2", run="run-1")
     for name in hosts.names:
         report.host(name, ["web"]).colour = "green"  # the colour the deploy built
-    monkeypatch.setattr(deploying.switch, "FabricFleet", lambda targets: hosts)
-    monkeypatch.setattr(deploying.remote, "targets", lambda env, groups: [])
+    monkeypatch.setattr(recovery.switch, "FabricFleet", lambda targets: hosts)
+    monkeypatch.setattr(recovery.remote, "targets", lambda env, groups: [])
     environment = SimpleNamespace(settings={"web1": unit_settings}, web=["web1"])
     lines: list[str] = []
-    note = deploying._recover_colours("staging", environment, report, lines.append)
+    note = recovery._recover_colours("staging", environment, report, lines.append)
     assert note == lines[-1] == "blue serves again (switched back)"
     assert all(hosts.serves(name) == ("blue", "green", "blue") for name in hosts.names)
     # Interrupted before the switch: nothing to put back.
-    assert deploying._recover_colours("staging", environment, report, lines.append).startswith(
+    assert recovery._recover_colours("staging", environment, report, lines.append).startswith(
         "blue serves, as before"
     )
 
