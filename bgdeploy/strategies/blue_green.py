@@ -285,29 +285,68 @@ def canary(run: ReleaseRun) -> None:
     _add("Canary", _canary, lambda: _ready_to_switch(run, name), run=run)
 
 
+@dataclass
+class _Canary:
+    """A canary under way, as its outcomes need it (:func:`_promote`, :func:`_send_back`, the
+    split that failed): the fleet, the settings, each host's colours read before the split,
+    the percentage and when the split began."""
+
+    run: ReleaseRun
+    fleet: PyinfraFleet
+    settings: settings_mod.Settings
+    colours: dict[str, HostColours]
+    percent: float
+    started: float
+
+    @property
+    def bg(self) -> BlueGreen:
+        return state_of(self.run)
+
+    @property
+    def pct(self) -> str:
+        return canary_mod.percent_text(self.percent)
+
+    def record_step(self, name: str, ok: bool, message: str) -> None:
+        """The ``canary`` step, from the split until now, in host ``name``'s outcome."""
+        release.record_step(self.run.hosts[name], "canary", self.started, ok, message)
+
+    def end(self, verdict: str, result: Any, message: str) -> None:
+        """Journal the canary on every web host (``verdict``; ``result``: the gate's, None
+        when it did not run) and save the run's report."""
+        bg = self.bg
+
+        def one(name: str) -> None:
+            entry = canary_mod.journal_entry(
+                self.settings, name, bg.idle, self.percent, verdict, result, who=self.run.who,
+                sha=self.run.sha, sha_before=self.colours[name].heads.get(bg.live) or None,
+                message=message, reason=self.run.reason,
+            )  # fmt: skip
+            self.fleet.run(name, commands.journal_append(self.settings, entry), sudo=True)
+
+        self.fleet.map(one, self.run.web_order)
+        self.run.save()
+
+
 def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
     bg = state_of(run)
     settings = run.hosts[host.name].settings
     percent = canary_mod.check_percent(host.data.get("canary"))
     fleet = PyinfraFleet(state, run.web_order)
     colours = read_colours(fleet, settings)
-    started = time.monotonic()
-    pct = canary_mod.percent_text(percent)
+    trial = _Canary(run, fleet, settings, colours, percent, started=time.monotonic())
     results = canary_mod.start(fleet, settings, bg.live, bg.idle, percent)
     if not all(result.ok for result in results):
         for result in results:
-            hostrun = run.hosts[result.host]
-            release.record_step(hostrun, "canary", started, False, result.error)
+            trial.record_step(result.host, False, result.error)
             release.fail_host(
-                hostrun,
+                run.hosts[result.host],
                 "canary",
                 f"the split was not applied (every host left as it was): {result.error}; a "
                 f"site provisioned before canaries does not include the split: run `bgdeploy "
                 f"provision {settings.env}`",
                 host,
             )
-        _journal_canary(fleet, run, settings, colours, percent, "failed", None, "split failed")
-        run.save()
+        trial.end("failed", None, "split failed")
         return False
     for name in run.web_order:  # an interrupted deploy's recovery reads it (switch.recover)
         run.hosts[name].outcome.colour = bg.idle
@@ -315,8 +354,8 @@ def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
     urls = [_probe_url(fleet, name, settings) for name in run.web_order]
     source = f"Prometheus {settings.prometheus_url}" if settings.prometheus_url else "probes"
     logger.info(
-        f"canary: {pct}% of clients on {bg.idle} on every web host; the gate watches it for "
-        f"{settings.canary_window:g} s ({source})"
+        f"canary: {trial.pct}% of clients on {bg.idle} on every web host; the gate watches it "
+        f"for {settings.canary_window:g} s ({source})"
     )
     try:
         result = canary_mod.judge(settings, bg.idle, urls)
@@ -326,8 +365,8 @@ def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
     for line in result.explain():
         (logger.info if result.passed else logger.warning)(f"{host.print_prefix}{line}")
     if canary_mod.decide(result) == canary_mod.PROMOTE:
-        return _promote(state, host, run, fleet, colours, percent, result, started)
-    return _send_back(host, run, fleet, colours, percent, result, started)
+        return _promote(state, host, trial, result)
+    return _send_back(trial, result)
 
 
 def _probe_url(fleet: PyinfraFleet, name: str, settings: settings_mod.Settings) -> str:
@@ -337,93 +376,48 @@ def _probe_url(fleet: PyinfraFleet, name: str, settings: settings_mod.Settings) 
     return canary_mod.probe_url(str(address), int(port), settings.health_path)
 
 
-def _promote(
-    state: Any,
-    host: Any,
-    run: ReleaseRun,
-    fleet: PyinfraFleet,
-    colours: dict[str, HostColours],
-    percent: float,
-    result: Any,
-    started: float,
-) -> bool:
-    bg = state_of(run)
-    settings = run.hosts[host.name].settings
-    pct = canary_mod.percent_text(percent)
-    logger.info(f"canary {pct}% passed the gate: switching every web host to {bg.idle}")
+def _promote(state: Any, host: Any, trial: _Canary, result: Any) -> bool:
+    """The gate passed: every web host switched to the idle colour, the split cleared (or,
+    when the switch failed, every client back on the live colour)."""
+    bg, run = trial.bg, trial.run
+    logger.info(f"canary {trial.pct}% passed the gate: switching every web host to {bg.idle}")
     ok = _switch(state, host, run)
     if ok:
-        canary_mod.clear_split(fleet, settings)
+        canary_mod.clear_split(trial.fleet, trial.settings)
     else:
-        canary_mod.send_back(fleet, settings, bg.live)
-    verdict = "promoted" if ok else "failed"
+        canary_mod.send_back(trial.fleet, trial.settings, bg.live)
     message = canary_mod.summary(result) + ("" if ok else "; the switch failed: all on the old")
     for name in run.web_order:
-        release.record_step(run.hosts[name], "canary", started, ok, message)
+        trial.record_step(name, ok, message)
         if ok:
-            run.hosts[name].outcome.message = f"canary {pct}% promoted: {bg.idle} live"
-    _journal_canary(fleet, run, settings, colours, percent, verdict, result, message)
-    run.save()
+            run.hosts[name].outcome.message = f"canary {trial.pct}% promoted: {bg.idle} live"
+    trial.end("promoted" if ok else "failed", result, message)
     return ok
 
 
-def _send_back(
-    host: Any,
-    run: ReleaseRun,
-    fleet: PyinfraFleet,
-    colours: dict[str, HostColours],
-    percent: float,
-    result: Any,
-    started: float,
-) -> bool:
-    bg = state_of(run)
-    settings = run.hosts[host.name].settings
-    pct = canary_mod.percent_text(percent)
+def _send_back(trial: _Canary, result: Any) -> bool:
+    """The gate failed: every client back on the live colour, and the release that failed
+    its canary unmarked as built, so it is never switched or rolled back to."""
+    bg, run, fleet, settings, pct = trial.bg, trial.run, trial.fleet, trial.settings, trial.pct
     why = canary_mod.summary(result)
     logger.error(f"canary {pct}% failed the gate: every client back on {bg.live} ({why})")
     back = {r.host: r for r in canary_mod.send_back(fleet, settings, bg.live)}
-    # The release that failed its canary is never switched or rolled back to.
     bad_dir = f"{settings.app_root}/{bg.idle}"
     fleet.map(lambda n: fleet.run(n, commands.unmark_built(bad_dir), sudo=True), run.web_order)
     for name in run.web_order:
-        hostrun = run.hosts[name]
-        release.record_step(hostrun, "canary", started, False, why)
-        hostrun.outcome.failed_step = "canary"
-        hostrun.outcome.colour = bg.idle
-        hostrun.outcome.sha_before = hostrun.outcome.sha_after = colours[name].heads.get(bg.live)
+        trial.record_step(name, False, why)
+        outcome = run.hosts[name].outcome
+        outcome.failed_step = "canary"
+        outcome.colour = bg.idle
+        outcome.sha_before = outcome.sha_after = trial.colours[name].heads.get(bg.live)
         if back[name].ok:
-            hostrun.outcome.result = "rolled_back"
-            hostrun.outcome.message = f"canary {pct}% on {bg.idle}: {why}; all back on {bg.live}"
+            outcome.result = "rolled_back"
+            outcome.message = f"canary {pct}% on {bg.idle}: {why}; all back on {bg.live}"
         else:
-            hostrun.outcome.result = "failed"
-            hostrun.outcome.message = (
+            outcome.result = "failed"
+            outcome.message = (
                 f"canary {pct}%: {why}; PUTTING {bg.live} BACK FAILED: {back[name].error} "
                 f"(`bgdeploy switch {settings.env} {bg.live}`)"
             )
-    verdict = "rolled back" if all(r.ok for r in back.values()) else "failed"
-    _journal_canary(fleet, run, settings, colours, percent, verdict, result, why)
-    run.save()
+    trial.end("rolled back" if all(r.ok for r in back.values()) else "failed", result, why)
     return False
-
-
-def _journal_canary(
-    fleet: PyinfraFleet,
-    run: ReleaseRun,
-    settings: settings_mod.Settings,
-    colours: dict[str, HostColours],
-    percent: float,
-    verdict: str,
-    result: Any,
-    message: str,
-) -> None:
-    bg = state_of(run)
-
-    def one(name: str) -> None:
-        entry = canary_mod.journal_entry(
-            settings, name, bg.idle, percent, verdict, result, who=run.who, sha=run.sha,
-            sha_before=colours[name].heads.get(bg.live) or None, message=message,
-            reason=run.reason,
-        )  # fmt: skip
-        fleet.run(name, commands.journal_append(settings, entry), sudo=True)
-
-    fleet.map(one, run.web_order)
