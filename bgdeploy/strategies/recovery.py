@@ -29,8 +29,10 @@ from bgdeploy.core.errors import BgdeployError
 from bgdeploy.core.explain import explain, first_line
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.release_report import ReleaseReport, StepResult
+from bgdeploy.core.render import COLOURS
 from bgdeploy.core.settings import Settings
 from bgdeploy.fleet import fabric_backend, remote, runner
+from bgdeploy.fleet.colours import other
 from bgdeploy.fleet.executor import UNLIMITED_SECONDS
 from bgdeploy.strategies import switch
 
@@ -105,11 +107,11 @@ def _recover_colours(env: str, environment: Any, report: ReleaseReport, progress
     built = {
         o.colour
         for o in report.web_hosts
-        if o.colour in switch.COLOURS and o.result not in ("ok", "unchanged", "rolled_back")
+        if o.colour in COLOURS and o.result not in ("ok", "unchanged", "rolled_back")
     }
     if len(built) != 1:
         return "the live colour serves, as before"
-    live = switch.other(built.pop())
+    live = other(built.pop())
     fleet = switch.FabricFleet(remote.targets(env, ("web",)))
     try:
         done = switch.recover(

@@ -42,7 +42,6 @@ from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE, colour_inc
 from bgdeploy.core.settings import Settings
 from bgdeploy.fleet import fabric_backend, remote
 from bgdeploy.fleet.colours import HostColours, other, read_colours
-from bgdeploy.fleet.colours import parse_facts as parse_facts  # still read here by rollback
 from bgdeploy.fleet.executor import Executor
 
 SWITCH_TIMEOUT = 10.0

@@ -14,7 +14,8 @@ from bgdeploy import commands
 from bgdeploy.cli import cli
 from bgdeploy.core.errors import ConfigError, OperationFailed
 from bgdeploy.core.journal import JournalEntry, format_history
-from bgdeploy.strategies import rollback, switch
+from bgdeploy.fleet.colours import HostColours, other
+from bgdeploy.strategies import rollback
 from bgdeploy.strategies.rollback import policy, record
 
 V1, V2, V3, V4 = ("1" * 40, "2" * 40, "3" * 40, "4" * 40)
@@ -106,10 +107,8 @@ def test_empty_journal_has_no_target() -> None:
         policy.select_target([], {"web1": V1})
 
 
-def colours(
-    name: str, live: str, heads: dict[str, str], built: dict[str, str]
-) -> switch.HostColours:
-    facts = switch.HostColours(name, current=live, live=live, idle=switch.other(live))
+def colours(name: str, live: str, heads: dict[str, str], built: dict[str, str]) -> HostColours:
+    facts = HostColours(name, current=live, live=live, idle=other(live))
     facts.heads, facts.built = dict(heads), dict(built)
     return facts
 

@@ -45,8 +45,9 @@ from concurrent.futures import ThreadPoolExecutor
 from bgdeploy import commands
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
+from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE
 from bgdeploy.fleet import fleetlock, remote
-from bgdeploy.strategies import switch
+from bgdeploy.fleet.colours import HostColours, parse_facts
 from bgdeploy.strategies.rollback import in_place, policy, switch_back
 from bgdeploy.strategies.rollback.hosts import Hosts
 from bgdeploy.strategies.rollback.record import RollbackReport, announce_rollback
@@ -95,7 +96,7 @@ def _locked(request: RollbackRequest, hosts: Hosts, run: str, progress: Progress
     """The rollback, under the deploy lock (deploy ``run``) of every reachable web host."""
     colours, answers = _read(request, hosts)
     for facts in colours.values():
-        if not facts.error and facts.current not in switch.COLOURS:
+        if not facts.error and facts.current not in COLOURS:
             facts.error = f"{request.settings.app_root}/current does not point at blue or green"
     unreadable = {name: c.error for name, c in colours.items() if c.error}
     if all(facts.error for facts in colours.values()):
@@ -109,15 +110,11 @@ def _locked(request: RollbackRequest, hosts: Hosts, run: str, progress: Progress
     return in_place.in_place(request, hosts, colours, to_sha, run, progress)
 
 
-def _read(
-    request: RollbackRequest, hosts: Hosts
-) -> tuple[dict[str, switch.HostColours], dict[str, str]]:
+def _read(request: RollbackRequest, hosts: Hosts) -> tuple[dict[str, HostColours], dict[str, str]]:
     """Both colours of every host and, at the same time, the smoke requests through the
     preview listener (the colour a switch back would serve): one round trip's time."""
     settings = request.settings
-    facts = commands.colour_facts(
-        settings.app_root, switch.LIVE_INCLUDE, switch.IDLE_INCLUDE, settings.lock_path
-    )
+    facts = commands.colour_facts(settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE, settings.lock_path)
     jobs = [(name, "facts") for name in hosts.names]
     if request.smoke:
         jobs += [(name, "smoke") for name in hosts.names]
@@ -131,11 +128,11 @@ def _read(
 
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
         done = dict(zip(jobs, pool.map(one, jobs), strict=True))
-    colours: dict[str, switch.HostColours] = {}
+    colours: dict[str, HostColours] = {}
     answers: dict[str, str] = {}
     for name in hosts.names:
         ok, out, err = done[(name, "facts")]
-        colours[name] = switch.parse_facts(name, out)
+        colours[name] = parse_facts(name, out)
         if not ok:
             colours[name].error = err.strip() or "could not read the colours"
         if (name, "smoke") in done:
@@ -143,7 +140,7 @@ def _read(
     return colours, answers
 
 
-def _resolve(request: RollbackRequest, hosts: Hosts, colours: dict[str, switch.HostColours]) -> str:
+def _resolve(request: RollbackRequest, hosts: Hosts, colours: dict[str, HostColours]) -> str:
     """The one commit ``--to`` names, read in the live colour's repository of the first
     reachable host (fetched first when it does not know the ref)."""
     assert request.to is not None

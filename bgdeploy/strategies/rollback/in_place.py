@@ -30,7 +30,7 @@ from bgdeploy.core.journal import JournalEntry
 from bgdeploy.core.progress import Progress
 from bgdeploy.core.settings import Settings
 from bgdeploy.fleet import remote
-from bgdeploy.strategies import switch
+from bgdeploy.fleet.colours import HostColours
 from bgdeploy.strategies.rollback import migrations, policy
 from bgdeploy.strategies.rollback.hosts import Hosts
 from bgdeploy.strategies.rollback.record import RollbackReport, journal_entry
@@ -45,7 +45,7 @@ JOURNAL_LINES = 5000
 def in_place(
     request: RollbackRequest,
     hosts: Hosts,
-    colours: dict[str, switch.HostColours],
+    colours: dict[str, HostColours],
     to_sha: str | None,
     run: str,
     progress: Progress,
@@ -113,7 +113,7 @@ def _interrupted(
     request: RollbackRequest,
     hosts: Hosts,
     names: list[str],
-    colours: dict[str, switch.HostColours],
+    colours: dict[str, HostColours],
     target: str,
     run: str,
     progress: Progress,
@@ -150,7 +150,7 @@ def _interrupted(
     progress(f"the hosts may be half rolled back: finish with `{finish}`")
 
 
-def _unmoved(name: str, facts: switch.HostColours, target: str) -> remote.HostResult:
+def _unmoved(name: str, facts: HostColours, target: str) -> remote.HostResult:
     """A reachable host that was not rolled back: already at the target, or unreadable."""
     if facts.error:
         return remote.HostResult(name, False, error=f"{facts.error}: not rolled back")
@@ -175,7 +175,7 @@ def _restore_host(
     request: RollbackRequest,
     hosts: Hosts,
     name: str,
-    facts: switch.HostColours,
+    facts: HostColours,
     target: str,
     run: str,
     report: RollbackReport,

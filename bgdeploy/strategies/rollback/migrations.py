@@ -22,8 +22,8 @@ from bgdeploy.checks import schema
 from bgdeploy.core.errors import OperationFailed
 from bgdeploy.core.progress import Progress
 from bgdeploy.fleet import fabric_backend, remote
+from bgdeploy.fleet.colours import HostColours
 from bgdeploy.fleet.executor import UNLIMITED_SECONDS, CommandResult
-from bgdeploy.strategies import switch
 from bgdeploy.strategies.rollback.hosts import Hosts
 from bgdeploy.strategies.rollback.record import RollbackReport
 from bgdeploy.strategies.rollback.request import RollbackRequest
@@ -32,7 +32,7 @@ from bgdeploy.strategies.rollback.request import RollbackRequest
 def roll_back(
     request: RollbackRequest,
     hosts: Hosts,
-    colours: dict[str, switch.HostColours],
+    colours: dict[str, HostColours],
     report: RollbackReport,
     progress: Progress,
 ) -> None:

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from bgdeploy.core import refs
 from bgdeploy.core.errors import OperationFailed
 from bgdeploy.core.journal import JournalEntry
-from bgdeploy.strategies import switch
+from bgdeploy.core.render import COLOURS
+from bgdeploy.fleet.colours import HostColours, other
 
 LIVE_EVENTS = ("deploy_finish", "switch", "rollback")
 
@@ -79,9 +80,7 @@ def select_target(entries: Sequence[JournalEntry], live: dict[str, str]) -> str:
     )
 
 
-def switch_back_colour(
-    colours: dict[str, switch.HostColours], to_sha: str | None = None
-) -> str | None:
+def switch_back_colour(colours: dict[str, HostColours], to_sha: str | None = None) -> str | None:
     """The colour every host can switch back to, or None: all hosts agree on the live colour,
     and the other one holds on each a built, verified release other than the live one (when
     ``to_sha`` is given, that one)."""
@@ -91,7 +90,7 @@ def switch_back_colour(
     if len(lives) != 1:
         return None
     live = lives.pop()
-    previous = switch.other(live)
+    previous = other(live)
     for facts in colours.values():
         head = facts.heads.get(previous, "")
         if not facts.ready(previous) or head == facts.heads.get(live):
@@ -101,7 +100,7 @@ def switch_back_colour(
     return previous
 
 
-def built_at(facts: switch.HostColours, sha: str) -> bool:
+def built_at(facts: HostColours, sha: str) -> bool:
     """The live colour is checked out at ``sha`` and was built and verified there (a host
     left half rolled back is not): an in-place rollback to ``sha`` leaves it as it is."""
     return facts.heads.get(facts.current) == sha and facts.built.get(facts.current) == sha
@@ -116,12 +115,10 @@ def parse_resolved(output: str) -> set[str]:
     }
 
 
-def nothing_message(env: str, colours: dict[str, switch.HostColours], why: str) -> str:
+def nothing_message(env: str, colours: dict[str, HostColours], why: str) -> str:
     """What to say when there is no release to go back to (``why``: the journals' account),
     and how to name one."""
-    holds_colour = any(
-        c.heads.get(switch.other(c.live)) for c in colours.values() if c.live in switch.COLOURS
-    )
+    holds_colour = any(c.heads.get(other(c.live)) for c in colours.values() if c.live in COLOURS)
     start = "nothing to switch back to (the other colour holds no built, verified release)"
     start = start if holds_colour else "nothing to roll back to"
     return (

@@ -15,9 +15,9 @@ from typing import Any
 
 from bgdeploy.core import journal, refs
 from bgdeploy.core.journal import JournalEntry
+from bgdeploy.core.render import COLOURS
 from bgdeploy.fleet import remote
 from bgdeploy.oncall import notify
-from bgdeploy.strategies import switch
 from bgdeploy.strategies.rollback.request import RollbackRequest
 
 
@@ -96,7 +96,7 @@ def journal_entry(
         ref=request.to,
         sha=sha or None,
         sha_before=left or None,
-        colour=colour if colour in switch.COLOURS else None,
+        colour=colour if colour in COLOURS else None,
         result=result,
         steps=steps or [],
         reason=request.reason,

@@ -20,6 +20,7 @@ from bgdeploy.core import journal, refs
 from bgdeploy.core.errors import PolicyRefusal
 from bgdeploy.core.progress import Progress
 from bgdeploy.fleet import remote
+from bgdeploy.fleet.colours import HostColours, other
 from bgdeploy.strategies import switch
 from bgdeploy.strategies.rollback import migrations
 from bgdeploy.strategies.rollback.hosts import Hosts
@@ -38,7 +39,7 @@ class SmokeRefused(PolicyRefusal):
 def switch_back(
     request: RollbackRequest,
     hosts: Hosts,
-    colours: dict[str, switch.HostColours],
+    colours: dict[str, HostColours],
     answers: dict[str, str],
     previous: str,
     run: str,
@@ -48,7 +49,7 @@ def switch_back(
     after its smoke tests (``answers``: each host's smoke requests through the preview
     listener) and ``--migrations``; then health and the journal line on each host."""
     settings = request.settings
-    live = switch.other(previous)
+    live = other(previous)
     report = RollbackReport(request.env, "switch back", colour=previous)
     report.target = colours[hosts.names[0]].heads.get(previous, "")
     if request.smoke:
@@ -107,7 +108,7 @@ def switch_back(
 
 
 def _smoke_failures(
-    colours: dict[str, switch.HostColours], answers: dict[str, str], colour: str
+    colours: dict[str, HostColours], answers: dict[str, str], colour: str
 ) -> dict[str, str]:
     """Each host whose smoke requests (``answers``) failed on ``colour``, with what failed."""
     failed = {}
