@@ -242,9 +242,6 @@ def test_the_package_is_read() -> None:
     assert "bgdeploy.core.settings" in MODULES["bgdeploy.core.render"].runtime_imports
 
 
-@pytest.mark.xfail(
-    strict=False, reason="modules still to be split: " + ", ".join(sorted(KNOWN_LONG))
-)
 def test_no_module_is_over_500_lines() -> None:
     assert not _long()
 
