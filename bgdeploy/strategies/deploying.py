@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,9 @@ from bgdeploy.core import journal, lock, refs, windows
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.release_report import ReleaseReport
+from bgdeploy.core.settings import ROOT
 from bgdeploy.fleet import runner
+from bgdeploy.oncall import hooks as hooks_mod
 from bgdeploy.oncall import notify
 from bgdeploy.strategies import canary as canary_mod
 from bgdeploy.strategies import recovery
@@ -57,6 +59,9 @@ class DeployRequest:
     strategy: str = "in-place"
     app: str = "bideshgomon"
     canary: float | None = None
+    hooks: Mapping[str, list[str]] = field(default_factory=dict)
+    """group_data's ``hooks`` (:mod:`bgdeploy.oncall.hooks`), beside ``hooks/STAGE/``."""
+    hook_timeout: float = hooks_mod.DEFAULT_TIMEOUT
 
     @property
     def deploy_file(self) -> str:
@@ -146,6 +151,8 @@ def check_request(
         strategy=strategy,
         app=settings.app_name,
         canary=canary,
+        hooks=settings.hooks,
+        hook_timeout=settings.hook_timeout,
     )
 
 
@@ -162,9 +169,11 @@ def deploy(
 ) -> ReleaseReport:
     """Run the release and return its report (see :meth:`ReleaseReport.exit_code`).
 
-    Raises :class:`Interrupted` after a Ctrl-C, once the hosts are recovered.
+    Raises :class:`Interrupted` after a Ctrl-C, once the hosts are recovered, and
+    :class:`PolicyRefusal` (exit 3, no host touched) when a pre-deploy hook fails.
     """
     run_id = lock.new_run_id()
+    hooks_mod.refuse_unless_ok(run_hooks("pre-deploy", request, run_id, progress=progress))
     for outcome in announce(request, "started"):
         progress(outcome.line())
     with tempfile.TemporaryDirectory(prefix="bgdeploy-release-") as tmp:
@@ -199,7 +208,32 @@ def deploy(
     kind = outcome_kind(request, report)
     for outcome in announce(request, kind, report) if kind else []:
         progress(outcome.line())
+    if kind in ("succeeded", "promoted"):
+        run_hooks("post-deploy", request, run_id, report, kind, progress)
+    elif kind in ("rolled_back", "failed"):
+        run_hooks("on-failure", request, run_id, report, kind, progress)
     return report
+
+
+def run_hooks(
+    stage: str,
+    request: DeployRequest,
+    run_id: str,
+    report: ReleaseReport | None = None,
+    result: str = "",
+    progress: Progress = quiet,
+) -> hooks_mod.StageResult:
+    """The operator's hooks of ``stage`` for this deploy (:mod:`bgdeploy.oncall.hooks`): told
+    the release, the colour that serves after it and the outcome."""
+    colours = {o.colour for o in report.web_hosts if o.colour} if report is not None else set()
+    context = hooks_mod.Context(
+        env=request.env, ref=request.ref, release=(report.sha if report else "") or "",
+        strategy=request.strategy, colour=colours.pop() if len(colours) == 1 else "",
+        run_id=run_id, result=result, canary=request.canary,
+    )  # fmt: skip
+    return hooks_mod.run_stage(
+        stage, context, ROOT, request.hooks, request.hook_timeout, progress=progress
+    )
 
 
 def outcome_kind(request: DeployRequest, report: ReleaseReport) -> str | None:

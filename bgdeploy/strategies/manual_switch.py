@@ -19,8 +19,10 @@ from __future__ import annotations
 from bgdeploy.checks import smoke
 from bgdeploy.core.errors import PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
+from bgdeploy.core.settings import ROOT
 from bgdeploy.fleet import fleetlock, remote, runner
 from bgdeploy.fleet.colours import read_colours
+from bgdeploy.oncall import hooks
 from bgdeploy.strategies import switch
 
 
@@ -68,9 +70,19 @@ def switch_to(
                 results, _ = smoke.run(env, idle=True, colour=smoke_colour)
                 if any(not r.ok for r in results):
                     raise SmokeRefused(colour, results)
-            return switch.switch(
+            report = switch.switch(
                 fleet, settings, colour, reason=reason, force=force, colours=colours,
                 lock_run=held.run,
             )  # fmt: skip
     finally:
         fleet.close()
+    if report.ok:  # the lock is released: a hook may take its time
+        heads = {c.heads.get(colour, "") for c in colours.values()}
+        context = hooks.Context(
+            env=env, release=heads.pop() if len(heads) == 1 else "", strategy="switch",
+            colour=colour, run_id=held.run, result="ok",
+        )  # fmt: skip
+        hooks.run_stage(
+            "post-switch", context, ROOT, settings.hooks, settings.hook_timeout, progress=progress
+        )
+    return report

@@ -46,8 +46,10 @@ from bgdeploy import commands
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE
+from bgdeploy.core.settings import ROOT
 from bgdeploy.fleet import fleetlock, remote
 from bgdeploy.fleet.colours import HostColours, parse_facts
+from bgdeploy.oncall import hooks
 from bgdeploy.strategies.rollback import in_place, policy, switch_back
 from bgdeploy.strategies.rollback.hosts import Hosts
 from bgdeploy.strategies.rollback.record import RollbackReport, announce_rollback
@@ -72,9 +74,19 @@ def rollback(request: RollbackRequest, progress: Progress = quiet) -> RollbackRe
     targets = remote.targets(request.env, ("web",), request.environment.inventory)
     hosts = Hosts(targets)
     try:
-        return _rollback(request, hosts, progress)
+        report = _rollback(request, hosts, progress)
     finally:
         hosts.close()
+    if report.ok:  # the lock is released: a hook may take its time
+        settings = request.settings
+        context = hooks.Context(
+            env=request.env, release=report.target, strategy=report.strategy,
+            colour=report.colour, result="ok",
+        )  # fmt: skip
+        hooks.run_stage(
+            "post-rollback", context, ROOT, settings.hooks, settings.hook_timeout, progress=progress
+        )
+    return report
 
 
 def _rollback(request: RollbackRequest, hosts: Hosts, progress: Progress) -> RollbackReport:
