@@ -50,3 +50,37 @@ def db_status(env: str, as_json: bool) -> None:
         echo_json(found.to_dict())
     else:
         click.echo(found.format_table())
+
+
+@db_group.command("rollback")
+@click.pass_obj
+@click.option("--step", type=int, help="Undo the last N migrations.")
+@click.option("--batch", type=int, help="Undo batch N and every later one.")
+@click.option("--reason", help="Why (journaled).")
+@yes_option
+@json_option("Print the report as JSON.")
+@handle_errors
+def db_rollback(
+    env: str, step: int | None, batch: int | None, reason: str | None, yes: bool, as_json: bool
+) -> None:
+    """php artisan migrate:rollback on ENV's database, the code left as it is: after a
+    verified snapshot, under the deploy lock of every web host (exit 3 while a deploy holds
+    it), on the migrate host in its live colour. --batch N undoes batch N and every later
+    one. Reports the migrations undone, their batches and the schema fingerprint before and
+    after; the undone migrations are pending afterwards."""
+    from bgdeploy.strategies.rollback import database_only
+
+    database_only.check(step, batch)
+    if not yes:
+        what = f"the last {step} migration(s)" if step else f"batch {batch} and every later one"
+        click.confirm(
+            f"migrate:rollback of {what} on {env}'s database (a snapshot first; the code "
+            "stays). Continue?",
+            abort=True,
+        )
+    report = database_only.database_only(env, step, batch, reason=reason, progress=progress)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        for note in report.notes:
+            click.echo(note)

@@ -334,3 +334,37 @@ def test_db_status_shows_each_migration_ran_or_pending(at_v2: sandbox.SandboxSta
     finally:
         code, out = sh(state, "web1", f"{live} migrate --force")
         assert code == 0, out
+
+
+def test_db_rollback_by_batch_leaves_the_code_and_reports_what_it_undid(
+    at_v2: sandbox.SandboxState,
+) -> None:
+    state = at_v2
+    env = sandbox_run_env(state)
+    batch = psql(state, f"SELECT batch FROM migrations WHERE migration = '{V2_MIGRATION}'")
+    release = served(state)
+    proc = run(
+        ["bgdeploy", "db", "sandbox", "rollback", "--batch", batch, "--yes", "--json"], env=env
+    )
+    live = "cd /var/www/bideshgomon/current && sudo -u www-data php artisan"
+    try:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["strategy"] == "database only"
+        assert V2_MIGRATION in report["database"]["undone"]
+        assert all(b >= int(batch) for b in report["database"]["batches"])
+        assert report["snapshot"]["host"] == "db" and report["snapshot"]["sha256"]
+        assert report["database"]["before"]["digest"] != report["database"]["after"]["digest"]
+        assert "passport_country" not in columns(state)
+        assert served(state) == release  # the code stays
+        status = json.loads(run(["bgdeploy", "db", "sandbox", "status", "--json"], env=env).stdout)
+        assert V2_MIGRATION in status["pending"]
+        entry = journal(state, "web1")[-1]
+        assert (entry["event"], entry["details"]["action"]) == ("migrate", "rollback")
+        assert V2_MIGRATION in entry["details"]["undone"]
+        # Nothing in that batch any more: said, nothing run.
+        again = run(["bgdeploy", "db", "sandbox", "rollback", "--batch", "999", "--yes"], env=env)
+        assert again.returncode == 1 and "no migration in batch 999 or later" in again.stderr
+    finally:
+        code, out = sh(state, "web1", f"{live} migrate --force")
+        assert code == 0, out

@@ -181,3 +181,22 @@ def test_migrate_status_in_either_laravel_format(output: str) -> None:
 
 def test_migrate_status_ignores_everything_else() -> None:
     assert schema.parse_migrate_status("Migration table not found.\n| Ran? | x | y |\n") == []
+
+
+def test_db_rollback_counts_the_migrations_of_a_batch_and_later() -> None:
+    from bgdeploy.core.errors import OperationFailed
+    from bgdeploy.strategies.rollback import database_only
+
+    table = {"a": 1, "b": 1, "c": 2, "d": 3, "e": 3}
+    assert database_only.steps_for(table, None, 3) == 2
+    assert database_only.steps_for(table, None, 2) == 3
+    assert database_only.steps_for(table, 1, None) == 1
+    with pytest.raises(
+        OperationFailed, match=r"no migration in batch 4 or later \(the last batch is 3"
+    ):
+        database_only.steps_for(table, None, 4)
+    with pytest.raises(OperationFailed, match="records 5 migrations"):
+        database_only.steps_for(table, 6, None)
+    for step, batch in ((None, None), (1, 1), (0, None), (None, 0)):
+        with pytest.raises(ConfigError):
+            database_only.steps_for(table, step, batch)

@@ -62,7 +62,7 @@ def roll_back(
         state,
     )
     progress(f"{db_target.name}: snapshot {name}, then migrate:rollback --step={steps}")
-    done = _on_db(db_target, command, "snapshot failed, no migration was rolled back")
+    done = on_db(db_target, command, "snapshot failed, no migration was rolled back")
     found = commands.SNAPSHOT_CREATED.search(done.stdout)
     before = schema.parse_fingerprint(done.stdout)
     if not done.ok or not found or before is None:
@@ -83,7 +83,7 @@ def roll_back(
     ok, out, err = hosts.command(
         migrate_host, commands.in_dir(directory, commands.migrate_rollback(steps)), pty=True
     )
-    after_run = _on_db(db_target, state, "the database could not be read after the rollback")
+    after_run = on_db(db_target, state, "the database could not be read after the rollback")
     after = schema.parse_fingerprint(after_run.stdout)
     remaining = schema.parse_batches(after_run.stdout)
     undone = [(m, b) for m, b in recorded.items() if m not in remaining]
@@ -109,7 +109,7 @@ def roll_back(
     )
 
 
-def _on_db(target: remote.Target, command: str, what: str) -> CommandResult:
+def on_db(target: remote.Target, command: str, what: str) -> CommandResult:
     """Run ``command`` on the db host (its own connection, no time limit: a snapshot takes
     what it takes); OperationFailed saying ``what`` when the host was not reached."""
     done = fabric_backend.PerCommandFleet([target]).run(
