@@ -1,6 +1,7 @@
 """Monitoring without Docker: the alert rules and Prometheus configuration rendered from
-templates/prometheus, the monitoring image's tag, the state record, and the reader of the
-metrics text format (checked on the exposition the sample app's /metrics gives)."""
+templates/prometheus, the Grafana dashboard in templates/grafana, the monitoring image's tag,
+the state record, and the reader of the metrics text format (checked on the exposition the
+sample app's /metrics gives)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from bgdeploy import sandbox
 from bgdeploy.checks.gate import Thresholds
 from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.settings import ROOT
 from bgdeploy.sandbox import image, monitoring
 
 # The runbook's table: alert -> (threshold as written in the expression, for, severity).
@@ -108,6 +110,59 @@ def test_prometheus_config_quotes_values_and_needs_a_target() -> None:
     assert "\n  - evil" not in text.replace("\\n", "")
     with pytest.raises(ConfigError, match="at least one web host"):
         monitoring.prometheus_config([])
+
+
+DASHBOARD = ROOT / "templates" / "grafana" / "bideshgomon.json"
+# Each panel of the dashboard, in its order, and the alerts whose thresholds it draws.
+DRAWN = {
+    "HTTP Request Rate": (),
+    "Response Time": ("HighLatency",),
+    "Error Rate": ("HighErrorRate", "CanaryDeploymentFailing"),
+    "Database Performance": ("DatabaseConnectionHigh",),
+    "Queue Status: pending jobs": ("QueueBacklog",),
+    "Queue Status: failed jobs": ("HighFailedJobs",),
+}
+
+
+def test_grafana_dashboard_panels_query_prometheus_through_its_input() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    [source] = dashboard["__inputs"]
+    assert (source["type"], source["pluginId"]) == ("datasource", "prometheus")
+    reference = {"type": "prometheus", "uid": "${" + source["name"] + "}"}
+    panels = dashboard["panels"]
+    assert [panel["title"] for panel in panels] == list(DRAWN)
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    for panel in panels:
+        assert panel["type"] == "timeseries" and panel["description"], panel["title"]
+        assert panel["datasource"] == reference, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == reference, panel["title"]
+            assert f'job="{monitoring.RUNBOOK.job}"' in target["expr"], panel["title"]
+            # Grafana's only variable here; the integration test replaces it with a window.
+            assert set(re.findall(r"\$\w+", target["expr"])) <= {"$__rate_interval"}
+            if "http_request" in target["expr"]:  # per colour: blue and green side by side
+                assert "by (colour" in target["expr"], panel["title"]
+                assert target["legendFormat"].startswith("{{colour}}"), panel["title"]
+    assert "not by method or path" in panels[0]["description"]
+
+
+def test_grafana_dashboard_draws_the_alert_rules_thresholds() -> None:
+    rules = alerts_of(monitoring.alert_rules(monitoring.RUNBOOK))
+    drawn_alerts = {alert for alerts in DRAWN.values() for alert in alerts}
+    assert drawn_alerts == set(monitoring.ALERTS) - {"ApplicationDown"}  # up == 0: no line
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        alerts = DRAWN[panel["title"]]
+        defaults = panel["fieldConfig"]["defaults"]
+        base, *steps = defaults["thresholds"]["steps"]
+        assert base["value"] is None, panel["title"]
+        # Each rule's expression ends with "> threshold".
+        expected = [float(rules[alert]["expr"].rpartition(">")[2]) for alert in alerts]
+        assert [step["value"] for step in steps] == expected, panel["title"]
+        assert expected == sorted(expected), panel["title"]  # Grafana wants steps rising
+        assert defaults["custom"]["thresholdsStyle"]["mode"] == ("line" if alerts else "off")
+        for alert in alerts:
+            assert alert in panel["description"], (panel["title"], alert)
 
 
 @pytest.mark.parametrize(
