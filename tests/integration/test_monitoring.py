@@ -4,7 +4,8 @@ The fleet (2 web hosts, a db host, Prometheus) is provisioned and given v1 in pl
 promtool accepts the rendered rules, the configuration and the app's real /metrics; Prometheus
 scrapes both web hosts; the live colour's request counter grows with the requests sent;
 driving 5xx through GET /api/boom makes HighErrorRate fire (the sandbox's rules use seconds);
-`sandbox status` shows Prometheus; `down` removes its container.
+every query of the Grafana dashboard answers; `sandbox status` shows Prometheus; `down`
+removes its container.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import pytest
 
 from bgdeploy import sandbox
 from bgdeploy.checks import metrics
+from bgdeploy.core.settings import ROOT
 from bgdeploy.sandbox import monitoring
 
 from .conftest import DEPLOY_V1, PROVISION, own_sandbox, run, sandbox_run_env
 
 DEADLINE = 90.0
+DASHBOARD = ROOT / "templates" / "grafana" / "bideshgomon.json"
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +165,30 @@ def test_5xx_through_boom_fire_high_error_rate(monitored: sandbox.SandboxState) 
     # The gate's own query sees the same errors for the live colour.
     rate = query(monitored, metrics.error_rate_query(colour, monitoring.SANDBOX.rate_window))
     assert rate and rate[0].value > monitoring.SANDBOX.error_rate
+
+
+def test_every_grafana_panel_query_returns_data(monitored: sandbox.SandboxState) -> None:
+    """Each target of the dashboard, Grafana's $__rate_interval as 1m, after 200s, 404s, 500s."""
+    urls = web_urls(monitored)
+    queries = {
+        f"{panel['title']} {target['refId']}": target["expr"].replace("$__rate_interval", "1m")
+        for panel in json.loads(DASHBOARD.read_text())["panels"]
+        for target in panel["targets"]
+    }
+
+    def traffic() -> None:
+        for url in urls:
+            for path, status in (("/api/features", 200), ("/api/boom", 500), ("/nowhere", 404)):
+                assert httpx.get(url + path, timeout=15).status_code == status, path
+
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        traffic()
+        empty = [name for name, promql in queries.items() if not query(monitored, promql)]
+        if not empty:
+            break
+        assert time.monotonic() < deadline, f"no data within {DEADLINE:.0f} s: {empty}"
+        time.sleep(1)
 
 
 def test_status_shows_prometheus(monitored: sandbox.SandboxState) -> None:
