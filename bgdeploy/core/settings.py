@@ -135,7 +135,13 @@ class Settings:
 
     @property
     def php_fpm_service(self) -> str:
+        """``php8.2-fpm``: the init script and systemd unit of ``php_version``'s php-fpm."""
         return f"php{self.php_version}-fpm"
+
+    @property
+    def php_fpm_pool_dir(self) -> str:
+        """``/etc/php/8.2/fpm/pool.d``: where ``php_version``'s php-fpm reads its pools."""
+        return f"/etc/php/{self.php_version}/fpm/pool.d"
 
     @property
     def journal_path(self) -> str:

@@ -111,7 +111,7 @@ def config_files(lever: Lever, settings: Settings) -> dict[str, str]:
     if lever.name == "workers":
         path = f"/etc/supervisor/conf.d/{settings.app_name}-worker.conf"
         return {path: render.queue_worker(settings)}
-    pool_dir = f"/etc/php/{settings.php_version}/fpm/pool.d"
+    pool_dir = settings.php_fpm_pool_dir
     return {
         f"{pool_dir}/{render.pool_name(settings, colour)}.conf": render.fpm_pool(settings, colour)
         for colour in COLOURS

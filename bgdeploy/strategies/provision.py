@@ -345,7 +345,7 @@ def _app_layout(s: Settings) -> None:
 
 
 def _php_fpm(s: Settings, templates: str | None) -> None:
-    pool_dir = f"/etc/php/{s.php_version}/fpm/pool.d"
+    pool_dir = s.php_fpm_pool_dir
     test = commands.php_fpm_test(s.php_version)
     changes = [
         checked_file(
