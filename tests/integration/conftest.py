@@ -214,9 +214,11 @@ def settle(state: sandbox.SandboxState, both_colours: bool = False) -> tuple[str
 
     - no deploy lock left on any host (``bgdeploy unlock``: refused while its process still
       runs here, which a test must not leave behind);
-    - every web host on one live colour, consistent (``current``, the live and the idle
-      include agree) and no canary split: the colour ``current`` points to on most hosts
-      (``bgdeploy switch``, the documented repair);
+    - every web host on one live colour, built and verified, consistent (``current``, the live
+      and the idle include agree) and no canary split: the colour ``current`` points to on
+      most hosts, unless it is not built and verified everywhere and the other colour is (a
+      switch back that did not happen: that colour was marked bad); ``bgdeploy switch``, the
+      documented repair (``--force`` only when neither colour is built everywhere);
     - with ``both_colours``: the idle colour built and verified on every host too (a
       blue-green deploy of the other release when it is not).
 
@@ -228,20 +230,26 @@ def settle(state: sandbox.SandboxState, both_colours: bool = False) -> tuple[str
     if any(host["lock"] for host in hosts.values()):
         proc = run(["bgdeploy", "unlock", "sandbox", "--yes", "--reason", "test set-up"], env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def ready(colour: str) -> bool:
+        return all(
+            host["heads"].get(colour) and host["built"].get(colour) == host["heads"][colour]
+            for host in hosts.values()
+        )
+
     colour = Counter(host["current"] for host in hosts.values()).most_common(1)[0][0]
     assert colour in switch.COLOURS, hosts
+    if not ready(colour) and ready(switch.other(colour)):
+        colour = switch.other(colour)
     idle = switch.other(colour)
     if any(
         (host["current"], host["live"], host["idle"], host["canary"]) != (colour, colour, idle, "")
         for host in hosts.values()
     ):
         args = ["bgdeploy", "switch", "sandbox", colour, "--no-smoke", "--reason", "test set-up"]
-        proc = run(args, env=env)
+        proc = run(args + ([] if ready(colour) else ["--force"]), env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    if both_colours and not all(
-        host["heads"].get(idle) and host["built"].get(idle) == host["heads"].get(idle)
-        for host in hosts.values()
-    ):
+    if both_colours and not ready(idle):
         ref = other_release(state, hosts[next(iter(hosts))]["heads"][colour])
         args = ["bgdeploy", "deploy", "sandbox", "--ref", ref, "--strategy", "blue-green"]
         proc = run(args, env=env)

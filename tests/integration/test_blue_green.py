@@ -243,8 +243,9 @@ def test_failed_health_once_live_switches_back(bg: sandbox.SandboxState) -> None
     )
     proc = blue_green(bg, broken)
     assert proc.returncode != 0
-    assert "switching back" in proc.stderr + proc.stdout, (proc.stderr + proc.stdout)[-3000:]
-    assert served_by(bg) == before
+    text = proc.stdout + proc.stderr
+    assert "switching back" in text, text[-3000:]
+    assert served_by(bg) == before, text[-3000:]
 
 
 def test_requests_in_flight_finish_on_their_colour(bg: sandbox.SandboxState) -> None:
