@@ -14,16 +14,19 @@ import shlex
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paramiko
 import pytest
 
 from bgdeploy import sandbox
 from bgdeploy.core.errors import OperationFailed
 from bgdeploy.sandbox import sampleapp
+from bgdeploy.strategies import switch
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -181,6 +184,77 @@ def sandbox_run_env(state: sandbox.SandboxState) -> dict[str, str]:
     from bgdeploy.core.settings import SECRET_VARIABLES
 
     return {"BGDEPLOY_SANDBOX": state.name, **dict.fromkeys(SECRET_VARIABLES.values(), "")}
+
+
+def public_urls(state: sandbox.SandboxState, path: str = "/") -> list[str]:
+    """``path`` on each web host's public port."""
+    return [f"http://127.0.0.1:{web.ports['http']}{path}" for web in state.group("web")]
+
+
+def live(state: sandbox.SandboxState) -> tuple[str, str, str]:
+    """(live colour, its release, the other colour), as the public ports answer: every host
+    must agree."""
+    answers = set()
+    for url in public_urls(state):
+        answer = httpx.get(url, timeout=15)
+        answers.add((answer.headers.get("X-Colour", ""), answer.headers.get("X-Release", "")))
+    assert len(answers) == 1, answers
+    colour, release = answers.pop()
+    return colour, release, switch.other(colour)
+
+
+def other_release(state: sandbox.SandboxState, release: str) -> str:
+    """The ref to deploy next: v1 when ``release`` (a sha) is v2, else v2."""
+    return "v1" if release == state.releases["v2"] else "v2"
+
+
+def settle(state: sandbox.SandboxState, both_colours: bool = False) -> tuple[str, str, str]:
+    """Put a module's shared fleet in a test's starting state, whatever an earlier test left
+    (tests never rely on each other's outcome), and return :func:`live`:
+
+    - no deploy lock left on any host (``bgdeploy unlock``: refused while its process still
+      runs here, which a test must not leave behind);
+    - every web host on one live colour, built and verified, consistent (``current``, the live
+      and the idle include agree) and no canary split: the colour ``current`` points to on
+      most hosts, unless it is not built and verified everywhere and the other colour is (a
+      switch back that did not happen: that colour was marked bad); ``bgdeploy switch``, the
+      documented repair (``--force`` only when neither colour is built everywhere);
+    - with ``both_colours``: the idle colour built and verified on every host too (a
+      blue-green deploy of the other release when it is not).
+
+    Each step is taken only when the fleet, as ``bgdeploy status`` reads it, needs it."""
+    env = sandbox_run_env(state)
+    proc = run(["bgdeploy", "status", "sandbox", "--json"], env=env)
+    hosts = json.loads(proc.stdout)
+    assert not any(host["error"] for host in hosts.values()), hosts
+    if any(host["lock"] for host in hosts.values()):
+        proc = run(["bgdeploy", "unlock", "sandbox", "--yes", "--reason", "test set-up"], env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def ready(colour: str) -> bool:
+        return all(
+            host["heads"].get(colour) and host["built"].get(colour) == host["heads"][colour]
+            for host in hosts.values()
+        )
+
+    colour = Counter(host["current"] for host in hosts.values()).most_common(1)[0][0]
+    assert colour in switch.COLOURS, hosts
+    if not ready(colour) and ready(switch.other(colour)):
+        colour = switch.other(colour)
+    idle = switch.other(colour)
+    if any(
+        (host["current"], host["live"], host["idle"], host["canary"]) != (colour, colour, idle, "")
+        for host in hosts.values()
+    ):
+        args = ["bgdeploy", "switch", "sandbox", colour, "--no-smoke", "--reason", "test set-up"]
+        proc = run(args + ([] if ready(colour) else ["--force"]), env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    if both_colours and not ready(idle):
+        ref = other_release(state, hosts[next(iter(hosts))]["heads"][colour])
+        args = ["bgdeploy", "deploy", "sandbox", "--ref", ref, "--strategy", "blue-green"]
+        proc = run(args, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return live(state)
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,24 @@
 """The blue-green deploy and the colour switch, on a sandbox of their own.
 
-The fleet (2 web hosts, a db host) is provisioned and given v1 in place (blue live). Then:
-a blue-green deploy of v2 builds green, smoke-tests it and switches every host; explicit
-switches go back and forth; a load test through 10 switches drops no request; a colour that
-fails its smoke tests is never switched to; a release that fails health only once it is live
-is switched back automatically; hosts that disagree, and destructive migrations, are refused
-before anything changes. And the must-shows of issue 5: requests in flight during a switch
-finish on the colour they started on; a colour whose health fails on the preview listener is
-never switched to; after a switch the queue workers run the new colour's code; a web host that
-stops answering just before the switch leaves every host on the old colour.
+The fleet (2 web hosts, a db host) is provisioned and given v1 in place (blue live). Each test
+starts from the state it needs (:func:`settle`: one consistent live colour, no lock left, the
+idle colour built when the test switches to it), whatever the one before it left, and speaks
+of "the live colour and its release" and "the other colour": no test depends on another's
+outcome, and a test that breaks something (stops a host, cuts the network, holds the lock,
+slows nginx) puts it back however it ends.
+
+- a blue-green deploy of the other release builds the idle colour, smoke-tests it and switches
+  every host; explicit switches go back and forth; a load test through 10 switches drops no
+  request;
+- a colour that fails its smoke tests is never switched to; a release that fails health only
+  once it is live is switched back automatically; hosts that disagree, and destructive
+  migrations, are refused before anything changes;
+- the must-shows of issue 5: requests in flight during a switch finish on the colour they
+  started on; a colour whose health fails on the preview listener is never switched to; after
+  a switch the queue workers run the new colour's code; a web host that stops answering just
+  before the switch leaves every host on the old colour;
+- one writer at a time: of two switches at once one is refused; a switch and a rollback are
+  refused while a deploy runs; a network cut during a switch leaves no host on the new colour.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -37,9 +48,11 @@ from .conftest import (
     DEPLOY_V1,
     PROVISION,
     ROOT,
+    other_release,
     own_sandbox,
     run,
     sandbox_run_env,
+    settle,
     sh,
 )
 
@@ -57,24 +70,20 @@ def bg(docker_client: Any) -> Iterator[sandbox.SandboxState]:
         yield state
 
 
-def served_by(state: sandbox.SandboxState, path: str = "/") -> dict[str, tuple[int, str, str]]:
-    """Each web host through its public port: (status, X-Colour, X-Release)."""
+def served_by(
+    state: sandbox.SandboxState, path: str = "/", port: str = "http"
+) -> dict[str, tuple[int, str, str]]:
+    """Each web host through its public port (``port="preview"``: the idle colour, through
+    the preview listener): (status, X-Colour, X-Release)."""
     found = {}
     for web in state.group("web"):
-        response = httpx.get(f"http://127.0.0.1:{web.ports['http']}{path}", timeout=15)
+        response = httpx.get(f"http://127.0.0.1:{web.ports[port]}{path}", timeout=15)
         found[web.name] = (
             response.status_code,
             response.headers.get("X-Colour", ""),
             response.headers.get("X-Release", ""),
         )
     return found
-
-
-def serving(state: sandbox.SandboxState) -> tuple[dict[str, tuple[int, str, str]], str, str]:
-    """(what each web host serves, the one live colour, the other colour)."""
-    before = served_by(state)
-    (live,) = {colour for _, colour, _ in before.values()}
-    return before, live, "blue" if live == "green" else "green"
 
 
 def served_by_host(state: sandbox.SandboxState, name: str) -> tuple[int, str, str]:
@@ -118,44 +127,46 @@ def switch(state: sandbox.SandboxState, colour: str, *extra: str) -> Any:
     return run(["bgdeploy", "switch", "sandbox", colour, *extra], env=sandbox_run_env(state))
 
 
-def live_colour(state: sandbox.SandboxState) -> set[str]:
-    return {colour for _, colour, _ in served_by(state).values()}
+def history(state: sandbox.SandboxState) -> list[dict[str, Any]]:
+    """Every host's journal, merged in time order (``bgdeploy history --json``)."""
+    proc = run(["bgdeploy", "history", "sandbox", "--json"], env=sandbox_run_env(state))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def test_blue_green_deploy_switches_every_host(bg: sandbox.SandboxState) -> None:
-    assert live_colour(bg) == {"blue"}
-    proc = blue_green(bg, "v2")
+    live, release, other = settle(bg)
+    ref = other_release(bg, release)
+    journaled = len(history(bg))
+    proc = blue_green(bg, ref)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    for status, colour, release in served_by(bg).values():
-        assert (status, colour, release) == (200, "green", bg.releases["v2"])
-    # The old colour stays as it was, warm: v1 in blue, through the preview listener.
-    for web in bg.group("web"):
-        response = httpx.get(f"http://127.0.0.1:{web.ports['preview']}/", timeout=15)
-        assert response.headers["X-Colour"] == "blue"
-        assert response.headers["X-Release"] == bg.releases["v1"]
-    _, out = sh(bg, "web1", "readlink /var/www/bideshgomon/current")
-    assert out.strip() == "green"
-    history = run(["bgdeploy", "history", "sandbox", "--json"], env=sandbox_run_env(bg))
-    switches = [e for e in json.loads(history.stdout) if e["event"] == "switch"]
-    assert {e["host"] for e in switches} == set(WEB) and all(
-        e["colour"] == "green" for e in switches
-    )
-    again = blue_green(bg, "v2")
+    for status, colour, sha in served_by(bg).values():
+        assert (status, colour, sha) == (200, other, bg.releases[ref])
+    # The old colour stays as it was, warm: its release, through the preview listener.
+    assert {v[1:] for v in served_by(bg, port="preview").values()} == {(live, release)}
+    _, out = sh(bg, "web1", f"readlink {CURRENT}")
+    assert out.strip() == other
+    switches = [e for e in history(bg)[journaled:] if e["event"] == "switch"]
+    assert {e["host"] for e in switches} == set(WEB) and all(e["colour"] == other for e in switches)
+    again = blue_green(bg, ref)
     assert again.returncode == 0 and "already live" in again.stderr + again.stdout
 
 
 def test_explicit_switch_back_and_forth(bg: sandbox.SandboxState) -> None:
-    proc = switch(bg, "blue", "--reason", "back to v1")
+    live, release, other = settle(bg, both_colours=True)
+    (idle_release,) = {sha for _, _, sha in served_by(bg, port="preview").values()}
+    proc = switch(bg, other, "--reason", "to the other release")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert {v[1:] for v in served_by(bg).values()} == {("blue", bg.releases["v1"])}
-    proc = switch(bg, "green")
+    assert {v[1:] for v in served_by(bg).values()} == {(other, idle_release)}
+    proc = switch(bg, live)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert {v[1:] for v in served_by(bg).values()} == {("green", bg.releases["v2"])}
-    assert "nothing to do" in switch(bg, "green").stdout
+    assert {v[1:] for v in served_by(bg).values()} == {(live, release)}
+    assert "nothing to do" in switch(bg, live).stdout
 
 
 def test_zero_dropped_requests_through_ten_switches(bg: sandbox.SandboxState) -> None:
     """A bounded load test: threads, a fresh connection per request, 127.0.0.1 only."""
+    live, _, other = settle(bg, both_colours=True)
     urls = [f"http://127.0.0.1:{w.ports['http']}/" for w in bg.group("web")]
     stop = threading.Event()
     lock = threading.Lock()
@@ -183,7 +194,7 @@ def test_zero_dropped_requests_through_ten_switches(bg: sandbox.SandboxState) ->
         thread.start()
     try:
         for number in range(10):
-            colour = "blue" if number % 2 == 0 else "green"
+            colour = other if number % 2 == 0 else live
             proc = switch(bg, colour, "--no-smoke")
             assert proc.returncode == 0, proc.stdout + proc.stderr
             # Once the switch returns, every host serves the new colour to new requests.
@@ -199,10 +210,11 @@ def test_zero_dropped_requests_through_ten_switches(bg: sandbox.SandboxState) ->
     for url, colours in seen.items():
         # Requests in flight finish on the colour they started on, so the load threads may
         # see the colours interleave around a switch; both colours, many times, never a third.
-        assert set(colours) == {"blue", "green"} and len(colours) >= 11, (url, colours)
+        assert set(colours) == {live, other} and len(colours) >= 11, (url, colours)
 
 
 def test_colour_failing_smoke_tests_is_never_switched_to(bg: sandbox.SandboxState) -> None:
+    settle(bg)
     before = served_by(bg)
     broken = sampleapp.add_commit(
         bg.app_repository,
@@ -220,6 +232,7 @@ def test_colour_failing_smoke_tests_is_never_switched_to(bg: sandbox.SandboxStat
 
 
 def test_failed_health_once_live_switches_back(bg: sandbox.SandboxState) -> None:
+    settle(bg)
     before = served_by(bg)
     broken = sampleapp.add_commit(
         bg.app_repository,
@@ -230,12 +243,14 @@ def test_failed_health_once_live_switches_back(bg: sandbox.SandboxState) -> None
     )
     proc = blue_green(bg, broken)
     assert proc.returncode != 0
-    assert "switching back" in proc.stderr + proc.stdout, (proc.stderr + proc.stdout)[-3000:]
-    assert served_by(bg) == before
+    text = proc.stdout + proc.stderr
+    assert "switching back" in text, text[-3000:]
+    assert served_by(bg) == before, text[-3000:]
 
 
 def test_requests_in_flight_finish_on_their_colour(bg: sandbox.SandboxState) -> None:
-    before, live, other = serving(bg)
+    live, _, other = settle(bg, both_colours=True)
+    before = served_by(bg)
     urls = [f"http://127.0.0.1:{w.ports['http']}/api/slow?seconds=20" for w in bg.group("web")]
 
     def slow(url: str) -> tuple[int, str, float]:
@@ -260,6 +275,7 @@ def test_requests_in_flight_finish_on_their_colour(bg: sandbox.SandboxState) -> 
 
 
 def test_colour_whose_health_fails_is_never_switched_to(bg: sandbox.SandboxState) -> None:
+    settle(bg)
     before = served_by(bg)
     current_before = {w: sh(bg, w, f"readlink {CURRENT}")[1].strip() for w in WEB}
     broken = sampleapp.add_commit(
@@ -294,9 +310,8 @@ def wait_for_workers(state: sandbox.SandboxState, colour: str, seconds: float = 
 
 
 def test_queue_workers_run_the_new_colour_after_a_switch(bg: sandbox.SandboxState) -> None:
-    before, live, new = serving(bg)
-    (release,) = {sha for _, _, sha in before.values()}
-    ref = "v2" if release == bg.releases["v1"] else "v1"
+    live, release, new = settle(bg)
+    ref = other_release(bg, release)
     wait_for_workers(bg, live)
     proc = blue_green(bg, ref)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -333,7 +348,8 @@ def test_queue_workers_run_the_new_colour_after_a_switch(bg: sandbox.SandboxStat
 def test_unreachable_web_host_leaves_every_host_on_the_old_colour(
     bg: sandbox.SandboxState, docker_client: Any
 ) -> None:
-    before, live, other = serving(bg)
+    live, _, other = settle(bg, both_colours=True)
+    before = served_by(bg)
     web2 = docker_client.containers.get(bg.group("web")[1].container)
     # From the CLI: web2 stops answering before the switch.
     web2.pause()
@@ -371,13 +387,14 @@ def test_unreachable_web_host_leaves_every_host_on_the_old_colour(
 
 
 def test_hosts_that_disagree_are_refused_before_anything_changes(bg: sandbox.SandboxState) -> None:
-    before, live, other = serving(bg)
+    live, release, other = settle(bg)
+    before = served_by(bg)
     code, out = sh(
         bg, "web2", f"sudo ln -sfn {other} {CURRENT}.x && sudo mv -T {CURRENT}.x {CURRENT}"
     )
     assert code == 0, out
     try:
-        proc = blue_green(bg, "v1")
+        proc = blue_green(bg, other_release(bg, release))
         assert proc.returncode != 0
         text = proc.stdout + proc.stderr
         assert "disagree" in text and f"web1 {live}" in text and f"current -> {other}" in text
@@ -390,6 +407,7 @@ def test_hosts_that_disagree_are_refused_before_anything_changes(bg: sandbox.San
 
 
 def test_destructive_migration_is_refused_for_blue_green(bg: sandbox.SandboxState) -> None:
+    settle(bg)
     before = served_by(bg)
     destructive = sampleapp.add_commit(
         bg.app_repository,
@@ -483,9 +501,9 @@ return new class extends Migration
 
 
 def test_cli_strategy_script_and_rollback(bg: sandbox.SandboxState) -> None:
-    before, _live, other = serving(bg)
-    (release,) = {sha for _, _, sha in before.values()}
-    ref = "v2" if release == bg.releases["v1"] else "v1"
+    _, release, other = settle(bg)
+    before = served_by(bg)
+    ref = other_release(bg, release)
     env = sandbox_run_env(bg)
     deploy = ["bgdeploy", "deploy", "sandbox", "--strategy", "blue-green", "--ref", ref]
     proc = run(deploy, env=env)
@@ -495,13 +513,20 @@ def test_cli_strategy_script_and_rollback(bg: sandbox.SandboxState) -> None:
     proc = run(["scripts/deploy-blue-green.sh", "--rollback", "--env", "sandbox"], env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert served_by(bg) == before
-    history = json.loads(run(["bgdeploy", "history", "sandbox", "--json"], env=env).stdout)
-    rollbacks = [e for e in history if e["event"] == "rollback"]
+    rollbacks = [e for e in history(bg) if e["event"] == "rollback"]
     assert {e["details"]["bad_release"] for e in rollbacks[-2:]} == {bg.releases[ref]}
-    # The release left is never a rollback target again.
+    # The release left is never a rollback target again: not switched back to (its colour is
+    # no longer marked built); the rollback goes in place to an older good release when the
+    # journals name one (whether they do depends on what was deployed here before), else
+    # there is nothing to go back to.
     again = run(["bgdeploy", "rollback", "sandbox"], env=env)
-    assert again.returncode == 1 and "nothing to switch back to" in again.stderr
-    assert served_by(bg) == before
+    if again.returncode == 0:
+        assert "in place" in again.stdout, again.stdout + again.stderr
+        assert bg.releases[ref][:12] not in again.stdout.splitlines()[0], again.stdout
+        assert bg.releases[ref] not in {sha for _, _, sha in served_by(bg).values()}
+    else:
+        assert again.returncode == 1 and "nothing to switch back to" in again.stderr
+        assert served_by(bg) == before
 
 
 # One writer at a time
@@ -545,41 +570,43 @@ def lock_text(state: sandbox.SandboxState, host: str) -> str:
 def wait_until(check: Any, what: str, proc: subprocess.Popen[str], seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not check():
-        if proc.poll() is not None or time.monotonic() > deadline:
+        if proc.poll() is not None:
             raise AssertionError(f"never saw {what}\n" + "".join(proc.communicate()))
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never saw {what} in {seconds:.0f} s")
         time.sleep(0.1)
 
 
-def both_colours_serve(state: sandbox.SandboxState) -> None:
-    """The idle colour answers on every host's preview listener (a blue-green deploy of the
-    release not live gives it one when it does not)."""
-    _, _, other = serving(state)
-    idle = set()
-    for web in state.group("web"):
-        response = httpx.get(f"http://127.0.0.1:{web.ports['preview']}/", timeout=15)
-        idle.add((response.status_code, response.headers.get("X-Colour", "")))
-    if idle != {(200, other)}:
-        (release,) = {sha for _, _, sha in served_by(state).values()}
-        proc = blue_green(state, "v2" if release == state.releases["v1"] else "v1")
-        assert proc.returncode == 0, proc.stderr[-3000:]
+def finish(proc: subprocess.Popen[str], seconds: float = 120) -> tuple[str, str]:
+    """Wait for a ``bgdeploy`` started in the background: its (stdout, stderr). One still
+    running after ``seconds`` is interrupted (Ctrl-C: it stops its pyinfra run), then killed,
+    and the test fails: no test leaves one running, holding the lock, for the next."""
+    try:
+        return proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"{proc.args} ran over {seconds:.0f} s: stopped\n{out}{err}") from None
 
 
 def test_two_switches_at_once_one_is_refused_and_the_fleet_agrees(
     bg: sandbox.SandboxState, docker_client: Any
 ) -> None:
-    both_colours_serve(bg)
-    before, live, other = serving(bg)
-    for name in WEB:
-        sh(bg, name, f"rm -f {LOCK}")
+    live, _, other = settle(bg, both_colours=True)
+    before = served_by(bg)
     with slow_nginx_test(docker_client, bg, "web2"):
         first = start(bg, "switch", "sandbox", other, "--no-smoke", "--force")
         try:
             # The barrier: the second starts once the first holds the lock of the first host.
             wait_until(lambda: f'"pid":{first.pid},' in lock_text(bg, "web1"), "its lock", first)
             second = start(bg, "switch", "sandbox", live, "--no-smoke", "--force")
-            _, second_err = second.communicate(timeout=120)
+            _, second_err = finish(second)
         finally:
-            first_out, first_err = first.communicate(timeout=120)
+            first_out, first_err = finish(first)
     assert (first.returncode, second.returncode) == (0, 3), first_err + second_err
     assert "held by" in second_err and f"pid {first.pid} " in second_err, second_err
     assert "nothing was switched" in second_err
@@ -594,9 +621,7 @@ def test_two_switches_at_once_one_is_refused_and_the_fleet_agrees(
 
 
 def test_switch_and_rollback_are_refused_while_a_deploy_runs(bg: sandbox.SandboxState) -> None:
-    _, live, other = serving(bg)
-    for name in WEB:
-        sh(bg, name, f"rm -f {LOCK}")
+    live, _, other = settle(bg)
     # A release whose composer install takes 30 s: the deploy holds the lock that long.
     composer = json.loads((sampleapp.APP_DIR / "composer.json").read_text())
     composer["scripts"]["post-autoload-dump"].append("sleep 30")
@@ -619,7 +644,7 @@ def test_switch_and_rollback_are_refused_while_a_deploy_runs(bg: sandbox.Sandbox
         assert "held by erin@ci-runner" in back.stderr and "bgdeploy unlock sandbox" in back.stderr
         assert all("erin@ci-runner" in lock_text(bg, name) for name in WEB), "its lock is left"
     finally:
-        out, err = deploy.communicate(timeout=900)
+        out, err = finish(deploy, 900)
     # The deploy finished undisturbed: its own switch ran under its own lock.
     assert deploy.returncode == 0, (out + err)[-4000:]
     assert {v[1:] for v in served_by(bg).values()} == {(other, slow)}
@@ -629,8 +654,9 @@ def test_switch_and_rollback_are_refused_while_a_deploy_runs(bg: sandbox.Sandbox
 def test_network_cut_during_a_switch_leaves_no_host_on_the_new_colour(
     bg: sandbox.SandboxState, docker_client: Any
 ) -> None:
-    """Last of the module: web2 comes back on new published ports."""
-    before, live, other = serving(bg)
+    """web2 comes back on new published ports (the module's state follows them)."""
+    live, _, other = settle(bg, both_colours=True)
+    before = served_by(bg)
     web2 = docker_client.containers.get(bg.group("web")[1].container)
 
     def on_web2(command: str) -> str:
@@ -648,21 +674,21 @@ def test_network_cut_during_a_switch_leaves_no_host_on_the_new_colour(
     slow = "/usr/local/sbin/nginx"
     on_web2(f"printf '%s\\n' {commands.q(wrapper)} > {slow} && chmod 755 {slow}")
     on_web2("touch /tmp/slow-nginx")
+    journal = f"cat {APP_ROOT}/.bgdeploy/journal.jsonl"
+    why = "confirmation never came"
+    journaled = on_web2(journal).count(why)
     cut = False
+    proc = None
     try:
         started = time.monotonic()
-        proc = subprocess.Popen(
-            [str(BIN / "bgdeploy"), "switch", "sandbox", other, "--no-smoke", "--force"],
-            cwd=ROOT, env={**os.environ, **sandbox_run_env(bg)}, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        proc = start(bg, "switch", "sandbox", other, "--no-smoke", "--force")
         while "sleep 4" not in on_web2("ps -eo args"):
             assert time.monotonic() - started < 20, "web2's switch never started"
             time.sleep(0.1)
         sandbox.disconnect_host(bg.name, "web2", docker_client)
         cut = True
         on_web2("rm -f /tmp/slow-nginx")
-        out, err = proc.communicate(timeout=120)
+        out, err = finish(proc)
         assert proc.returncode == 1, out + err
         assert "web2" in out + err and "unreachable" in out + err, out + err
         # web1 was put back at once.
@@ -678,12 +704,13 @@ def test_network_cut_during_a_switch_leaves_no_host_on_the_new_colour(
             assert time.monotonic() < deadline, "web2 stayed on the new colour"
             time.sleep(0.5)
         assert f"bgdeploy colour: {live}" in on_web2(f"cat {LIVE_CONF}")
-        journal = f"cat {APP_ROOT}/.bgdeploy/journal.jsonl"
-        while "confirmation never came" not in on_web2(journal):  # written after the reload
+        while on_web2(journal).count(why) == journaled:  # written after the reload
             assert time.monotonic() < deadline, "web2 did not journal why it switched back"
             time.sleep(0.2)
     finally:
         on_web2("rm -f /tmp/slow-nginx /usr/local/sbin/nginx")
+        if proc is not None and proc.poll() is None:
+            finish(proc)
         if cut:
             state = sandbox.reconnect_host(bg.name, "web2", docker_client)
             bg.hosts[:] = state.hosts

@@ -45,9 +45,12 @@ from .conftest import (
     DEPLOY_V1,
     PROVISION,
     ROOT,
+    other_release,
     own_sandbox,
+    public_urls,
     run,
     sandbox_run_env,
+    settle,
     sh,
 )
 
@@ -88,10 +91,6 @@ def cn(docker_client: Any) -> Iterator[sandbox.SandboxState]:
         yield state
 
 
-def public_urls(state: sandbox.SandboxState, path: str = "/") -> list[str]:
-    return [f"http://127.0.0.1:{web.ports['http']}{path}" for web in state.group("web")]
-
-
 def colours_served(state: sandbox.SandboxState, requests: int = 10) -> Counter[str]:
     """X-Colour of ``requests`` first visits to each web host (no cookie)."""
     found: Counter[str] = Counter()
@@ -99,53 +98,6 @@ def colours_served(state: sandbox.SandboxState, requests: int = 10) -> Counter[s
         for _ in range(requests):
             found[httpx.get(url, timeout=15).headers.get("X-Colour", "")] += 1
     return found
-
-
-def live(state: sandbox.SandboxState) -> tuple[str, str, str]:
-    """(live colour, its release, the other colour): every host must agree."""
-    answers = set()
-    for url in public_urls(state):
-        answer = httpx.get(url, timeout=15)
-        answers.add((answer.headers.get("X-Colour", ""), answer.headers.get("X-Release", "")))
-    assert len(answers) == 1, answers
-    colour, release = answers.pop()
-    return colour, release, switch.other(colour)
-
-
-def other_release(state: sandbox.SandboxState, release: str) -> str:
-    """The ref to deploy next: v1 when ``release`` (a sha) is v2, else v2."""
-    return "v1" if release == state.releases["v2"] else "v2"
-
-
-def settle(state: sandbox.SandboxState, both_colours: bool = False) -> tuple[str, str, str]:
-    """Put the fleet in a test's starting state, whatever an earlier test left, and return
-    :func:`live`: every web host on one live colour (the one ``current`` points to) and no
-    canary split (``bgdeploy switch``, the documented repair, when that is not so already);
-    with ``both_colours``, the idle colour built and verified too (a blue-green deploy of the
-    other release when it is not)."""
-    env = sandbox_run_env(state)
-    proc = run(["bgdeploy", "status", "sandbox", "--json"], env=env)
-    hosts = json.loads(proc.stdout)
-    currents = {host["current"] for host in hosts.values()}
-    assert len(currents) == 1 and currents <= set(switch.COLOURS), hosts
-    colour = currents.pop()
-    if any(
-        host["live"] != colour or host["idle"] != switch.other(colour) or host["canary"]
-        for host in hosts.values()
-    ):
-        args = ["bgdeploy", "switch", "sandbox", colour, "--no-smoke", "--reason", "test set-up"]
-        proc = run(args, env=env)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    idle = switch.other(colour)
-    if both_colours and not all(
-        host["heads"].get(idle) and host["built"].get(idle) == host["heads"].get(idle)
-        for host in hosts.values()
-    ):
-        ref = other_release(state, hosts[next(iter(hosts))]["heads"][colour])
-        args = ["bgdeploy", "deploy", "sandbox", "--ref", ref, "--strategy", "blue-green"]
-        proc = run(args, env=env)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return live(state)
 
 
 def canary_pyinfra(state: sandbox.SandboxState, ref: str, percent: float) -> Any:
