@@ -20,7 +20,8 @@ the deploy repository). Each runs with the operator's environment plus:
 
 ``BGDEPLOY_STAGE``, ``BGDEPLOY_ENV``, ``BGDEPLOY_REF``, ``BGDEPLOY_RELEASE`` (the commit),
 ``BGDEPLOY_STRATEGY``, ``BGDEPLOY_COLOUR`` (the colour that serves after it),
-``BGDEPLOY_RUN_ID``, ``BGDEPLOY_RESULT`` (``ok``, ``failed``, ``rolled_back``...),
+``BGDEPLOY_RUN_ID``, ``BGDEPLOY_RESULT`` (after a deploy ``succeeded``, ``promoted``,
+``failed`` or ``rolled_back``; ``ok`` after a switch or a rollback; empty before a deploy),
 ``BGDEPLOY_CANARY`` (the percentage, when a canary ran).
 
 Each hook has ``hook_timeout`` seconds (group_data, default 60); its output is shown after
