@@ -59,8 +59,6 @@ process confirmed it (it does so at once when every host switched): a host cut o
 operator after it switched, while the others were put back, does not serve the new colour
 alone when it comes back."""
 
-COMMAND_TIMEOUT = 120.0
-
 FabricFleet = fabric_backend.FabricFleet
 """Web hosts over Fabric, one strict connection per host kept for the whole switch (what the
 command line switches with)."""
