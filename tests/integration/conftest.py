@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import paramiko
 import pytest
+from docker.errors import APIError
 
 from bgdeploy import sandbox
 from bgdeploy.core.errors import OperationFailed
@@ -272,3 +274,17 @@ def provisioned(
     """The session fleet, provisioned (web1, web2: nginx, php-fpm pools, layout, .env; db:
     PostgreSQL role and database, Redis with its password)."""
     return fleet
+
+
+def pause(container: Any, attempts: int = 5) -> None:
+    """``docker pause`` a container: a host that stops answering at once. The cgroup freezer
+    sometimes answers "unable to freeze" while a process is in the middle of I/O (seen once
+    in a full run, a moment after the same container was unpaused); it is asked again."""
+    for attempt in range(attempts):
+        try:
+            container.pause()
+            return
+        except APIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)

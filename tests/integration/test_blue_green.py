@@ -50,6 +50,7 @@ from .conftest import (
     ROOT,
     other_release,
     own_sandbox,
+    pause,
     run,
     sandbox_run_env,
     settle,
@@ -355,7 +356,7 @@ def test_unreachable_web_host_leaves_every_host_on_the_old_colour(
     before = served_by(bg)
     web2 = docker_client.containers.get(bg.group("web")[1].container)
     # From the CLI: web2 stops answering before the switch.
-    web2.pause()
+    pause(web2)
     try:
         proc = switch(bg, other, "--no-smoke", "--force")
         assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -372,7 +373,7 @@ def test_unreachable_web_host_leaves_every_host_on_the_old_colour(
         fleet = switch_mod.FabricFleet(remote.targets("sandbox", ("web",)))
         try:
             colours = switch_mod.read_colours(fleet, settings)
-            web2.pause()
+            pause(web2)
             try:
                 report = switch_mod.switch(fleet, settings, other, force=True, colours=colours)
                 assert report.undone and not report.ok
