@@ -144,10 +144,11 @@ def scale(
         else:
             test = commands.php_fpm_test(settings.php_version)
             then = commands.php_fpm_reload(settings.php_version)
+        was = int(before) if before.isdigit() else None
         entry = journal.new_entry(
             "emergency", host=host.name, env=env, result="ok", reason=reason,
             message=f"scale {lever.name}: {before} -> {count}",
-            details={"action": f"scale {lever.name}", "from": before, "to": count},
+            details={"action": f"scale {lever.name}", "from": was, "to": count},
         )  # fmt: skip
         lines = "".join(f"{k}={v}\n" for k, v in sorted({**kept, lever.key: count}.items()))
         host.check(

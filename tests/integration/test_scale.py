@@ -116,7 +116,7 @@ def test_scaling_workers_up_and_down_loses_no_job(fleet_v2: sandbox.SandboxState
     assert {number: runs[number] for number in created} == dict.fromkeys(created, 1)
     entry = journal(state, "web1")[-1]
     assert entry["event"] == "emergency" and entry["details"]["action"] == "scale workers"
-    assert (entry["details"]["from"], entry["details"]["to"]) == ("4", 1)
+    assert (entry["details"]["from"], entry["details"]["to"]) == (4, 1)
 
 
 def test_scaled_php_fpm_is_kept_by_provision_and_deploys(fleet_v2: sandbox.SandboxState) -> None:
