@@ -16,8 +16,11 @@ each web host (a supervisor program) and the children of each php-fpm pool:
     blue-green switch keeps it), ``php-fpm -t`` before anything is reloaded (a failing test
     puts the old pools back), then a graceful reload (requests in flight finish).
 
-Every web host or none is the goal, as for a switch: the deploy lock of every web host is held
-throughout (exit 3 while a deploy holds it), and each host's result is reported. What was set
+The deploy lock of every web host is held throughout (exit 3 while a deploy holds it). Each
+host is changed on its own, in parallel: a host whose test fails keeps its old files and is
+reported failed (exit 1) while the others keep the new value; the same command, run again once
+that host is fixed, brings it level (scaling is not a switch: hosts that differ for a while in
+workers or children serve the same release). What was set
 is kept in ``APP_ROOT/.bgdeploy/scale`` on each host (``workers=N``,
 ``php_fpm_max_children=N``): a deploy never touches those files, and ``bgdeploy provision``
 keeps the scaled values instead of group_data's, and says so. Each change is journaled
