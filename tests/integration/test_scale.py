@@ -1,4 +1,4 @@
-"""`bgdeploy scale`: queue workers and php-fpm children, on the session's fleet.
+"""`bgdeploy scale`: queue workers and php-fpm children, on a fleet of the module's own.
 
 Each test starts from v2 live in place with group_data's scale (1 worker, 4 children per pool)
 and puts that back at the end, whatever happened.
@@ -18,7 +18,19 @@ import pytest
 
 from bgdeploy import sandbox
 
-from .conftest import APP_ROOT, LOCK, journal, psql, q, run, sandbox_run_env, sh
+from .conftest import (
+    APP_ROOT,
+    DEPLOY_V2,
+    LOCK,
+    PROVISION,
+    journal,
+    own_sandbox,
+    psql,
+    q,
+    run,
+    sandbox_run_env,
+    sh,
+)
 
 WEB = ("web1", "web2")
 SCALE_FILE = f"{APP_ROOT}/.bgdeploy/scale"
@@ -41,21 +53,40 @@ def reset(state: sandbox.SandboxState) -> None:
         assert sh(state, web, f"sudo rm -f {SCALE_FILE}")[0] == 0
 
 
+@pytest.fixture(scope="module")
+def scaling(docker_client: Any) -> Iterator[sandbox.SandboxState]:
+    """A fleet of this module's own: the workers it counts are not disturbed by what other
+    modules' tests do to the session's fleet (a full run once found them crashing there)."""
+    with own_sandbox("sc", docker_client, PROVISION, DEPLOY_V2) as state:
+        yield state
+
+
 @pytest.fixture
-def fleet_v2(provisioned: sandbox.SandboxState) -> Iterator[sandbox.SandboxState]:
-    proc = bgdeploy(provisioned, "deploy", "sandbox", "--ref", "v2")
+def fleet_v2(scaling: sandbox.SandboxState) -> Iterator[sandbox.SandboxState]:
+    proc = bgdeploy(scaling, "deploy", "sandbox", "--ref", "v2")
     assert proc.returncode == 0, proc.stderr[-4000:]
     for web in WEB:
-        sh(provisioned, web, f"sudo rm -f {LOCK}")
+        sh(scaling, web, f"sudo rm -f {LOCK}")
     try:
-        yield provisioned
+        yield scaling
     finally:
-        reset(provisioned)
+        reset(scaling)
 
 
 def workers(state: sandbox.SandboxState, web: str) -> int:
     _, out = sh(state, web, "sudo supervisorctl status")
     return len(re.findall(r"^bideshgomon-worker:\S+\s+RUNNING", out, re.M))
+
+
+def running_workers(state: sandbox.SandboxState, expected: int, seconds: float = 30) -> dict:
+    """Each web host's RUNNING workers, once every host has ``expected`` (supervisor counts a
+    new worker RUNNING after ``startsecs``) or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = {web: workers(state, web) for web in WEB}
+        if set(found.values()) == {expected} or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def children(state: sandbox.SandboxState, web: str) -> str:
@@ -92,12 +123,12 @@ def test_scaling_workers_up_and_down_loses_no_job(fleet_v2: sandbox.SandboxState
         up = bgdeploy(state, "scale", "sandbox", "workers", "4", "--reason", "backlog")
         assert up.returncode == 0, up.stdout + up.stderr
         assert re.search(r"^web1 .*workers: 1 -> 4", up.stdout, re.M), up.stdout
-        assert {web: workers(state, web) for web in WEB} == dict.fromkeys(WEB, 4)
+        assert running_workers(state, 4) == dict.fromkeys(WEB, 4)
         shown = bgdeploy(state, "status", "sandbox").stdout
         assert re.search(r"^web2 .*scaled: workers=4", shown, re.M), shown
         down = bgdeploy(state, "scale", "sandbox", "workers", "1")
         assert down.returncode == 0, down.stdout + down.stderr
-        assert {web: workers(state, web) for web in WEB} == dict.fromkeys(WEB, 1)
+        assert running_workers(state, 1) == dict.fromkeys(WEB, 1)
     finally:
         stop.set()
         sender.join(60)
@@ -154,4 +185,4 @@ def test_scale_is_refused_while_the_lock_is_held(fleet_v2: sandbox.SandboxState)
         sh(state, "web2", f"rm -f {LOCK}")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "held by erin@ci" in proc.stderr
-    assert {web: workers(state, web) for web in WEB} == dict.fromkeys(WEB, 1)
+    assert running_workers(state, 1) == dict.fromkeys(WEB, 1)
