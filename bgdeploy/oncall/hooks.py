@@ -42,7 +42,7 @@ from pathlib import Path
 
 from bgdeploy.core.errors import ConfigError, PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
-from bgdeploy.core.settings import HOOK_STAGES
+from bgdeploy.core.settings import HOOK_STAGES, ROOT
 
 STAGES = HOOK_STAGES
 """Where a hook can run."""
@@ -139,15 +139,16 @@ def find(stage: str, root: Path, configured: Mapping[str, Sequence[str]] | None)
 def run_stage(
     stage: str,
     context: Context,
-    root: Path,
     configured: Mapping[str, Sequence[str]] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     progress: Progress = quiet,
     environ: Mapping[str, str] | None = None,
+    root: Path = ROOT,
 ) -> StageResult:
-    """Run the hooks of ``stage`` (see the module). Never raises for a failing hook; a
-    pre-deploy stage stops at its first failure. :func:`refuse_unless_ok` turns that into the
-    deploy's refusal."""
+    """Run the hooks of ``stage`` (see the module; ``configured`` and ``timeout`` are
+    group_data's ``hooks`` and ``hook_timeout``, ``root`` the deploy repository). Never raises
+    for a failing hook; a pre-deploy stage stops at its first failure. :func:`refuse_unless_ok`
+    turns that into the deploy's refusal."""
     outcome = StageResult(stage)
     variables = {**(os.environ if environ is None else environ), **context.variables(stage)}
     for path in find(stage, root, configured):

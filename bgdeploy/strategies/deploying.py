@@ -33,7 +33,6 @@ from bgdeploy.core import journal, lock, refs, windows
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.release_report import ReleaseReport
-from bgdeploy.core.settings import ROOT
 from bgdeploy.fleet import runner
 from bgdeploy.oncall import hooks as hooks_mod
 from bgdeploy.oncall import notify
@@ -232,7 +231,7 @@ def run_hooks(
         run_id=run_id, result=result, canary=request.canary,
     )  # fmt: skip
     return hooks_mod.run_stage(
-        stage, context, ROOT, request.hooks, request.hook_timeout, progress=progress
+        stage, context, request.hooks, request.hook_timeout, progress=progress
     )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 from bgdeploy.checks import smoke
 from bgdeploy.core.errors import PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
-from bgdeploy.core.settings import ROOT
 from bgdeploy.fleet import fleetlock, remote, runner
 from bgdeploy.fleet.colours import read_colours
 from bgdeploy.oncall import hooks
@@ -83,6 +82,6 @@ def switch_to(
             colour=colour, run_id=held.run, result="ok",
         )  # fmt: skip
         hooks.run_stage(
-            "post-switch", context, ROOT, settings.hooks, settings.hook_timeout, progress=progress
+            "post-switch", context, settings.hooks, settings.hook_timeout, progress=progress
         )
     return report

@@ -33,7 +33,7 @@ def hook(root: Path, stage: str, name: str, body: str, executable: bool = True) 
 
 def test_a_hook_gets_the_deploy_in_its_environment(tmp_path: Path) -> None:
     hook(tmp_path, "post-deploy", "10-record", 'env | grep ^BGDEPLOY_ | sort > "$PWD/seen"')
-    outcome = hooks.run_stage("post-deploy", CONTEXT, tmp_path, environ={"PATH": os.defpath})
+    outcome = hooks.run_stage("post-deploy", CONTEXT, environ={"PATH": os.defpath}, root=tmp_path)
     assert outcome.ok and len(outcome.results) == 1
     seen = dict(line.split("=", 1) for line in (tmp_path / "seen").read_text().splitlines())
     assert seen == {
@@ -54,7 +54,7 @@ def test_hooks_run_in_name_order_then_group_data_ones(tmp_path: Path) -> None:
     extra.chmod(0o755)
     said: list[str] = []
     outcome = hooks.run_stage(
-        "post-switch", CONTEXT, tmp_path, {"post-switch": ["scripts/c"]}, progress=said.append
+        "post-switch", CONTEXT, {"post-switch": ["scripts/c"]}, progress=said.append, root=tmp_path
     )
     assert outcome.ok and order.read_text().split() == ["a", "b", "c"]
     assert said[0].startswith("hook post-switch 10-a: ok (")
@@ -65,7 +65,7 @@ def test_a_failing_pre_deploy_hook_stops_at_once_and_refuses(tmp_path: Path) -> 
     hook(tmp_path, "pre-deploy", "10-check", "echo 'change freeze: ask #releases' >&2; exit 4")
     hook(tmp_path, "pre-deploy", "20-never", f"touch {ran}")
     said: list[str] = []
-    outcome = hooks.run_stage("pre-deploy", CONTEXT, tmp_path, progress=said.append)
+    outcome = hooks.run_stage("pre-deploy", CONTEXT, progress=said.append, root=tmp_path)
     assert not outcome.ok and len(outcome.results) == 1 and not ran.exists()
     assert "hook pre-deploy 10-check: FAILED (exit 4)" in said[0]
     assert "change freeze: ask #releases" in said[0]
@@ -76,13 +76,13 @@ def test_a_failing_pre_deploy_hook_stops_at_once_and_refuses(tmp_path: Path) -> 
 def test_a_failing_post_hook_is_reported_and_the_others_still_run(tmp_path: Path) -> None:
     hook(tmp_path, "post-deploy", "10-bad", "exit 1")
     hook(tmp_path, "post-deploy", "20-good", "true")
-    outcome = hooks.run_stage("post-deploy", CONTEXT, tmp_path)
+    outcome = hooks.run_stage("post-deploy", CONTEXT, root=tmp_path)
     assert [r.ok for r in outcome.results] == [False, True]
 
 
 def test_a_hook_over_its_time_is_stopped(tmp_path: Path) -> None:
     hook(tmp_path, "pre-deploy", "slow", "echo started; sleep 30 & wait")
-    outcome = hooks.run_stage("pre-deploy", CONTEXT, tmp_path, timeout=0.5)
+    outcome = hooks.run_stage("pre-deploy", CONTEXT, timeout=0.5, root=tmp_path)
     (result,) = outcome.results
     assert result.code is None and "still running after 0.5 s" in result.problem
     assert result.seconds < 10 and "started" in result.output
@@ -91,7 +91,7 @@ def test_a_hook_over_its_time_is_stopped(tmp_path: Path) -> None:
 def test_not_executable_is_skipped_and_said(tmp_path: Path) -> None:
     hook(tmp_path, "post-deploy", "notes.txt", "exit 1", executable=False)
     said: list[str] = []
-    outcome = hooks.run_stage("post-deploy", CONTEXT, tmp_path, progress=said.append)
+    outcome = hooks.run_stage("post-deploy", CONTEXT, progress=said.append, root=tmp_path)
     assert outcome.ok and not outcome.results and outcome.skipped
     assert "not executable" in said[0]
 
@@ -139,7 +139,7 @@ def test_the_sample_sentry_hook_posts_a_release_marker(
         "PATH": os.environ["PATH"], "SENTRY_URL": sentry.url, "SENTRY_ORG": "bideshgomon",
         "SENTRY_PROJECT": "laravel", "SENTRY_AUTH_TOKEN": token,
     }  # fmt: skip
-    outcome = hooks.run_stage("post-deploy", CONTEXT, tmp_path, environ=environ)
+    outcome = hooks.run_stage("post-deploy", CONTEXT, environ=environ, root=tmp_path)
     assert outcome.ok, [r.line("post-deploy") for r in outcome.results]
     assert token not in outcome.results[0].output
     (release_path, headers, release), (deploy_path, _, deploy) = sentry.posts

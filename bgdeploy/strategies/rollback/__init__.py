@@ -46,7 +46,6 @@ from bgdeploy import commands
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE
-from bgdeploy.core.settings import ROOT
 from bgdeploy.fleet import fleetlock, remote
 from bgdeploy.fleet.colours import HostColours, parse_facts
 from bgdeploy.oncall import hooks
@@ -84,7 +83,7 @@ def rollback(request: RollbackRequest, progress: Progress = quiet) -> RollbackRe
             colour=report.colour, result="ok",
         )  # fmt: skip
         hooks.run_stage(
-            "post-rollback", context, ROOT, settings.hooks, settings.hook_timeout, progress=progress
+            "post-rollback", context, settings.hooks, settings.hook_timeout, progress=progress
         )
     return report
 
