@@ -159,11 +159,11 @@ def scale(
                 commands.replace_tested(config_files(lever, scaled), test, then),
                 commands.write_file(scale_path(settings), lines),
                 f"chown {commands.q(settings.deploy_user)} {commands.q(scale_path(settings))}",
+                commands.journal_append(settings, entry),
             ),
             f"scale {lever.name}",
             sudo=True,
         )
-        host.check(commands.journal_append(settings, entry), "journal", sudo=True)
         return f"{lever.name}: {before} -> {count}"
 
     paths = {t.name: environment.settings[t.name].lock_path for t in web}
