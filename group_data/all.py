@@ -74,6 +74,22 @@ backups_dir = "/var/backups/bideshgomon"
 snapshot_keep = 5
 min_free_disk_mb = 1024
 
+# Approvals (bgdeploy/core/approvals.py), the runbook's rules: a regular deploy needs 2
+# approvals (`--approved-by NAME[,NAME]` or the commit's Reviewed-by:/Approved-by: trailers);
+# a hotfix (`--hotfix`) 1 and a rollback plan (`--rollback-plan TEXT`); an emergency
+# (`--emergency --severity P0..P3 --reason TEXT`) at P0 nothing more, at P1-P3 an approver
+# named with --approved-by. Hotfixes and emergencies leave a review due within 24 h
+# (`bgdeploy review ENV RUN_ID`). None: no approval is asked for.
+approvals = {
+    "regular": 2,
+    "hotfix": 1,
+    "hotfix_rollback_plan": True,
+    "emergency_any_time": ["P0"],
+    "emergency_approvals": 1,
+    "review_within_hours": 24,
+    "trailers": ["Reviewed-by", "Approved-by"],
+}
+
 # Deploy windows: None means a deploy is allowed at any time (see prod.py).
 deploy_windows = None
 blackouts = []

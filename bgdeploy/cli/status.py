@@ -16,7 +16,10 @@ from bgdeploy.core.errors import BgdeployError
 @handle_errors
 def status_cmd(env: str, as_json: bool) -> None:
     """The live colour of every web host and the commit each colour holds. A host whose live
-    commit is not the fleet's (the one most hosts serve, or built last) is noted "behind"."""
+    commit is not the fleet's (the one most hosts serve, or built last) is noted "behind".
+    Then the post-deployment reviews still due (hotfixes, emergency deploys; not in --json:
+    ``bgdeploy review ENV`` lists them)."""
+    from bgdeploy.oncall import reviews
     from bgdeploy.strategies import status
 
     found = status.read(env)
@@ -24,6 +27,8 @@ def status_cmd(env: str, as_json: bool) -> None:
         echo_json(found.to_dict())
     else:
         click.echo(found.format_table())
+        for line in reviews.describe_due(reviews.due(env)[0]):
+            click.echo(line)
     try:
         found.check()
     except BgdeployError as error:

@@ -95,6 +95,12 @@ def git_fetch_missing(sha: str) -> str:
     return f"git cat-file -e {_sha(sha)}^{{commit}} 2>/dev/null || {git_fetch()}"
 
 
+def git_trailers(sha: str) -> str:
+    """Print the trailers of commit ``sha``'s message (``Reviewed-by: Name <mail>``), one per
+    line, folded lines joined (:func:`bgdeploy.core.approvals.parse_trailers` reads them)."""
+    return f"git log -1 --format=%(trailers:only,unfold) {_sha(sha)}"
+
+
 def git_checkout(sha: str) -> str:
     """Check out exactly ``sha`` (detached) in the current repository. Local changes to
     tracked files make it fail rather than be lost."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bgdeploy.core.approvals import ApprovalPolicy
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.windows import WindowPolicy
 
@@ -132,6 +133,9 @@ class Settings:
     ``hooks/STAGE/`` of the deploy repository (:mod:`bgdeploy.oncall.hooks`)."""
     hook_timeout: float = 60.0
     """Seconds one hook may run before it is stopped (and counts as failed)."""
+    approvals: ApprovalPolicy | None = None
+    """Who must have approved each kind of deploy (:mod:`bgdeploy.core.approvals`); None asks
+    for no approval."""
 
     @property
     def php_fpm_service(self) -> str:
@@ -239,7 +243,19 @@ def _check_unknown(data: Mapping[str, Any], directory: Path) -> None:
 
 # Values the deploy files take through --data (validated where they are used).
 _RUNTIME_KEYS = frozenset(
-    {"force", "emergency_reason", "allow_destructive", "strategy", "canary", "reason", "colour"}
+    {
+        "force",
+        "emergency_reason",
+        "allow_destructive",
+        "strategy",
+        "canary",
+        "reason",
+        "colour",
+        "deploy_kind",
+        "severity",
+        "approved_by",
+        "rollback_plan",
+    }
 )
 
 
@@ -317,6 +333,7 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         asset_paths=_asset_paths(read),
         hooks=_hooks(read),
         hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,
+        approvals=ApprovalPolicy.from_data(data.get("approvals"), locate("approvals", directory)),
     )
 
 

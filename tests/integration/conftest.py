@@ -169,6 +169,24 @@ def commit(
     return tag, sha
 
 
+def own_deploy_repository(root: Path, sandbox_data: str = "") -> Path:
+    """A deploy repository of a test's own at ``root`` (for ``BGDEPLOY_ROOT``): this
+    checkout's inventories, deploys, templates and group_data linked in, and
+    ``sandbox_data`` appended to a copy of group_data/sandbox.py (settings of this test only)."""
+    for part in ("inventories", "deploys", "templates", "sandbox"):
+        (root / part).symlink_to(ROOT / part)
+    if not sandbox_data:
+        (root / "group_data").symlink_to(ROOT / "group_data")
+        return root
+    (root / "group_data").mkdir()
+    for path in (ROOT / "group_data").glob("*.py"):
+        if path.name != "sandbox.py":
+            (root / "group_data" / path.name).symlink_to(path)
+    text = (ROOT / "group_data" / "sandbox.py").read_text()
+    (root / "group_data" / "sandbox.py").write_text(text + "\n" + sandbox_data + "\n")
+    return root
+
+
 def logins(docker_client: Any, state: sandbox.SandboxState) -> dict[str, int]:
     """How many SSH logins each container's sshd has accepted so far."""
     return {

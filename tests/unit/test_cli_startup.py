@@ -21,7 +21,7 @@ HEAVY = ("pyinfra", "fabric", "docker", "paramiko", "httpx", "jinja2")
 
 COMMAND_NAMES = [
     "db", "deploy", "emergency", "flags", "health", "history", "postmortem", "preflight",
-    "provision", "rollback", "sandbox", "scale", "smoke", "snapshot", "status", "switch",
+    "provision", "review", "rollback", "sandbox", "scale", "smoke", "snapshot", "status", "switch",
     "unlock", "window",
 ]  # fmt: skip
 """``bgdeploy --help``'s commands (the ones before the CLI was split into one module per group,

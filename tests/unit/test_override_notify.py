@@ -41,7 +41,12 @@ def report() -> ReleaseReport:
 
 def test_emergency_override_notifies_incidents_and_deployments(slack: WebhookReceiver) -> None:
     request = deploying.check_request(
-        "prod", "v2.4.1", emergency=True, reason="payments down", now=THURSDAY_EVENING
+        "prod",
+        "v2.4.1",
+        emergency=True,
+        severity="P0",
+        reason="payments down",
+        now=THURSDAY_EVENING,
     )
     results = deploying.announce_override(request, report(), hooks(slack))
     assert [(r.target, r.ok, r.status) for r in results] == [
@@ -67,7 +72,7 @@ def test_regular_deploy_sends_nothing(slack: WebhookReceiver) -> None:
     assert deploying.announce_override(request, report(), hooks(slack)) == []
     # An emergency inside the window is a regular deploy: nothing was overridden.
     request = deploying.check_request(
-        "prod", "v2.4.1", emergency=True, reason="hotfix", now=THURSDAY_NOON
+        "prod", "v2.4.1", emergency=True, severity="P0", reason="hotfix", now=THURSDAY_NOON
     )
     assert deploying.announce_override(request, report(), hooks(slack)) == []
     assert slack.received == []
@@ -75,7 +80,12 @@ def test_regular_deploy_sends_nothing(slack: WebhookReceiver) -> None:
 
 def test_unconfigured_webhooks_are_skipped() -> None:
     request = deploying.check_request(
-        "prod", "v2.4.1", emergency=True, reason="payments down", now=THURSDAY_EVENING
+        "prod",
+        "v2.4.1",
+        emergency=True,
+        severity="P0",
+        reason="payments down",
+        now=THURSDAY_EVENING,
     )
     results = deploying.announce_override(request, report(), {})
     assert all(r.skipped and r.ok for r in results) and len(results) == 2

@@ -30,7 +30,7 @@ from pyinfra import logger
 from bgdeploy import commands
 from bgdeploy.checks import migrations
 from bgdeploy.checks import preflight as checklist
-from bgdeploy.core import journal, lock
+from bgdeploy.core import approvals, journal, lock
 from bgdeploy.core.explain import explain
 from bgdeploy.core.settings import Settings
 from bgdeploy.strategies.release.operations import (
@@ -74,6 +74,7 @@ def guard(release: ReleaseRun) -> None:
     if sha is None:
         raise release.refuse("bad_ref", resolved.detail)
     release.sha = sha
+    _check_approvals(release, git, sha, settings)
     today = datetime.now(UTC).astimezone(settings.window.tz).date()
     for advice in checklist.release_advice(git, sha, facts.get("head", ""), today, None):
         if advice.status != checklist.PASS:  # warnings only: on main, feature flag dates
@@ -81,6 +82,28 @@ def guard(release: ReleaseRun) -> None:
     release.report.sha = release.sha
     _check_migrations(release, real_state, real_host, settings, live_dir)
     release.save()
+
+
+def _check_approvals(release: ReleaseRun, git: checklist.Git, sha: str, settings: Settings) -> None:
+    """The approval rules (:mod:`bgdeploy.core.approvals`), now that the commit's trailers can
+    count: refuses (exit 3) with what is missing; the verdict goes to the journal and report."""
+    ok, out, _ = git(commands.git_trailers(sha))
+    policy = settings.approvals
+    trailers = approvals.parse_trailers(out if ok else "", policy.trailers if policy else ())
+    window = release.window
+    verdict = approvals.decide(
+        policy,
+        release.ask,
+        operator=release.who,
+        window_open=window.regular if window else True,
+        trailers=trailers,
+    )
+    release.approval = verdict
+    release.report.approval = verdict.to_dict()
+    if not verdict.allowed:
+        raise release.refuse("approval", verdict.describe())
+    if policy is not None:
+        logger.info(f"approval: {verdict.describe()}")
 
 
 def _check_migrations(
