@@ -98,7 +98,7 @@ def git_fetch_missing(sha: str) -> str:
 def git_trailers(sha: str) -> str:
     """Print the trailers of commit ``sha``'s message (``Reviewed-by: Name <mail>``), one per
     line, folded lines joined (:func:`bgdeploy.core.approvals.parse_trailers` reads them)."""
-    return f"git log -1 --format=%(trailers:only,unfold) {_sha(sha)}"
+    return f"git log -1 {q('--format=%(trailers:only,unfold)')} {_sha(sha)}"
 
 
 def git_checkout(sha: str) -> str:

@@ -34,6 +34,13 @@ def served(state: sandbox.SandboxState) -> set[str]:
     }
 
 
+def deployed(state: sandbox.SandboxState) -> None:
+    """The fleet serving a release (the session's fleet may be provisioned only), settled."""
+    proc = run(["bgdeploy", "deploy", "sandbox", "--ref", "v2"], env=sandbox_run_env(state))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    settle(state)
+
+
 def finished(state: sandbox.SandboxState, sha: str) -> dict:
     """web1's deploy_finish line of the deploy of ``sha``."""
     from .conftest import journal
@@ -47,7 +54,7 @@ def test_regular_deploys_count_trailers_and_refuse_without_touching_a_host(
     provisioned: sandbox.SandboxState, runbook_rules: Path
 ) -> None:
     state = provisioned
-    settle(state)
+    deployed(state)
     before = served(state)
     tag, sha = commit(
         state,
@@ -91,7 +98,7 @@ def test_a_hotfix_needs_its_plan_and_leaves_a_review_due_until_recorded(
     provisioned: sandbox.SandboxState, runbook_rules: Path
 ) -> None:
     state = provisioned
-    settle(state)
+    deployed(state)
     tag, sha = commit(state, {"public/hotfix.txt": "fixed\n"}, "Hotfix: visa form", prefix="hf")
     env = {**sandbox_run_env(state), "BGDEPLOY_ROOT": str(runbook_rules)}
     proc = run(
