@@ -2,7 +2,9 @@
 
 Regular deploys Tuesday to Thursday, 10:00 to 16:00 Asia/Dhaka. Outside that, or in a
 blackout, a deploy is refused (exit 3) unless it is an emergency with a reason
-(`bgdeploy deploy prod --emergency --reason "..."` or `--data emergency_reason=...`).
+(`bgdeploy deploy prod --emergency --severity P0 --reason "..."` or `--data
+emergency_reason=... --data severity=P0`). Who must approve each kind of deploy: `approvals`,
+group_data/all.py (the runbook's rules).
 """
 
 production = True
