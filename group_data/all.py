@@ -74,6 +74,15 @@ backups_dir = "/var/backups/bideshgomon"
 snapshot_keep = 5
 min_free_disk_mb = 1024
 
+# The automatic pipeline (`bgdeploy ship ENV --ref REF`): the environment deployed and checked
+# first (None: ship goes straight to the canary), the commands that check it from this
+# machine (argv lists or strings; told BGDEPLOY_STAGING_URL, BGDEPLOY_STAGING_HOSTS,
+# BGDEPLOY_RELEASE...; exit 0 passes) and their time limit, and the canary's share.
+staging_environment = None
+staging_checks = []
+staging_check_timeout = 1800
+canary_percent = 5
+
 # Approvals (bgdeploy/core/approvals.py), the runbook's rules: a regular deploy needs 2
 # approvals (`--approved-by NAME[,NAME]` or the commit's Reviewed-by:/Approved-by: trailers);
 # a hotfix (`--hotfix`) 1 and a rollback plan (`--rollback-plan TEXT`); an emergency

@@ -9,6 +9,9 @@ group_data/all.py (the runbook's rules).
 
 production = True
 monitor_window = 60
+# bgdeploy ship prod: staging first (blue-green, smoke tests, the checks below), then a 5 %
+# canary here. Add the app's E2E suite, e.g. ["npm", "run", "e2e", "--", "--base-url", ...].
+staging_environment = "staging"
 health_deadline = 90
 
 timezone = "Asia/Dhaka"

@@ -10,6 +10,8 @@ server_name = "_"
 # The containers reach the preview listener from the Docker network, the operator through
 # the port published on 127.0.0.1 (which arrives from the network's gateway).
 preview_allow = ["127.0.0.1/32", "172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8"]
+# bgdeploy ship sandbox: a second sandbox stands in for staging (inventories/sandbox_staging.py).
+staging_environment = "sandbox_staging"
 # Try things freely: no approval is asked for (prod keeps the runbook's rules, group_data/all.py).
 approvals = None
 fpm_max_children = 4

@@ -55,6 +55,7 @@ EVENTS = frozenset(
         "window_override",
         "destructive_override",
         "review",
+        "ship",
     }
 )
 """The events a journal line may record."""

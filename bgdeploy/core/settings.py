@@ -17,6 +17,7 @@ import ipaddress
 import os
 import posixpath
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -133,6 +134,15 @@ class Settings:
     ``hooks/STAGE/`` of the deploy repository (:mod:`bgdeploy.oncall.hooks`)."""
     hook_timeout: float = 60.0
     """Seconds one hook may run before it is stopped (and counts as failed)."""
+    # The automatic pipeline (bgdeploy ship, bgdeploy/strategies/ship.py).
+    staging_environment: str | None = None
+    """The environment ``bgdeploy ship`` deploys to and checks before this one (None: no
+    staging stage)."""
+    staging_checks: tuple[tuple[str, ...], ...] = ()
+    """Commands run on the operator's machine against staging (an E2E suite): argv lists."""
+    staging_check_timeout: float = 1800.0
+    canary_percent: float = 5.0
+    """The canary's share of clients for ``bgdeploy ship`` (runbook: 5 %)."""
     approvals: ApprovalPolicy | None = None
     """Who must have approved each kind of deploy (:mod:`bgdeploy.core.approvals`); None asks
     for no approval."""
@@ -333,6 +343,14 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         asset_paths=_asset_paths(read),
         hooks=_hooks(read),
         hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,
+        staging_environment=_staging_environment(read),
+        staging_checks=_staging_checks(read),
+        staging_check_timeout=(
+            read.number("staging_check_timeout", 1, 86_400)
+            if "staging_check_timeout" in data
+            else 1800.0
+        ),
+        canary_percent=read.number("canary_percent", 0.1, 100) if "canary_percent" in data else 5.0,
         approvals=ApprovalPolicy.from_data(data.get("approvals"), locate("approvals", directory)),
     )
 
@@ -361,6 +379,34 @@ def _hooks(read: _Reader) -> dict[str, list[str]]:
 
 
 _ASSET_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
+
+
+def _staging_environment(read: _Reader) -> str | None:
+    """``staging_environment``: None, or the name of an inventory (``inventories/NAME.py``)."""
+    value = read.data.get("staging_environment")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise read.fail("staging_environment", f"must be an environment's name, not {value!r}")
+    return value
+
+
+def _staging_checks(read: _Reader) -> tuple[tuple[str, ...], ...]:
+    """``staging_checks``: a list of commands, each an argv list (or a string split like a
+    shell would, without running one)."""
+    value = read.data.get("staging_checks") or []
+    if not isinstance(value, list | tuple):
+        raise read.fail("staging_checks", f"must be a list of commands, not {value!r}")
+    checks: list[tuple[str, ...]] = []
+    for item in value:
+        try:
+            argv = shlex.split(item) if isinstance(item, str) else list(item)
+        except (TypeError, ValueError) as error:
+            raise read.fail("staging_checks", f"holds {item!r}: {error}") from None
+        if not argv or not all(isinstance(arg, str) and arg for arg in argv):
+            raise read.fail("staging_checks", f"holds {item!r}, which is not a command")
+        checks.append(tuple(argv))
+    return tuple(checks)
 
 
 def _asset_paths(read: _Reader) -> tuple[str, ...]:

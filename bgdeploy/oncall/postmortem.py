@@ -49,6 +49,7 @@ _BY_WHOM = frozenset(
         "window_override",
         "destructive_override",
         "review",
+        "ship",
     }
 )
 _RESOLUTION_EVENTS = frozenset(
@@ -71,6 +72,7 @@ _SUMMARY_NAMES = {
     "window_override": ("deploy window override", "deploy window overrides"),
     "destructive_override": ("destructive migration override", "destructive migration overrides"),
     "review": ("post-deployment review", "post-deployment reviews"),
+    "ship": ("ship", "ships"),
 }
 
 
@@ -281,6 +283,8 @@ def describe_event(entry: JournalEntry) -> str:
         text = "Deploy window overridden for an emergency deploy" + (
             f"{of_release}" if release else ""
         )
+    elif entry.event == "ship":
+        text = f"Ship{of_release} (staging, then the canary)" + _result_words(result, ok="")
     elif entry.event == "review":
         text = f"Post-deployment review of run {details.get('run') or '?'} recorded"
     elif entry.event == "destructive_override":

@@ -80,6 +80,7 @@ from bgdeploy.sandbox.state import (
     load_state,
     sandbox_dir,
     save_state,
+    staging_name,
     state_root,
 )
 
@@ -111,6 +112,7 @@ __all__ = [
     "sandbox_dir",
     "save_state",
     "ssh_client",
+    "staging_name",
     "start_host",
     "state_root",
     "status",

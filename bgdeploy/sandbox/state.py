@@ -108,6 +108,12 @@ def current_name() -> str:
     return check_name(os.environ.get("BGDEPLOY_SANDBOX", "default"))
 
 
+def staging_name() -> str:
+    """The sandbox ``inventories/sandbox_staging.py`` reads (a second sandbox standing in for
+    staging): ``BGDEPLOY_STAGING_SANDBOX``, default the sandbox's name + ``-staging``."""
+    return check_name(os.environ.get("BGDEPLOY_STAGING_SANDBOX") or current_name() + "-staging")
+
+
 def load_state(name: str) -> SandboxState:
     """Read a sandbox's ``state.json``; a clear error when it is not up."""
     path = sandbox_dir(name) / "state.json"

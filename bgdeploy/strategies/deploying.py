@@ -191,14 +191,19 @@ class Interrupted(Exception):
 
 
 def deploy(
-    request: DeployRequest, stream: bool = True, progress: Progress = quiet
+    request: DeployRequest,
+    stream: bool = True,
+    progress: Progress = quiet,
+    run_id: str | None = None,
 ) -> ReleaseReport:
     """Run the release and return its report (see :meth:`ReleaseReport.exit_code`).
+    ``run_id``: the run's id (``bgdeploy ship`` gives its own to both its deploys); new by
+    default.
 
     Raises :class:`Interrupted` after a Ctrl-C, once the hosts are recovered, and
     :class:`PolicyRefusal` (exit 3, no host touched) when a pre-deploy hook fails.
     """
-    run_id = lock.new_run_id()
+    run_id = run_id or lock.new_run_id()
     hooks_mod.refuse_unless_ok(run_hooks("pre-deploy", request, run_id, progress=progress))
     for outcome in announce(request, "started"):
         progress(outcome.line())

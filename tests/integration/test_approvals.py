@@ -120,6 +120,8 @@ def test_a_hotfix_needs_its_plan_and_leaves_a_review_due_until_recorded(
 
     status = run(["bgdeploy", "status", "sandbox"], env=env)
     assert "review due by" in status.stdout and run_id in status.stdout, status.stdout
+    checklist = run(["bgdeploy", "preflight", "sandbox", "--ref", tag], env=env)
+    assert "review due by" in checklist.stdout and run_id in checklist.stdout, checklist.stdout
     listed = run(["bgdeploy", "review", "sandbox"], env=env)
     assert f"hotfix {tag}" in listed.stdout and run_id in listed.stdout, listed.stdout
 
