@@ -40,6 +40,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bgdeploy.checks import preflight
@@ -144,6 +145,7 @@ def check_request(
     canary: float | None = None,
     approved_by: str | None = None,
     environ: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> ShipRequest:
     """Check both deploys without connecting: ENV's canary deploy (window, approvals that no
     commit can supply, the canary's share) and the staging deploy. Raises
@@ -153,7 +155,7 @@ def check_request(
     settings = environment.settings[environment.web[0]]
     percent = canary if canary is not None else settings.canary_percent
     production = deploying.check_request(
-        env, ref, strategy="blue-green", canary=percent, approved_by=approved_by
+        env, ref, strategy="blue-green", canary=percent, approved_by=approved_by, now=now
     )
     staging_env = staging or settings.staging_environment
     if staging_env == env:
@@ -162,7 +164,7 @@ def check_request(
     if staging_env is not None:
         with environment_of(staging_env, env, pristine):
             staging_request = deploying.check_request(
-                staging_env, ref, strategy="blue-green", approved_by=approved_by
+                staging_env, ref, strategy="blue-green", approved_by=approved_by, now=now
             )
     if settings.staging_checks and staging_request is None:
         raise ConfigError(
