@@ -173,6 +173,7 @@ def own_deploy_repository(root: Path, sandbox_data: str = "") -> Path:
     """A deploy repository of a test's own at ``root`` (for ``BGDEPLOY_ROOT``): this
     checkout's inventories, deploys, templates and group_data linked in, and
     ``sandbox_data`` appended to a copy of group_data/sandbox.py (settings of this test only)."""
+    root.mkdir(parents=True, exist_ok=True)
     for part in ("inventories", "deploys", "templates", "sandbox"):
         (root / part).symlink_to(ROOT / part)
     if not sandbox_data:
