@@ -45,6 +45,15 @@ def find_root(environ: Mapping[str, str] | None = None) -> Path:
 ROOT = find_root()
 GROUP_DATA_DIR = ROOT / "group_data"
 
+
+def state_root(environ: Mapping[str, str] | None = None) -> Path:
+    """Where bgdeploy keeps its files on the operator's machine (sandboxes, the cache clones
+    of ``code_delivery = "push"``): ``$BGDEPLOY_STATE_DIR`` or ``~/.local/state/bgdeploy``."""
+    env = os.environ if environ is None else environ
+    root = env.get("BGDEPLOY_STATE_DIR")
+    return Path(root) if root else Path.home() / ".local" / "state" / "bgdeploy"
+
+
 # bgdeploy's own files on each web host, under ``app_root`` (DESIGN.md "On each server").
 STATE_DIR = ".bgdeploy"
 JOURNAL_FILE = "journal.jsonl"
@@ -132,6 +141,14 @@ class Settings:
     ``hooks/STAGE/`` of the deploy repository (:mod:`bgdeploy.oncall.hooks`)."""
     hook_timeout: float = 60.0
     """Seconds one hook may run before it is stopped (and counts as failed)."""
+    code_delivery: str = "fetch"
+    """How a release's commit reaches the web hosts (:mod:`bgdeploy.fleet.delivery`):
+    ``fetch``, each host fetches ``repository`` (it needs a credential, or
+    ``ssh_forward_agent``); ``push``, the operator's machine fetches it, resolves the ref and
+    sends each host the commit over SSH (the hosts need no credential)."""
+    ssh_forward_agent: bool = False
+    """Forward the operator's SSH agent to the hosts (pyinfra's ``ssh_forward_agent``, Fabric's
+    ``forward_agent``): hosts that fetch can use the operator's key."""
 
     @property
     def php_fpm_service(self) -> str:
@@ -317,7 +334,17 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         asset_paths=_asset_paths(read),
         hooks=_hooks(read),
         hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,
+        code_delivery=(
+            read.choice("code_delivery", CODE_DELIVERIES) if "code_delivery" in data else "fetch"
+        ),
+        ssh_forward_agent=(
+            read.boolean("ssh_forward_agent") if "ssh_forward_agent" in data else False
+        ),
     )
+
+
+CODE_DELIVERIES = ("fetch", "push")
+"""The values of ``code_delivery`` (:mod:`bgdeploy.fleet.delivery`)."""
 
 
 HOOK_STAGES = ("pre-deploy", "post-deploy", "post-switch", "post-rollback", "on-failure")
