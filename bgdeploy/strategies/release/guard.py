@@ -13,10 +13,14 @@ Then the first operations, on every web host::
     take the deploy lock          atomically (bgdeploy.core.lock); a lock held by another
                                   deploy refuses the release
     preflight                     current points at a colour, shared/.env has its secrets,
-                                  free disk, a clean live colour, the commit fetched; a host
-                                  already at the commit is left alone (unless ``force``)
+                                  free disk, a clean live colour, the commit fetched (or
+                                  pushed, ``code_delivery``); a host already at the commit
+                                  is left alone (unless ``force``)
 
 The checks are :mod:`bgdeploy.checks.preflight`'s, the ones ``bgdeploy preflight`` prints.
+The ref is resolved, and the commit brought onto each host, by
+:class:`bgdeploy.fleet.delivery.Delivery`: fetched by the hosts, or resolved on the
+operator's machine and sent to them (``code_delivery = "push"``).
 """
 
 from __future__ import annotations
