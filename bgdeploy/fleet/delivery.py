@@ -189,14 +189,18 @@ class Delivery:
             _FETCHED.add(str(self.cache))
 
     def _local(self, command: str, stdin: str | None = None) -> tuple[bool, str, str]:
-        """Run ``command`` in the cache clone, on this machine (never prompting)."""
+        """Run ``command`` in the cache clone, on this machine: never prompting (no password
+        asked, an unknown host key of the repository's server refused rather than asked
+        about: a deploy must fail with the reason, not wait for an answer nobody sees)."""
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
         try:
             proc = subprocess.run(
                 ["sh", "-c", command],
                 cwd=self.cache,
                 env=env,
                 input=stdin,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=LOCAL_TIMEOUT,
