@@ -11,6 +11,13 @@ app_root = "/var/www/bideshgomon"
 repository = "https://github.com/bideshgomon/platform.git"
 ref = "main"
 production = True
+# How a release's commit reaches the web hosts:
+#   "fetch": each web host fetches `repository` itself (it needs a credential for it: a deploy
+#            key, or the operator's key through ssh_forward_agent below);
+#   "push":  the operator's machine fetches `repository`, resolves the ref once and sends each
+#            web host the commit over SSH (a git bundle of what it lacks): the hosts need no
+#            credential and no route to the repository.
+code_delivery = "fetch"
 
 # Server software and users
 php_version = "8.2"
@@ -106,3 +113,6 @@ timezone = "Asia/Dhaka"
 
 # SSH: host keys are always checked against a known_hosts file (never accepted blindly).
 ssh_strict_host_key_checking = "yes"
+# Forward the operator's SSH agent to the hosts (pyinfra and Fabric), so that hosts that fetch
+# (code_delivery = "fetch") reach a private repository with the operator's key.
+ssh_forward_agent = False

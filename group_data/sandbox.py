@@ -33,6 +33,13 @@ canary_probe_rate = 5.0
 # answer does.
 canary_max_p95_seconds = 30.0
 try:
-    prometheus_url = load_state(current_name()).prometheus_url
+    _state = load_state(current_name())
 except ConfigError:  # no sandbox up: the inventory says so itself
-    prometheus_url = None
+    _state = None
+prometheus_url = _state.prometheus_url if _state else None
+# `bgdeploy sandbox up --no-repository`: the web hosts have no repository to fetch from; the
+# operator's machine fetches the sandbox's app.git and pushes each release to them.
+if _state is not None and not _state.repository:
+    repository = _state.app_repository
+    code_delivery = "push"
+del _state  # not a setting

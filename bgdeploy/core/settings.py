@@ -47,6 +47,15 @@ def find_root(environ: Mapping[str, str] | None = None) -> Path:
 ROOT = find_root()
 GROUP_DATA_DIR = ROOT / "group_data"
 
+
+def state_root(environ: Mapping[str, str] | None = None) -> Path:
+    """Where bgdeploy keeps its files on the operator's machine (sandboxes, the cache clones
+    of ``code_delivery = "push"``): ``$BGDEPLOY_STATE_DIR`` or ``~/.local/state/bgdeploy``."""
+    env = os.environ if environ is None else environ
+    root = env.get("BGDEPLOY_STATE_DIR")
+    return Path(root) if root else Path.home() / ".local" / "state" / "bgdeploy"
+
+
 # bgdeploy's own files on each web host, under ``app_root`` (DESIGN.md "On each server").
 STATE_DIR = ".bgdeploy"
 JOURNAL_FILE = "journal.jsonl"
@@ -146,6 +155,14 @@ class Settings:
     approvals: ApprovalPolicy | None = None
     """Who must have approved each kind of deploy (:mod:`bgdeploy.core.approvals`); None asks
     for no approval."""
+    code_delivery: str = "fetch"
+    """How a release's commit reaches the web hosts (:mod:`bgdeploy.fleet.delivery`):
+    ``fetch``, each host fetches ``repository`` (it needs a credential, or
+    ``ssh_forward_agent``); ``push``, the operator's machine fetches it, resolves the ref and
+    sends each host the commit over SSH (the hosts need no credential)."""
+    ssh_forward_agent: bool = False
+    """Forward the operator's SSH agent to the hosts (pyinfra's ``ssh_forward_agent``, Fabric's
+    ``forward_agent``): hosts that fetch can use the operator's key."""
 
     @property
     def php_fpm_service(self) -> str:
@@ -352,7 +369,17 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         ),
         canary_percent=read.number("canary_percent", 0.1, 100) if "canary_percent" in data else 5.0,
         approvals=ApprovalPolicy.from_data(data.get("approvals"), locate("approvals", directory)),
+        code_delivery=(
+            read.choice("code_delivery", CODE_DELIVERIES) if "code_delivery" in data else "fetch"
+        ),
+        ssh_forward_agent=(
+            read.boolean("ssh_forward_agent") if "ssh_forward_agent" in data else False
+        ),
     )
+
+
+CODE_DELIVERIES = ("fetch", "push")
+"""The values of ``code_delivery`` (:mod:`bgdeploy.fleet.delivery`)."""
 
 
 HOOK_STAGES = ("pre-deploy", "post-deploy", "post-switch", "post-rollback", "on-failure")

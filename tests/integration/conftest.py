@@ -73,11 +73,16 @@ def fleet(docker_client: Any) -> Iterator[sandbox.SandboxState]:
 
 @contextlib.contextmanager
 def own_sandbox(
-    prefix: str, client: Any, *commands: list[str], monitoring: bool = False
+    prefix: str,
+    client: Any,
+    *commands: list[str],
+    monitoring: bool = False,
+    repository: bool = True,
 ) -> Iterator[sandbox.SandboxState]:
     """A sandbox of a test module's own (2 web hosts and a db host, ``monitoring``: and
-    Prometheus), on which each of ``commands`` (bgdeploy arguments, ``sandbox`` as the
-    environment) must succeed before the tests start; removed at the end.
+    Prometheus; ``repository=False``: no repository on the web hosts, ``up --no-repository``),
+    on which each of ``commands`` (bgdeploy arguments, ``sandbox`` as the environment) must
+    succeed before the tests start; removed at the end.
 
     .. code:: python
 
@@ -86,7 +91,7 @@ def own_sandbox(
             yield state
     """
     name = unique_name(prefix)
-    state = sandbox.up(name, web=2, monitoring=monitoring, client=client)
+    state = sandbox.up(name, web=2, monitoring=monitoring, repository=repository, client=client)
     try:
         for args in commands:
             proc = run(["bgdeploy", *args], env=sandbox_run_env(state))
