@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,7 +50,8 @@ from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.release_report import ReleaseReport
 from bgdeploy.core.settings import ROOT, SECRET_VARIABLES, Settings
 from bgdeploy.fleet import fabric_backend, remote, runner
-from bgdeploy.oncall import notify
+from bgdeploy.oncall import hooks, notify
+from bgdeploy.oncall.hooks import HookResult as CheckRun
 from bgdeploy.strategies import deploying
 
 STAGES = ("preflight", "staging deploy", "staging checks", "canary")
@@ -257,11 +257,11 @@ def _staging_checks(
     lines = []
     for argv in request.checks:
         result = run_check(argv, variables, request.check_timeout)
-        line = f"{' '.join(argv)}: {result.describe()}"
+        line = describe_check(argv, result)
         progress(f"   staging check {line}")
         lines.append(line)
         if not result.ok:
-            stage.result, stage.detail = "failed", "\n".join(lines + result.tail())
+            stage.result, stage.detail = "failed", "\n".join(lines + output_tail(result))
             _announce_check_failure(request, report, line)
             return 1
     stage.result, stage.detail = "ok", "\n".join(lines)
@@ -286,48 +286,24 @@ def _deploy_result(deployed: ReleaseReport, stage: Stage, report: ShipReport) ->
 # --------------
 
 
-@dataclass
-class CheckRun:
-    """One staging check's run: its exit code (None: it could not run or ran out of time)."""
-
-    code: int | None
-    seconds: float
-    output: str = ""
-    problem: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.code == 0
-
-    def describe(self) -> str:
-        if self.ok:
-            return f"passed ({self.seconds:.1f} s)"
-        return f"FAILED ({self.problem or f'exit {self.code}'}, {self.seconds:.1f} s)"
-
-    def tail(self) -> list[str]:
-        return [f"    {line}" for line in self.output.strip().splitlines()[-OUTPUT_LINES:]]
-
-
 def run_check(argv: tuple[str, ...], variables: Mapping[str, str], timeout: float) -> CheckRun:
-    """Run one staging check from the deploy repository, in a session of its own: over its
-    time it and every process it started are killed. Never raises."""
-    started = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            list(argv), cwd=ROOT, env=dict(variables), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )  # fmt: skip
-    except OSError as error:
-        return CheckRun(None, time.monotonic() - started, "", str(error))
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 9)
-        output, _ = proc.communicate()
-        return CheckRun(None, time.monotonic() - started, output,
-                        f"still running after {timeout:g} s: stopped")  # fmt: skip
-    return CheckRun(proc.returncode, time.monotonic() - started, output)
+    """Run one staging check from the deploy repository, as a hook runs
+    (:func:`bgdeploy.oncall.hooks.run_process`: a session of its own, stopped over its time).
+    Never raises."""
+    return hooks.run_process(argv, variables, timeout, ROOT)
+
+
+def describe_check(argv: tuple[str, ...], result: CheckRun) -> str:
+    """``npm run e2e: passed (95.2 s)`` or ``...: FAILED (exit 1, 30.1 s)``."""
+    command = " ".join(argv)
+    if result.ok:
+        return f"{command}: passed ({result.seconds:.1f} s)"
+    return f"{command}: FAILED ({result.problem or f'exit {result.code}'}, {result.seconds:.1f} s)"
+
+
+def output_tail(result: CheckRun) -> list[str]:
+    """A failed check's last lines of output, indented."""
+    return [f"    {line}" for line in result.output.strip().splitlines()[-OUTPUT_LINES:]]
 
 
 def _check_variables(request: ShipRequest, report: ShipReport) -> dict[str, str]:

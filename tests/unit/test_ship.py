@@ -65,13 +65,16 @@ def test_a_staging_check_passes_fails_or_is_stopped() -> None:
     env = {"PATH": os.environ["PATH"], "BGDEPLOY_RELEASE": "abc"}
     ok = ship.run_check((sys.executable, "-c", "import os; print(os.environ['BGDEPLOY_RELEASE'])"),
                         env, 10)  # fmt: skip
-    assert ok.ok and ok.output.strip() == "abc" and ok.describe().startswith("passed")
+    assert ok.ok and ok.output.strip() == "abc"
+    assert ship.describe_check(("e2e",), ok).startswith("e2e: passed (")
     failed = ship.run_check(("sh", "-c", "echo broken; exit 4"), env, 10)
-    assert not failed.ok and failed.describe().startswith("FAILED (exit 4")
-    assert failed.tail() == ["    broken"]
+    assert not failed.ok
+    assert ship.describe_check(("sh", "-c", "x"), failed).startswith("sh -c x: FAILED (exit 4")
+    assert ship.output_tail(failed) == ["    broken"]
     # Over its time, the check and what it started are stopped.
     slow = ship.run_check(("sh", "-c", "sleep 30 & sleep 30"), env, 0.5)
-    assert slow.code is None and "still running after 0.5 s: stopped" in slow.describe()
+    assert slow.code is None
+    assert "still running after 0.5 s: stopped" in ship.describe_check(("sh",), slow)
     assert slow.seconds < 10
     missing = ship.run_check(("/nonexistent/e2e",), env, 5)
     assert not missing.ok and "No such file" in missing.problem
