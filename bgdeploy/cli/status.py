@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import click
 
@@ -22,12 +23,16 @@ def status_cmd(env: str, as_json: bool) -> None:
     from bgdeploy.oncall import reviews
     from bgdeploy.strategies import status
 
-    found = status.read(env)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The reviews due are read beside the colours, not after them.
+        due = None if as_json else pool.submit(reviews.due, env)
+        found = status.read(env)
     if as_json:
         echo_json(found.to_dict())
     else:
         click.echo(found.format_table())
-        for line in reviews.describe_due(reviews.due(env)[0]):
+        assert due is not None
+        for line in reviews.describe_due(due.result()[0]):
             click.echo(line)
     try:
         found.check()

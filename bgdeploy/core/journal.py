@@ -304,6 +304,14 @@ def journal_read_command(path: str, last: int | None = None) -> str:
     return f"if [ -f {quoted} ]; then {reader}; fi"
 
 
+def journal_select_command(path: str, needles: Sequence[str]) -> str:
+    """A POSIX shell command printing only the journal lines at ``path`` that contain one of
+    ``needles`` (fixed strings; nothing when the file does not exist or nothing matches)."""
+    quoted = shlex.quote(path)
+    patterns = " ".join(f"-e {shlex.quote(needle)}" for needle in needles)
+    return f"if [ -f {quoted} ]; then grep -F {patterns} {quoted} || true; fi"
+
+
 # Reading
 # -------
 

@@ -21,14 +21,22 @@ from bgdeploy.oncall import history
 
 RUN_ID = r"^[A-Za-z0-9_-]{1,64}\Z"
 SCAN_LINES = 5000
-"""How many of each journal's last lines are searched for reviews due."""
+"""How many of each journal's last lines ``bgdeploy review RUN_ID`` searches."""
+NEEDLES = ('"review_due":', '"event":"review"')
+"""The journal lines that can leave or close a review due (a deploy's, a review's)."""
 
 
 def due(env: str) -> tuple[list[approvals.ReviewDue], list[remote.HostResult]]:
     """The reviews still due in ``env``'s journals (oldest first), and the hosts whose
-    journal could not be read (a review may hide there)."""
-    found = history.read(env, last=SCAN_LINES)
-    return approvals.reviews_due(found.entries), found.unreadable
+    journal could not be read (a review may hide there). Reads only the lines that can say
+    so (a review due, a review) from each web host: one short round trip, for ``status``."""
+    hosts = remote.targets(env)
+    paths = {host.name: settings_mod.from_data(host.data, env).journal_path for host in hosts}
+    results = fabric_backend.run_all(
+        hosts, lambda host: journal.journal_select_command(paths[host.name], NEEDLES)
+    )
+    merged = journal.merge_histories({r.host: r.stdout for r in results if r.ok})
+    return approvals.reviews_due(merged.entries), [r for r in results if not r.ok]
 
 
 def describe_due(items: list[approvals.ReviewDue], now: datetime | None = None) -> list[str]:
