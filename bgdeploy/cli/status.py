@@ -20,12 +20,14 @@ def status_cmd(env: str, as_json: bool) -> None:
     commit is not the fleet's (the one most hosts serve, or built last) is noted "behind".
     Then the post-deployment reviews still due (hotfixes, emergency deploys; not in --json:
     ``bgdeploy review ENV`` lists them)."""
+    from bgdeploy.fleet import remote
     from bgdeploy.oncall import reviews
     from bgdeploy.strategies import status
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The reviews due are read beside the colours, not after them.
-        due = None if as_json else pool.submit(reviews.due, env)
+        # The reviews due are read beside the colours, not after them (the inventory first:
+        # pyinfra reads one inventory at a time).
+        due = None if as_json else pool.submit(reviews.due, env, remote.targets(env))
         found = status.read(env)
     if as_json:
         echo_json(found.to_dict())

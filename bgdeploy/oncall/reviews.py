@@ -26,11 +26,15 @@ NEEDLES = ('"review_due":', '"event":"review"')
 """The journal lines that can leave or close a review due (a deploy's, a review's)."""
 
 
-def due(env: str) -> tuple[list[approvals.ReviewDue], list[remote.HostResult]]:
+def due(
+    env: str, hosts: list[remote.Target] | None = None
+) -> tuple[list[approvals.ReviewDue], list[remote.HostResult]]:
     """The reviews still due in ``env``'s journals (oldest first), and the hosts whose
     journal could not be read (a review may hide there). Reads only the lines that can say
-    so (a review due, a review) from each web host: one short round trip, for ``status``."""
-    hosts = remote.targets(env)
+    so (a review due, a review) from each web host: one short round trip, for ``status``.
+    ``hosts``: the web hosts, when the caller read the inventory already (pyinfra's inventory
+    is read on one thread at a time)."""
+    hosts = hosts if hosts is not None else remote.targets(env)
     paths = {host.name: settings_mod.from_data(host.data, env).journal_path for host in hosts}
     results = fabric_backend.run_all(
         hosts, lambda host: journal.journal_select_command(paths[host.name], NEEDLES)
