@@ -17,6 +17,11 @@ Everything a sandbox owns sits in its state directory,
 - ``app.git``: the sample app's repository (tags v1, v2), mounted read-only into the web
   containers at ``/srv/sandbox/app.git`` as their ``repository``.
 
+``up --init systemd`` (``init="systemd"``) starts the same fleet with systemd as PID 1 in every
+container and the services as its units (the image's systemd flavour,
+:mod:`bgdeploy.sandbox.image`); the default ``initd`` starts them through their init.d scripts.
+``state.json`` records the flavour (``init``) and ``status`` reports it.
+
 ``up --monitoring`` (``monitoring=True``) also starts Prometheus on the sandbox network
 (:mod:`bgdeploy.sandbox.monitoring`), scraping every web host's ``/metrics`` and loading the
 runbook's
@@ -67,6 +72,7 @@ from bgdeploy.sandbox.containers import (
     ssh_client,
     start_container,
     start_host,
+    wait_for_services,
 )
 from bgdeploy.sandbox.state import (
     NAME_PATTERN,
@@ -140,16 +146,19 @@ def up(
     client: Any = None,
     single: bool = False,
     monitoring: bool = False,
+    init: str = "initd",
 ) -> SandboxState:
     """Start a sandbox (or report the one already running under that name).
 
     ``single=True`` starts a single-server install instead: one host ``web1`` in both the
     ``web`` and ``db`` groups, running every service (``web`` must then be 1).
     ``monitoring=True`` also starts Prometheus (added to a running sandbox that lacks it).
+    ``init``: ``initd`` (default) or ``systemd``, the flavour of every container.
     """
     if single and web != 1:
         raise ConfigError(f"a single-server sandbox has exactly one web host, not {web}")
     check_name(name)
+    image.check_init(init)
     if not 1 <= web <= MAX_WEB:
         raise ConfigError(f"--web must be between 1 and {MAX_WEB}, not {web}")
     directory = sandbox_dir(name)
@@ -158,6 +167,11 @@ def up(
         if len(existing.group("web")) != web:
             raise ConfigError(
                 f"sandbox {name!r} is already up with {len(existing.group('web'))} web hosts: "
+                f"run `bgdeploy sandbox down --name {name}` first"
+            )
+        if existing.init != init:
+            raise ConfigError(
+                f"sandbox {name!r} is already up with --init {existing.init}: "
                 f"run `bgdeploy sandbox down --name {name}` first"
             )
         if monitoring and not existing.monitoring:
@@ -170,7 +184,7 @@ def up(
             f"run `bgdeploy sandbox down --name {name}` to remove them"
         )
     started = time.monotonic()
-    tag = image.ensure_image(client, progress)
+    tag = image.ensure_image(client, progress, init=init)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
     state = SandboxState(
@@ -179,6 +193,7 @@ def up(
         image=tag,
         directory=str(directory),
         created=time.time(),
+        init=init,
     )
     try:
         _create(client, state, web, progress, single)
@@ -229,7 +244,10 @@ def _create(
             sshkeys.known_hosts_line("127.0.0.1", ports["ssh"], k) for k in host_keys(container)
         ]
         address = container.attrs["NetworkSettings"]["Networks"][state.network]["IPAddress"]
-        state.hosts.append(SandboxHost(host_name, container.name, groups, ports, address))
+        host = SandboxHost(host_name, container.name, groups, ports, address)
+        if state.init == "systemd":
+            wait_for_services(container, host, state.init, deadline)
+        state.hosts.append(host)
         progress(f"{host_name}: ssh 127.0.0.1:{ports['ssh']} ready")
     write_atomic(directory / "known_hosts", "\n".join(known) + "\n", mode=0o644)
     save_state(state)
@@ -261,7 +279,7 @@ def down(name: str = "default", client: Any = None) -> list[str]:
 def status(name: str = "default", client: Any = None) -> dict[str, Any]:
     """Each host of a sandbox with its ports, container state and whether SSH answers.
 
-    The shape is stable, other tools read it: ``{"name", "hosts": [{"name", "groups",
+    The shape is stable, other tools read it: ``{"name", "init", "hosts": [{"name", "groups",
     "ports": {"ssh", "http", "preview"}, "ready", "container", "running"}]}``.
     """
     state = load_state(name)
@@ -287,7 +305,12 @@ def status(name: str = "default", client: Any = None) -> dict[str, Any]:
             entry["url"] = f"http://127.0.0.1:{host.ports['http']}/"
             entry["health"] = probe_health(entry["url"]) if running else "down"
         hosts.append(entry)
-    report: dict[str, Any] = {"name": state.name, "hosts": hosts, "releases": state.releases}
+    report: dict[str, Any] = {
+        "name": state.name,
+        "init": state.init,
+        "hosts": hosts,
+        "releases": state.releases,
+    }
     if state.monitoring:
         report["monitoring"] = _monitoring_status(client, state)
     return report

@@ -52,6 +52,10 @@ class SandboxState:
     monitoring: dict[str, Any] = field(default_factory=dict)
     """The Prometheus container when started with monitoring: ``{"container", "image",
     "ports": {"prometheus"}, "url", "config_dir"}``; empty without."""
+    init: str = "initd"
+    """The containers' init: ``initd`` (services started by their init.d scripts) or
+    ``systemd`` (systemd as PID 1, the services its units); see :mod:`bgdeploy.sandbox.image`.
+    A state written before the flavours existed is ``initd``."""
 
     @property
     def key_file(self) -> str:
