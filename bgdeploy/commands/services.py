@@ -77,7 +77,7 @@ def service_log(
     if unit is None:
         return file_log
     from_journal = journal_tail(unit, lines, follow)
-    systemd = f"[ -d {SYSTEMD_BOOTED} ]"
+    systemd = f"[ -d {q(SYSTEMD_BOOTED)} ]"
     if journal:
         note = q(f"(no journal: this host does not run systemd; the log is {path})")
         return f"if {systemd}; then {from_journal}; else echo {note}; {file_log}; fi"
