@@ -176,7 +176,8 @@ def commit(
 
 
 def logins(docker_client: Any, state: sandbox.SandboxState) -> dict[str, int]:
-    """How many SSH logins each container's sshd has accepted so far."""
+    """How many SSH logins each container's sshd has accepted so far (the init.d flavour:
+    its sshd logs to the container's output; on systemd it logs to the journal)."""
     return {
         h.name: docker_client.containers.get(h.container)
         .logs()
@@ -266,11 +267,16 @@ def settle(state: sandbox.SandboxState, both_colours: bool = False) -> tuple[str
 
 
 def switches_under_load(
-    state: sandbox.SandboxState, live_colour: str, other: str, switches: int = 10
+    state: sandbox.SandboxState,
+    live_colour: str,
+    other: str,
+    switches: int = 10,
+    answers: int = 5000,
 ) -> None:
     """``switches`` explicit switches (``bgdeploy switch --no-smoke``), other colour first,
     under a bounded load test, and not one request failed: threads, a fresh connection per
-    request, 127.0.0.1 only, until 5,000 answers. Both colours must be built and verified
+    request, 127.0.0.1 only, until ``answers`` answers (and each host seen to change colour
+    with every switch). Both colours must be built and verified
     (``settle(state, both_colours=True)``); the fleet ends on ``live_colour`` for an even
     number of switches."""
     urls = public_urls(state)
@@ -306,8 +312,8 @@ def switches_under_load(
             assert proc.returncode == 0, proc.stdout + proc.stderr
             # Once the switch returns, every host serves the new colour to new requests.
             assert live(state)[0] == colour
-        # Until 5,000 answers, or until the load threads give up (300 s each): never past that.
-        while counts["ok"] + counts["bad"] + counts["errors"] < 5000 and any(
+        # Until `answers`, or until the load threads give up (300 s each): never past that.
+        while counts["ok"] + counts["bad"] + counts["errors"] < answers and any(
             thread.is_alive() for thread in threads
         ):
             time.sleep(0.2)
@@ -316,7 +322,7 @@ def switches_under_load(
         for thread in threads:
             thread.join()
     assert counts["bad"] == 0 and counts["errors"] == 0, counts
-    assert counts["ok"] >= 5000, counts
+    assert counts["ok"] >= answers, counts
     for url, colours in seen.items():
         # Requests in flight finish on the colour they started on, so the load threads may
         # see the colours interleave around a switch; both colours, many times, never a third.
