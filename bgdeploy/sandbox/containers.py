@@ -109,11 +109,13 @@ def start_container(
 
 def wait_for_services(container: Any, host: SandboxHost, init: str, deadline: float) -> None:
     """Wait until a host that just started serves: systemd's boot finished with every unit up
-    (``systemctl is-system-running --wait``: a failed unit is an error naming it), and on both
-    flavours supervisord (web) or PostgreSQL (db) answering, which they do a moment after
-    their start."""
+    (``systemctl is-system-running --wait``: a failed unit, or a boot still going at
+    ``deadline``, is an error naming the failed units), and on both flavours supervisord
+    (web) or PostgreSQL (db) answering, which they do a moment after their start."""
     if init == "systemd":
-        code, output = container.exec_run(["systemctl", "is-system-running", "--wait"])
+        seconds = str(max(1, int(deadline - time.monotonic())))
+        wait = ["timeout", seconds, "systemctl", "is-system-running", "--wait"]
+        code, output = container.exec_run(wait)
         if code != 0:
             failed = container.exec_run(["systemctl", "--failed", "--no-legend", "--plain"])[1]
             raise OperationFailed(
