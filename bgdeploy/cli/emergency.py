@@ -42,12 +42,18 @@ def emergency_group(ctx: click.Context, env: str) -> None:
 )
 @click.option("--lines", "-n", default=100, show_default=True, type=WholeNumber(1, 100_000))
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.option(
+    "--journal",
+    is_flag=True,
+    help="The service's systemd journal instead of its file (php-fpm, nginx-*).",
+)
 @handle_errors
-def emergency_logs(env: str, source: str, lines: int, follow: bool) -> None:
-    """A log from every web host, each line prefixed with its host."""
+def emergency_logs(env: str, source: str, lines: int, follow: bool, journal: bool) -> None:
+    """A log from every web host, each line prefixed with its host. The source's file; on a
+    systemd host without that file, its service's journal (--journal: the journal always)."""
     from bgdeploy.oncall import emergency
 
-    results = emergency.logs(env, source, lines, follow)
+    results = emergency.logs(env, source, lines, follow, journal=journal)
     failed = [result for result in results if not result.ok]
     for result in failed:
         click.echo(f"[{result.host}] FAILED: {result.summary()}", err=True)

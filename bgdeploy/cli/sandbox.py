@@ -35,22 +35,37 @@ name_option = click.option(
     help="Mount no repository into the web hosts: they cannot fetch, the operator pushes the "
     'code (code_delivery = "push").',
 )
+@click.option(
+    "--init",
+    "init",
+    type=click.Choice(["initd", "systemd"]),
+    default="initd",
+    show_default=True,
+    help="The containers' init: services started by init.d scripts, or systemd as PID 1.",
+)
 @json_option("Print the status as JSON.")
 @handle_errors
 def sandbox_up(
-    name: str, web: int, single: bool, monitoring: bool, no_repository: bool, as_json: bool
+    name: str,
+    web: int,
+    single: bool,
+    monitoring: bool,
+    no_repository: bool,
+    init: str,
+    as_json: bool,
 ) -> None:
     """Start a sandbox, building its image first when the recipe changed."""
     from bgdeploy import sandbox  # lazily: docker and the monitoring image (CLI start-up time)
 
     layout = "one host (web and db)" if single else f"{web} web host(s) and a db host"
-    click.echo(f"sandbox {name}: starting {layout}", err=True)
+    click.echo(f"sandbox {name}: starting {layout} ({init})", err=True)
     sandbox.up(
         name,
         web=1 if single else web,
         single=single,
         monitoring=monitoring,
         repository=not no_repository,
+        init=init,
         progress=progress,
     )
     print_status(sandbox.status(name), as_json)
@@ -92,7 +107,7 @@ def print_status(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         echo_json(report)
         return
-    click.echo(f"sandbox {report['name']}")
+    click.echo(f"sandbox {report['name']} (init: {report.get('init', 'initd')})")
     click.echo(f"  {'host':<8} {'groups':<8} {'ssh':>6} {'http':>6} {'preview':>8}  ready  health")
     for host in report["hosts"]:
         ports = host["ports"]

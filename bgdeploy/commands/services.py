@@ -1,10 +1,13 @@
 """Services on a host: nginx, php-fpm, supervisor (queue workers), Redis, packages.
 
-Services are driven through ``service NAME ACTION``, which works on systemd hosts (production)
-and in containers without systemd (the sandbox). Reloads are tested first and graceful:
-requests in flight finish (php-fpm needs ``process_control_timeout`` > 0).
+Services are driven through ``service NAME ACTION``, which works on systemd hosts (it calls
+``systemctl``: production, the sandbox's ``--init systemd``) and without systemd (init.d
+scripts: the sandbox's default). Reloads are tested first and graceful: requests in flight
+finish (php-fpm needs ``process_control_timeout`` > 0).
 
 - :func:`service`, :func:`service_state`
+- logs: :func:`journal_tail` (a unit's journal), :func:`service_log` (a service's log file, or
+  its unit's journal on a systemd host where the file is not there)
 - nginx: :func:`nginx_test`, :func:`nginx_reload`, :func:`nginx_signal_reload`,
   :func:`nginx_reload_settled` (returns once no old worker takes new connections)
 - php-fpm: :func:`php_fpm_test`, :func:`php_fpm_reload`
@@ -26,7 +29,7 @@ import re
 from typing import TYPE_CHECKING
 
 from bgdeploy.commands.artisan import queue_restart
-from bgdeploy.commands.shell import as_root, in_dir, join, q, write_file
+from bgdeploy.commands.shell import as_root, in_dir, join, q, tail, write_file
 from bgdeploy.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,11 +44,47 @@ SERVICE_ACTIONS = ("start", "stop", "restart", "reload", "status")
 
 def service(name: str, action: str) -> str:
     """``service NAME ACTION``: works on systemd hosts and in containers without systemd."""
-    if not SERVICE_NAME.match(name):
-        raise ConfigError(f"service name {name!r} is not valid")
+    _service_name(name)
     if action not in SERVICE_ACTIONS:
         raise ConfigError(f"service action {action!r} is not one of {', '.join(SERVICE_ACTIONS)}")
     return f"service {name} {action}"
+
+
+def _service_name(name: str) -> str:
+    if not SERVICE_NAME.match(name):
+        raise ConfigError(f"service name {name!r} is not valid")
+    return name
+
+
+SYSTEMD_BOOTED = "/run/systemd/system"
+"""Exists on a host whose init is systemd (what ``sd_booted()`` and ``service`` test)."""
+
+
+def journal_tail(unit: str, lines: int, follow: bool = False) -> str:
+    """The last ``lines`` lines of a systemd unit's journal (``follow``: and every new one)."""
+    command = f"journalctl -q --no-pager -u {_service_name(unit)} -n {int(lines)}"
+    return command + (" -f" if follow else "")
+
+
+def service_log(
+    path: str, unit: str | None, lines: int, follow: bool = False, journal: bool = False
+) -> str:
+    """A service's log, wherever the host keeps it: the file ``path`` (:func:`tail`) when it
+    exists; on a systemd host where it does not, the journal of ``unit`` (a first line says
+    so); ``journal``: the unit's journal whatever the files (a host without systemd says so,
+    then shows the file). ``unit`` None: the file only."""
+    file_log = tail(path, lines, follow)
+    if unit is None:
+        return file_log
+    from_journal = journal_tail(unit, lines, follow)
+    systemd = f"[ -d {q(SYSTEMD_BOOTED)} ]"
+    if journal:
+        note = q(f"(no journal: this host does not run systemd; the log is {path})")
+        return f"if {systemd}; then {from_journal}; else echo {note}; {file_log}; fi"
+    note = q(f"({path} does not exist: the journal of {unit})")
+    return (
+        f"if [ ! -e {q(path)} ] && {systemd}; then echo {note}; {from_journal}; else {file_log}; fi"
+    )
 
 
 def service_state(name: str) -> str:

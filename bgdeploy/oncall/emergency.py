@@ -25,6 +25,9 @@ from bgdeploy.core.settings import Settings
 from bgdeploy.fleet import fabric_backend, remote
 
 LOG_SOURCES = ("laravel", "php-fpm", "nginx-access", "nginx-error")
+JOURNALED_SOURCES = ("php-fpm", "nginx-access", "nginx-error")
+"""Log sources whose service is a systemd unit: on a systemd host its journal holds what the
+service said outside its files (start, stop, reload, a failed start)."""
 RESTARTABLE = ("php-fpm", "nginx", "redis", "workers")
 
 CONNECTIONS_SQL = (
@@ -261,6 +264,15 @@ def log_path(settings: Settings, source: str) -> str:
     return paths[source]
 
 
+def log_unit(settings: Settings, source: str) -> str | None:
+    """The systemd unit whose journal holds a log source's service messages on a systemd
+    host (None: the source is a file only)."""
+    log_path(settings, source)  # an unknown source is refused by name
+    if source not in JOURNALED_SOURCES:
+        return None
+    return settings.php_fpm_service if source == "php-fpm" else "nginx"
+
+
 def host_settings(target: remote.Target, env: str) -> Settings:
     return settings_mod.from_data(target.data, env)
 
@@ -286,19 +298,34 @@ class _Prefixed(io.TextIOBase):
 
 
 def logs(
-    env: str, source: str, lines: int, follow: bool, out: TextIO = sys.stdout
+    env: str,
+    source: str,
+    lines: int,
+    follow: bool,
+    out: TextIO = sys.stdout,
+    journal: bool = False,
 ) -> list[remote.HostResult]:
-    """Print a log from every web host, each line prefixed with its host (``--follow``: live)."""
+    """Print a log from every web host, each line prefixed with its host (``--follow``: live).
+
+    Each host shows the source's file; on a systemd host where the file is not there, its
+    service's journal (:func:`log_unit`); ``journal``: the journal whatever the files (a
+    source that is a file only is refused before connecting)."""
     if not 1 <= lines <= 100_000:
         raise ConfigError(f"--lines must be 1 to 100000, not {lines}")
+    if journal and source not in JOURNALED_SOURCES:
+        raise ConfigError(
+            f"--journal: the {source} log is a file only; in the journal: "
+            + ", ".join(JOURNALED_SOURCES)
+        )
     hosts = remote.targets(env, ("web",))
     lock = threading.Lock()
 
     def task(host: fabric_backend.Host) -> str:
-        path = log_path(host_settings(host.target, env), source)
+        settings = host_settings(host.target, env)
+        path = log_path(settings, source)
         stream = _Prefixed(host.name, out, lock)
         result = host.stream(
-            commands.tail(path, lines, follow),
+            commands.service_log(path, log_unit(settings, source), lines, follow, journal),
             stream,
             sudo=True,
             timeout=None if follow else 60,

@@ -20,6 +20,11 @@ Everything a sandbox owns sits in its state directory,
   ``group_data/sandbox.py`` sets ``code_delivery = "push"`` with this machine's ``app.git``
   as ``repository`` (:mod:`bgdeploy.fleet.delivery`).
 
+``up --init systemd`` (``init="systemd"``) starts the same fleet with systemd as PID 1 in every
+container and the services as its units (the image's systemd flavour,
+:mod:`bgdeploy.sandbox.image`); the default ``initd`` starts them through their init.d scripts.
+``state.json`` records the flavour (``init``) and ``status`` reports it.
+
 ``up --monitoring`` (``monitoring=True``) also starts Prometheus on the sandbox network
 (:mod:`bgdeploy.sandbox.monitoring`), scraping every web host's ``/metrics`` and loading the
 runbook's
@@ -70,6 +75,7 @@ from bgdeploy.sandbox.containers import (
     ssh_client,
     start_container,
     start_host,
+    wait_for_services,
 )
 from bgdeploy.sandbox.state import (
     NAME_PATTERN,
@@ -146,6 +152,7 @@ def up(
     single: bool = False,
     monitoring: bool = False,
     repository: bool = True,
+    init: str = "initd",
 ) -> SandboxState:
     """Start a sandbox (or report the one already running under that name).
 
@@ -153,10 +160,12 @@ def up(
     ``web`` and ``db`` groups, running every service (``web`` must then be 1).
     ``monitoring=True`` also starts Prometheus (added to a running sandbox that lacks it).
     ``repository=False`` mounts no repository into the web hosts (see the module).
+    ``init``: ``initd`` (default) or ``systemd``, the flavour of every container.
     """
     if single and web != 1:
         raise ConfigError(f"a single-server sandbox has exactly one web host, not {web}")
     check_name(name)
+    image.check_init(init)
     if not 1 <= web <= MAX_WEB:
         raise ConfigError(f"--web must be between 1 and {MAX_WEB}, not {web}")
     directory = sandbox_dir(name)
@@ -173,6 +182,11 @@ def up(
                 f"sandbox {name!r} is already up {mounted} the repository mounted: "
                 f"run `bgdeploy sandbox down --name {name}` first"
             )
+        if existing.init != init:
+            raise ConfigError(
+                f"sandbox {name!r} is already up with --init {existing.init}: "
+                f"run `bgdeploy sandbox down --name {name}` first"
+            )
         if monitoring and not existing.monitoring:
             _add_monitoring(client or docker_client(), existing, progress)
         return existing
@@ -183,7 +197,7 @@ def up(
             f"run `bgdeploy sandbox down --name {name}` to remove them"
         )
     started = time.monotonic()
-    tag = image.ensure_image(client, progress)
+    tag = image.ensure_image(client, progress, init=init)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
     state = SandboxState(
@@ -193,6 +207,7 @@ def up(
         directory=str(directory),
         created=time.time(),
         repository=repository,
+        init=init,
     )
     try:
         _create(client, state, web, progress, single)
@@ -243,7 +258,10 @@ def _create(
             sshkeys.known_hosts_line("127.0.0.1", ports["ssh"], k) for k in host_keys(container)
         ]
         address = container.attrs["NetworkSettings"]["Networks"][state.network]["IPAddress"]
-        state.hosts.append(SandboxHost(host_name, container.name, groups, ports, address))
+        host = SandboxHost(host_name, container.name, groups, ports, address)
+        if state.init == "systemd":
+            wait_for_services(container, host, state.init, deadline)
+        state.hosts.append(host)
         progress(f"{host_name}: ssh 127.0.0.1:{ports['ssh']} ready")
     write_atomic(directory / "known_hosts", "\n".join(known) + "\n", mode=0o644)
     save_state(state)
@@ -275,9 +293,10 @@ def down(name: str = "default", client: Any = None) -> list[str]:
 def status(name: str = "default", client: Any = None) -> dict[str, Any]:
     """Each host of a sandbox with its ports, container state and whether SSH answers.
 
-    The shape is stable, other tools read it: ``{"name", "hosts": [{"name", "groups",
-    "ports": {"ssh", "http", "preview"}, "ready", "container", "running"}], "releases",
-    "repository"}`` (``repository``: where the web hosts fetch from, None without one).
+    The shape is stable, other tools read it: ``{"name", "init", "hosts": [{"name",
+    "groups", "ports": {"ssh", "http", "preview"}, "ready", "container", "running"}],
+    "releases", "repository"}`` (``repository``: where the web hosts fetch from, None without
+    one).
     """
     state = load_state(name)
     client = client or docker_client()
@@ -304,6 +323,7 @@ def status(name: str = "default", client: Any = None) -> dict[str, Any]:
         hosts.append(entry)
     report: dict[str, Any] = {
         "name": state.name,
+        "init": state.init,
         "hosts": hosts,
         "releases": state.releases,
         "repository": CONTAINER_REPOSITORY if state.repository else None,

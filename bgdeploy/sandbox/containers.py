@@ -25,6 +25,9 @@ WEB_SERVICES = "php8.2-fpm nginx supervisor cron"
 DB_SERVICES = "postgresql redis-server"
 READY_TIMEOUT = 90.0
 
+SYSTEMD_TMPFS = {"/run": "", "/run/lock": ""}
+"""What systemd needs on tmpfs in the systemd flavour (Docker's default tmpfs options)."""
+
 BACKUPS_DIR = "/var/backups/bideshgomon"
 BACKUPS_TMPFS = "size=64m"
 """The db host's snapshot directory (group_data's ``backups_dir``): a 64 MiB tmpfs."""
@@ -71,17 +74,27 @@ def start_container(
     services = " ".join(
         ([DB_SERVICES] if "db" in groups else []) + ([WEB_SERVICES] if "web" in groups else [])
     )
+    # The db host's snapshots live on a small filesystem of their own, which can fill up
+    # (a fault the deploy must refuse before migrating) without filling this machine's.
+    tmpfs = {BACKUPS_DIR: BACKUPS_TMPFS} if "db" in groups else {}
     if "web" in groups:
         ports["80/tcp"] = ("127.0.0.1", None)
         ports["8080/tcp"] = ("127.0.0.1", None)
         if state.repository:  # else (--no-repository) the host has nothing to fetch from
             volumes[state.app_repository] = {"bind": CONTAINER_REPOSITORY, "mode": "ro"}
+    if state.init == "systemd":
+        # systemd as PID 1 in an unprivileged container (cgroup v1): the cgroup tree read-only,
+        # a fresh /run and /run/lock each start; the image sets container=docker and
+        # STOPSIGNAL SIGRTMIN+3.
+        volumes["/sys/fs/cgroup"] = {"bind": "/sys/fs/cgroup", "mode": "ro"}
+        tmpfs.update(SYSTEMD_TMPFS)
     return client.containers.run(
         state.image,
         name=f"bgdeploy-{state.name}-{host_name}",
         hostname=host_name,
         detach=True,
-        init=True,
+        # init.d: tini reaps the daemons the init scripts start; systemd is PID 1 itself.
+        init=state.init != "systemd",
         network=state.network,
         ports=ports,
         volumes=volumes,
@@ -90,33 +103,46 @@ def start_container(
         # scripts' start-stop-daemon --exec never finds redis-server (it runs as redis) and
         # `service redis-server stop|restart` silently does nothing.
         cap_add=["SYS_PTRACE"],
-        # The db host's snapshots live on a small filesystem of their own, which can fill up
-        # (a fault the deploy must refuse before migrating) without filling this machine's.
-        tmpfs={BACKUPS_DIR: BACKUPS_TMPFS} if "db" in groups else {},
+        tmpfs=tmpfs,
         labels={LABEL: state.name, f"{LABEL}.host": host_name},
     )
 
 
+def wait_for_services(container: Any, host: SandboxHost, init: str, deadline: float) -> None:
+    """Wait until a host that just started serves: systemd's boot finished with every unit up
+    (``systemctl is-system-running --wait``: a failed unit, or a boot still going at
+    ``deadline``, is an error naming the failed units), and on both flavours supervisord
+    (web) or PostgreSQL (db) answering, which they do a moment after their start."""
+    if init == "systemd":
+        seconds = str(max(1, int(deadline - time.monotonic())))
+        wait = ["timeout", seconds, "systemctl", "is-system-running", "--wait"]
+        code, output = container.exec_run(wait)
+        if code != 0:
+            failed = container.exec_run(["systemctl", "--failed", "--no-legend", "--plain"])[1]
+            raise OperationFailed(
+                f"{host.name}: systemd is {output.decode().strip() or 'not running'}; "
+                f"failed units:\n{failed.decode(errors='replace').strip()}"
+            )
+    probe = ["supervisorctl", "pid"] if "web" in host.groups else ["pg_isready", "-q"]
+    while container.exec_run(probe, user="root")[0] != 0:
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"{host.name}: {probe[0]} did not answer after the start")
+        time.sleep(0.2)
+
+
 def start_host(name: str, host_name: str, client: Any = None) -> SandboxState:
-    """Start a stopped host of a sandbox again (its services start with the container) and
-    wait for its sshd. Docker publishes it on new ports: the state file and ``known_hosts``
-    are updated (same host keys), so the inventory reaches it. Returns the new state."""
+    """Start a stopped host of a sandbox again (its services start with the container: the
+    entrypoint clears the stopped run's pid files) and wait for its sshd and services
+    (:func:`wait_for_services`). Docker publishes it on new ports: the state file and
+    ``known_hosts`` are updated (same host keys), so the inventory reaches it. Returns the new
+    state."""
     state = load_state(name)
     host = state.host(host_name)
     container = (client or docker_client()).containers.get(host.container)
     container.start()
     deadline = time.monotonic() + 60
     _republish(state, host, container, deadline)
-    # A service whose pid file (left by the stop) names a process of this boot may not have
-    # started: start what is not running. And sshd starts last, but supervisord and
-    # PostgreSQL answer a moment after their start.
-    again = 'for s in $BGDEPLOY_SERVICES; do service "$s" status || service "$s" start; done'
-    container.exec_run(["sh", "-c", again + " >/dev/null 2>&1"], user="root")
-    probe = ["supervisorctl", "pid"] if "web" in host.groups else ["pg_isready", "-q"]
-    while container.exec_run(probe, user="root")[0] != 0:
-        if time.monotonic() > deadline:
-            raise OperationFailed(f"{host_name}: {probe[0]} did not answer after the start")
-        time.sleep(0.2)
+    wait_for_services(container, host, state.init, deadline)
     return state
 
 

@@ -4,6 +4,12 @@ The recipe is ``sandbox/image/`` (``Dockerfile``, ``packages.txt``, ``entrypoint
 image is tagged with a hash of those files, so ``bgdeploy sandbox up`` builds it only when it is
 missing or the recipe changed.
 
+Two flavours of init (:data:`INITS`): ``initd``, the image above (services started by their
+init.d scripts, tini as PID 1), and ``systemd``, one layer on top of it (``Dockerfile.systemd``:
+systemd as PID 1, the services its units), tagged ``HASH-systemd`` with a hash of every file of
+the recipe. The ``initd`` hash leaves ``Dockerfile.systemd`` out: changing the layer rebuilds the
+layer only.
+
 The base is ``debian:bookworm-slim`` where that image exists locally. Where it does not (no
 registry is reachable), a minimal bookworm root is made with ``debootstrap --variant=minbase``
 from the package mirror of this machine's apt configuration (or ``DEBIAN_MIRROR`` and
@@ -35,19 +41,35 @@ SLIM_BASE = "debian:bookworm-slim"
 DEBOOTSTRAP_BASE = "bgdeploy/debian-base:bookworm"
 SUITE = "bookworm"
 
+INITS = ("initd", "systemd")
+"""The flavours of the target: services started by init.d scripts, or systemd as PID 1."""
+SYSTEMD_DOCKERFILE = "Dockerfile.systemd"
 
-def recipe_hash(recipe_dir: Path = RECIPE_DIR) -> str:
-    """A short hash of every file of the recipe: the image's tag."""
+
+def check_init(init: str) -> str:
+    """Refuse an init flavour that is not one of :data:`INITS`."""
+    if init not in INITS:
+        raise ConfigError(f"--init must be one of {', '.join(INITS)}, not {init!r}")
+    return init
+
+
+def recipe_hash(recipe_dir: Path = RECIPE_DIR, init: str = "initd") -> str:
+    """A short hash of the recipe's files: the image's tag (``initd``: every file but
+    ``Dockerfile.systemd``; ``systemd``: every file)."""
+    check_init(init)
     digest = hashlib.sha256()
     for path in sorted(p for p in recipe_dir.rglob("*") if p.is_file()):
+        if init == "initd" and path.name == SYSTEMD_DOCKERFILE:
+            continue
         digest.update(path.relative_to(recipe_dir).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
 
 
-def image_tag(recipe_dir: Path = RECIPE_DIR) -> str:
-    """The full tag of the target image for the current recipe."""
-    return f"{IMAGE_REPOSITORY}:{recipe_hash(recipe_dir)}"
+def image_tag(recipe_dir: Path = RECIPE_DIR, init: str = "initd") -> str:
+    """The full tag of the target image of flavour ``init`` for the current recipe."""
+    suffix = "" if init == "initd" else f"-{init}"
+    return f"{IMAGE_REPOSITORY}:{recipe_hash(recipe_dir, init)}{suffix}"
 
 
 def _sources_entries(text: str, deb822: bool) -> list[tuple[str, list[str]]]:
@@ -169,12 +191,29 @@ BUILD_LOCK = Path(tempfile.gettempdir()) / "bgdeploy-image-build.lock"
 """Held while the image is built: side-by-side sandboxes wait for one build, never race it."""
 
 
-def ensure_image(client: Any, progress: Progress = quiet, force: bool = False) -> str:
-    """Build the target image unless the current recipe's image exists; returns its tag.
+def ensure_image(
+    client: Any, progress: Progress = quiet, force: bool = False, init: str = "initd"
+) -> str:
+    """Build the target image of flavour ``init`` unless the current recipe's image exists;
+    returns its tag. The ``systemd`` image is a layer on the ``initd`` one, built first when
+    missing (``force`` rebuilds the layer only).
 
     Concurrent callers (two sandboxes started at once) build it once: the others wait for the
     build lock and then find the image.
     """
+    check_init(init)
+    if init == "systemd":
+        base = ensure_image(client, progress)
+        tag = image_tag(init="systemd")
+
+        def layer() -> str:
+            progress(f"building {tag}: systemd on {base} (about 40 s)")
+            return build_recipe(
+                client, RECIPE_DIR, tag, {"BASE": base}, progress,
+                what="the systemd sandbox image", dockerfile=SYSTEMD_DOCKERFILE,
+            )  # fmt: skip
+
+        return build_once(client, tag, layer, progress, force)
     tag = image_tag()
     return build_once(client, tag, lambda: _build(client, tag, progress), progress, force)
 
@@ -226,14 +265,17 @@ def build_recipe(
     buildargs: dict[str, str],
     progress: Progress = quiet,
     what: str = "the sandbox image",
+    dockerfile: str = "Dockerfile",
 ) -> str:
-    """``docker build`` of ``recipe_dir`` as ``tag`` (host network, never pulling).
+    """``docker build`` of ``recipe_dir`` (its ``dockerfile``) as ``tag`` (host network, never
+    pulling).
 
     The progress callback sees each ``Step`` and ``Setting up`` line; a failed build raises
     :class:`OperationFailed` with the last lines of its output.
     """
     stream = client.api.build(
         path=str(recipe_dir),
+        dockerfile=dockerfile,
         tag=tag,
         buildargs=buildargs,
         network_mode="host",

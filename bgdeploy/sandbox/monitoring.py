@@ -253,7 +253,10 @@ def start(client: Any, state: SandboxState, progress: Progress = quiet) -> dict[
     ``{"container", "image", "ports": {"prometheus"}, "url", "config_dir"}``. Waits until
     Prometheus is ready (``/-/ready``).
     """
-    tag = ensure_image(client, state.image, progress)
+    # Prometheus is no target: built on the init.d image whatever the sandbox's flavour (the
+    # systemd layer's STOPSIGNAL and environment are not for it).
+    base = state.image if state.init == "initd" else image.ensure_image(client, progress)
+    tag = ensure_image(client, base, progress)
     directory = write_config(state)
     name = f"bgdeploy-{state.name}-prometheus"
     progress(f"starting Prometheus ({name})")

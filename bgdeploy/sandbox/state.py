@@ -57,6 +57,10 @@ class SandboxState:
     """Whether the web hosts can reach the sample app's repository (``app.git`` mounted
     read-only at :data:`~bgdeploy.sandbox.containers.CONTAINER_REPOSITORY`). False
     (``up --no-repository``): nothing to fetch from, the operator pushes the code."""
+    init: str = "initd"
+    """The containers' init: ``initd`` (services started by their init.d scripts) or
+    ``systemd`` (systemd as PID 1, the services its units); see :mod:`bgdeploy.sandbox.image`.
+    A state written before the flavours existed is ``initd``."""
 
     @property
     def key_file(self) -> str:

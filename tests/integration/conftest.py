@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -78,11 +79,13 @@ def own_sandbox(
     *commands: list[str],
     monitoring: bool = False,
     repository: bool = True,
+    init: str = "initd",
 ) -> Iterator[sandbox.SandboxState]:
     """A sandbox of a test module's own (2 web hosts and a db host, ``monitoring``: and
-    Prometheus; ``repository=False``: no repository on the web hosts, ``up --no-repository``),
-    on which each of ``commands`` (bgdeploy arguments, ``sandbox`` as the environment) must
-    succeed before the tests start; removed at the end.
+    Prometheus; ``repository=False``: no repository on the web hosts, ``up --no-repository``;
+    ``init``: the containers' flavour, ``initd`` or ``systemd``), on which each of
+    ``commands`` (bgdeploy arguments, ``sandbox`` as the environment) must succeed before the
+    tests start; removed at the end.
 
     .. code:: python
 
@@ -91,7 +94,9 @@ def own_sandbox(
             yield state
     """
     name = unique_name(prefix)
-    state = sandbox.up(name, web=2, monitoring=monitoring, repository=repository, client=client)
+    state = sandbox.up(
+        name, web=2, monitoring=monitoring, repository=repository, init=init, client=client
+    )
     try:
         for args in commands:
             proc = run(["bgdeploy", *args], env=sandbox_run_env(state))
@@ -194,7 +199,8 @@ def own_deploy_repository(root: Path, sandbox_data: str = "") -> Path:
 
 
 def logins(docker_client: Any, state: sandbox.SandboxState) -> dict[str, int]:
-    """How many SSH logins each container's sshd has accepted so far."""
+    """How many SSH logins each container's sshd has accepted so far (the init.d flavour:
+    its sshd logs to the container's output; on systemd it logs to the journal)."""
     return {
         h.name: docker_client.containers.get(h.container)
         .logs()
@@ -281,6 +287,72 @@ def settle(state: sandbox.SandboxState, both_colours: bool = False) -> tuple[str
         proc = run(args, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return live(state)
+
+
+def switches_under_load(
+    state: sandbox.SandboxState,
+    live_colour: str,
+    other: str,
+    switches: int = 10,
+    answers: int = 5000,
+) -> None:
+    """``switches`` explicit switches (``bgdeploy switch --no-smoke``), other colour first,
+    under a bounded load test, and not one request failed: threads, a fresh connection per
+    request, 127.0.0.1 only, until ``answers`` answers (and each host seen to change colour
+    with every switch). Both colours must be built and verified
+    (``settle(state, both_colours=True)``); the fleet ends on ``live_colour`` for an even
+    number of switches."""
+    urls = public_urls(state)
+    stop = threading.Event()
+    lock = threading.Lock()
+    counts = {"ok": 0, "bad": 0, "errors": 0}
+    seen: dict[str, list[str]] = {url: [] for url in urls}
+
+    def load(url: str) -> None:
+        deadline = time.monotonic() + 300
+        with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=10) as client:
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    response = client.get(url, headers={"Connection": "close"})
+                except httpx.HTTPError:
+                    with lock:
+                        counts["errors"] += 1
+                    continue
+                with lock:
+                    counts["ok" if response.status_code == 200 else "bad"] += 1
+                    colour = response.headers.get("X-Colour", "")
+                    if not seen[url] or seen[url][-1] != colour:
+                        seen[url].append(colour)
+
+    threads = [threading.Thread(target=load, args=(url,)) for url in urls for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for number in range(switches):
+            colour = other if number % 2 == 0 else live_colour
+            args = ["bgdeploy", "switch", "sandbox", colour, "--no-smoke"]
+            proc = run(args, env=sandbox_run_env(state))
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            # Once the switch returns, every host serves the new colour to new requests.
+            assert live(state)[0] == colour
+        # Until `answers`, or until the load threads give up (300 s each): never past that.
+        while counts["ok"] + counts["bad"] + counts["errors"] < answers and any(
+            thread.is_alive() for thread in threads
+        ):
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert counts["bad"] == 0 and counts["errors"] == 0, counts
+    assert counts["ok"] >= answers, counts
+    for url, colours in seen.items():
+        # Requests in flight finish on the colour they started on, so the load threads may
+        # see the colours interleave around a switch; both colours, many times, never a third.
+        assert set(colours) == {live_colour, other} and len(colours) >= switches + 1, (
+            url,
+            colours,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +54,7 @@ from .conftest import (
     sandbox_run_env,
     settle,
     sh,
+    switches_under_load,
 )
 
 WEB = ("web1", "web2")
@@ -166,55 +166,8 @@ def test_explicit_switch_back_and_forth(bg: sandbox.SandboxState) -> None:
 
 
 def test_zero_dropped_requests_through_ten_switches(bg: sandbox.SandboxState) -> None:
-    """A bounded load test: threads, a fresh connection per request, 127.0.0.1 only."""
     live, _, other = settle(bg, both_colours=True)
-    urls = [f"http://127.0.0.1:{w.ports['http']}/" for w in bg.group("web")]
-    stop = threading.Event()
-    lock = threading.Lock()
-    counts = {"ok": 0, "bad": 0, "errors": 0}
-    seen: dict[str, list[str]] = {url: [] for url in urls}
-
-    def load(url: str) -> None:
-        deadline = time.monotonic() + 300
-        with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=10) as client:
-            while not stop.is_set() and time.monotonic() < deadline:
-                try:
-                    response = client.get(url, headers={"Connection": "close"})
-                except httpx.HTTPError:
-                    with lock:
-                        counts["errors"] += 1
-                    continue
-                with lock:
-                    counts["ok" if response.status_code == 200 else "bad"] += 1
-                    colour = response.headers.get("X-Colour", "")
-                    if not seen[url] or seen[url][-1] != colour:
-                        seen[url].append(colour)
-
-    threads = [threading.Thread(target=load, args=(url,)) for url in urls for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    try:
-        for number in range(10):
-            colour = other if number % 2 == 0 else live
-            proc = switch(bg, colour, "--no-smoke")
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-            # Once the switch returns, every host serves the new colour to new requests.
-            assert {answer[1] for answer in served_by(bg).values()} == {colour}
-        # Until 5,000 answers, or until the load threads give up (300 s each): never past that.
-        while counts["ok"] + counts["bad"] + counts["errors"] < 5000 and any(
-            thread.is_alive() for thread in threads
-        ):
-            time.sleep(0.2)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert counts["bad"] == 0 and counts["errors"] == 0, counts
-    assert counts["ok"] >= 5000, counts
-    for url, colours in seen.items():
-        # Requests in flight finish on the colour they started on, so the load threads may
-        # see the colours interleave around a switch; both colours, many times, never a third.
-        assert set(colours) == {live, other} and len(colours) >= 11, (url, colours)
+    switches_under_load(bg, live, other)
 
 
 def test_colour_failing_smoke_tests_is_never_switched_to(bg: sandbox.SandboxState) -> None:

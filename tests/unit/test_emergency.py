@@ -263,3 +263,62 @@ def test_paramiko_tracebacks_stay_off_the_terminal() -> None:
 
     assert "banner" in stderr("loud")
     assert stderr("quiet") == ""
+
+
+def test_log_units(prod: settings.Settings) -> None:
+    assert emergency.log_unit(prod, "php-fpm") == "php8.2-fpm"
+    assert emergency.log_unit(prod, "nginx-error") == emergency.log_unit(prod, "nginx-access")
+    assert emergency.log_unit(prod, "nginx-error") == "nginx"
+    assert emergency.log_unit(prod, "laravel") is None
+    with pytest.raises(ConfigError, match="log source"):
+        emergency.log_unit(prod, "syslog")
+
+
+def test_journal_of_a_file_only_log_is_refused_before_any_host() -> None:
+    with pytest.raises(ConfigError, match="laravel log is a file only"):
+        emergency.logs("prod", "laravel", 10, False, journal=True)
+
+
+def test_journal_tail_validates_the_unit() -> None:
+    assert commands.journal_tail("nginx", 5) == "journalctl -q --no-pager -u nginx -n 5"
+    assert commands.journal_tail("nginx", 5, follow=True).endswith(" -f")
+    with pytest.raises(ConfigError, match="service name"):
+        commands.journal_tail("nginx; reboot", 5)
+
+
+def test_service_log_reads_the_file_or_else_the_journal_on_systemd_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shell of :func:`commands.service_log`, run here: a host's systemd is the
+    directory ``SYSTEMD_BOOTED`` names, its journal a ``journalctl`` that echoes its
+    arguments (the real one answers in ``tests/integration/test_systemd.py``)."""
+    from bgdeploy.commands import services
+
+    booted = tmp_path / "run-systemd-system"
+    monkeypatch.setattr(services, "SYSTEMD_BOOTED", str(booted))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "journalctl").write_text('#!/bin/sh\necho "journal: $*"\n')
+    (bin_dir / "journalctl").chmod(0o755)
+    log = tmp_path / "php8.2-fpm.log"
+
+    def show(journal: bool = False) -> str:
+        command = commands.service_log(str(log), "php8.2-fpm", 2, journal=journal)
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    journal = "journal: -q --no-pager -u php8.2-fpm -n 2\n"
+    # Without systemd: the file, or that it is not there yet; --journal says there is none.
+    assert "no log yet" in show()
+    assert show(journal=True).startswith("(no journal: this host does not run systemd")
+    log.write_text("one\ntwo\nthree\n")
+    assert show() == "two\nthree\n"
+    # On systemd: the file when it is there, else the unit's journal; --journal: the journal.
+    booted.mkdir()
+    assert show() == "two\nthree\n"
+    assert show(journal=True) == journal
+    log.unlink()
+    assert show() == f"({log} does not exist: the journal of php8.2-fpm)\n{journal}"
+    assert commands.service_log(str(log), None, 2) == commands.tail(str(log), 2)

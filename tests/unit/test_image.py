@@ -77,3 +77,39 @@ def test_recipe_has_no_baked_host_keys_and_no_mirror_host() -> None:
     packages = without_comments((image.RECIPE_DIR / "packages.txt").read_text()).split()
     for needed in ("systemd-standalone-tmpfiles", "php8.2-fpm", "php-laravel-framework", "npm"):
         assert needed in packages
+
+
+def test_systemd_flavour_has_its_own_tag_and_the_layer_changes_only_its_own(
+    tmp_path: Path,
+) -> None:
+    recipe = tmp_path / "image"
+    shutil.copytree(image.RECIPE_DIR, recipe)
+    initd, systemd = image.image_tag(recipe), image.image_tag(recipe, "systemd")
+    assert initd.startswith(f"{image.IMAGE_REPOSITORY}:") and systemd.endswith("-systemd")
+    assert systemd.removesuffix("-systemd") != initd
+    layer = recipe / image.SYSTEMD_DOCKERFILE
+    layer.write_text(layer.read_text() + "RUN true\n")
+    assert image.image_tag(recipe) == initd  # the init.d image is not rebuilt for the layer
+    assert image.image_tag(recipe, "systemd") != systemd
+    entrypoint = recipe / "entrypoint.sh"
+    entrypoint.write_text(entrypoint.read_text() + "# changed\n")
+    assert image.image_tag(recipe) != initd
+
+
+def test_unknown_init_is_refused() -> None:
+    with pytest.raises(ConfigError, match="--init must be one of initd, systemd"):
+        image.image_tag(init="upstart")
+
+
+def test_systemd_layer_runs_systemd_unprivileged() -> None:
+    raw = (image.RECIPE_DIR / image.SYSTEMD_DOCKERFILE).read_text()
+    layer = without_comments(raw)
+    assert "FROM ${BASE}" in layer and "debian.org" not in raw
+    assert "STOPSIGNAL SIGRTMIN+3" in layer and "container=docker" in layer
+    assert "BGDEPLOY_INIT=systemd" in layer and "systemd-sysv" in layer
+    for unit in ("ssh", "postgresql", "redis-server", "php8.2-fpm", "nginx", "supervisor", "cron"):
+        assert f" {unit}" in layer.split("systemctl enable", 1)[1].split(";", 1)[0]
+    entrypoint = without_comments((image.RECIPE_DIR / "entrypoint.sh").read_text())
+    # Stale pid files go before anything starts, in both flavours.
+    assert entrypoint.index("-name '*.pid' -delete") < entrypoint.index("exec /lib/systemd/systemd")
+    assert entrypoint.index("postmaster.pid") < entrypoint.index('service "$service" start')

@@ -74,3 +74,41 @@ def test_secrets_are_read_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyP
     path = tmp_path / "sandboxes" / "t8" / "secrets.env"
     path.write_text("".join(f"{k}={v}\n" for k, v in written.items()))
     assert sandbox.load_secrets("t8") == written
+
+
+def test_a_state_from_before_the_flavours_is_initd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BGDEPLOY_STATE_DIR", str(tmp_path))
+    fake_state(tmp_path, "old")
+    assert sandbox.load_state("old").init == "initd"
+
+
+def test_unknown_init_is_refused_before_docker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BGDEPLOY_STATE_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="--init must be one of initd, systemd, not 'upstart'"):
+        sandbox.up("new", init="upstart", client=object())
+    assert not (tmp_path / "sandboxes").exists()
+
+
+def test_a_sandbox_up_with_another_init_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BGDEPLOY_STATE_DIR", str(tmp_path))
+    fake_state(tmp_path, "sd")
+    state = sandbox.load_state("sd")
+    state.init = "systemd"
+    sandbox.save_state(state)
+    with pytest.raises(ConfigError, match="already up with --init systemd"):
+        sandbox.up("sd", web=1, client=object())
+    assert sandbox.up("sd", web=1, init="systemd", client=object()).init == "systemd"
+
+
+def test_cli_offers_the_image_flavours() -> None:
+    from bgdeploy.cli.sandbox import sandbox_up
+    from bgdeploy.sandbox import image
+
+    (option,) = [p for p in sandbox_up.params if p.name == "init"]
+    assert tuple(option.type.choices) == image.INITS and option.default == "initd"
