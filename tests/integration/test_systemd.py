@@ -23,6 +23,7 @@ from .conftest import (
     DEPLOY_V1,
     PROVISION,
     journal,
+    other_release,
     own_sandbox,
     pause,
     psql,
@@ -137,6 +138,17 @@ def test_ten_switches_under_load_then_rollback_switches_back(sd: sandbox.Sandbox
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     assert "switch back" in proc.stdout
     assert {v for v in served(sd).values()} == {(200, v1, old)}
+
+
+def test_a_canary_is_judged_and_promoted(sd: sandbox.SandboxState) -> None:
+    _, release, new = settle(sd)
+    ref = other_release(sd, release)
+    proc = run(
+        ["bgdeploy", "deploy", "sandbox", "--canary", "50", "--ref", ref], env=sandbox_run_env(sd)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    assert {(status, colour) for status, _, colour in served(sd).values()} == {(200, new)}
+    assert {sha for _, sha, _ in served(sd).values()} == {sd.releases[ref]}
 
 
 def test_emergency_restart_and_logs(sd: sandbox.SandboxState) -> None:
