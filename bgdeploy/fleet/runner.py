@@ -239,7 +239,13 @@ def current_settings() -> Settings:
     """The settings of the host a deploy file is running for (pyinfra's ``host``).
 
     Deploy files call this first: a wrong value stops the run before any operation is added.
+    It also reports the run's operations to ``bgdeploy`` when it asked for them
+    (:mod:`bgdeploy.fleet.events`).
     """
     from pyinfra import host
+    from pyinfra.context import ctx_state
 
+    from bgdeploy.fleet import events
+
+    events.attach(ctx_state.get())
     return host_settings(host, env_of_host(host))
