@@ -74,6 +74,10 @@ backups_dir = "/var/backups/bideshgomon"
 snapshot_keep = 5
 min_free_disk_mb = 1024
 
+# On the operator's machine: where each run's full log goes (RUN_ID.log). None is
+# .bgdeploy/runs in the deploy repository; BGDEPLOY_RUN_LOG_DIR overrides it.
+run_log_dir = None
+
 # Deploy windows: None means a deploy is allowed at any time (see prod.py).
 deploy_windows = None
 blackouts = []

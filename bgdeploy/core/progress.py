@@ -97,6 +97,8 @@ class FleetView:
     stage: str = ""
     hosts: dict[str, HostLine] = field(default_factory=dict)
     operation: str = ""
+    activity: str = ""
+    """The last line of a run that has no pyinfra events (a rollback over Fabric)."""
 
     def host(self, name: str) -> HostLine:
         if name not in self.hosts:
@@ -142,6 +144,7 @@ class FleetView:
         elif kind == "step_end":
             line.step = ""
             if not event.get("ok", True):
+                line.failed = True
                 line.problem = f"{name}: {first_line(str(event.get('message') or 'failed'))}"
         elif kind == "host_error":
             line.failed = True
@@ -157,9 +160,17 @@ class FleetView:
             for h in self.hosts.values()
         ]
 
+    def finish(self, now: float | None = None) -> None:
+        """The run ended: every host's line stops where it is (its seconds too)."""
+        now = time.time() if now is None else now
+        for line in self.hosts.values():
+            if line.finished is None:
+                line.finished = now
+            line.step, line.in_operation = "", False
+
     def stage_line(self) -> str:
         """The line above the hosts: the stage, else the operation running."""
-        return f"stage: {self.stage or self.operation or 'starting'}"
+        return f"stage: {self.stage or self.operation or self.activity or 'starting'}"
 
 
 def clock(when: float) -> str:
@@ -169,7 +180,9 @@ def clock(when: float) -> str:
 
 def plain_line(event: Event, view: FleetView | None = None) -> str | None:
     """The timestamped line a log without a terminal (CI) gets for ``event``, or None when
-    it says nothing worth a line (a host starting or ending an operation that went well)."""
+    it says nothing worth a line (a host starting or ending an operation that went well; an
+    operation starting, once the run has stages of its own). Without ``view``: the line the
+    log file gets, every operation included."""
     kind = event.get("kind")
     stamp = clock(float(event.get("t") or time.time()))
     name = str(event.get("name") or "")
@@ -186,7 +199,7 @@ def plain_line(event: Event, view: FleetView | None = None) -> str | None:
         return f"{stamp} {host}: {name} FAILED ({seconds:.1f} s)" + (f": {why}" if why else "")
     if kind == "op_host_end" and not event.get("ok", True):
         return f"{stamp} {host}: {name} FAILED"
-    if kind == "op_start" and view is not None and not view.stage:
+    if kind == "op_start" and (view is None or not view.stage):
         return f"{stamp} {name}"  # provision: its operations are its stages
     if kind == "host_error":
         return f"{stamp} {host}: unreachable: {first_line(str(event.get('message') or ''))}"

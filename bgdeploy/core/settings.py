@@ -132,6 +132,10 @@ class Settings:
     ``hooks/STAGE/`` of the deploy repository (:mod:`bgdeploy.oncall.hooks`)."""
     hook_timeout: float = 60.0
     """Seconds one hook may run before it is stopped (and counts as failed)."""
+    run_log_dir: str | None = None
+    """Where the operator's machine keeps each run's full log (``RUN_ID.log``): None is
+    ``.bgdeploy/runs`` in the deploy repository; a relative path is relative to it
+    (:mod:`bgdeploy.core.runlog`; ``BGDEPLOY_RUN_LOG_DIR`` overrides it)."""
 
     @property
     def php_fpm_service(self) -> str:
@@ -317,6 +321,7 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         asset_paths=_asset_paths(read),
         hooks=_hooks(read),
         hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,
+        run_log_dir=_run_log_dir(data, directory),
     )
 
 
@@ -364,6 +369,19 @@ def _asset_paths(read: _Reader) -> tuple[str, ...]:
         if len(inside) > 1:
             raise read.fail("asset_paths", f"names {item!r} more than once (or a path inside it)")
     return tuple(value)
+
+
+def _run_log_dir(data: Mapping[str, Any], directory: Path) -> str | None:
+    """``run_log_dir``: None, or a path on the operator's machine (no quote, no newline)."""
+    value = data.get("run_log_dir")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_./~-]{1,255}\Z", value):
+        raise ConfigError(
+            f"{locate('run_log_dir', directory)}: run_log_dir must be None or a directory "
+            f"path (letters, digits, . _ / ~ -), not {value!r}"
+        )
+    return value
 
 
 def _prometheus_url(data: Mapping[str, Any], directory: Path) -> str | None:
