@@ -86,7 +86,11 @@ class RunOutput:
 
     def event(self, event: progress_mod.Event) -> None:
         with self._lock:
+            # Every host starts a stage: one line for it.
+            repeated = event.get("kind") == "stage" and event.get("name") == self.view.stage
             self.view.apply(event)
+            if repeated:
+                return
             line = progress_mod.plain_line(event, self.view)
             if self.runlog is not None:
                 logged = line or progress_mod.plain_line(event)

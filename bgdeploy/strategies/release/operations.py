@@ -135,9 +135,9 @@ def add_operation(
     order)."""
     stage = STAGES.get(name, name)
 
-    def staged(*args: Any, **kw: Any) -> bool:
+    def staged(state: Any, host: Any, **kw: Any) -> bool:  # pyinfra passes these by name
         events.emit("stage", name=stage)
-        return function(*args, **kw)
+        return function(state, host, **kw)
 
     python.call(
         name=name,
