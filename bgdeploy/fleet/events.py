@@ -51,9 +51,9 @@ class Callbacks(BaseStateCallback):
     def operation_start(self, state: Any, op_hash: str) -> None:  # type: ignore[override]
         if not self.planned:
             self.planned = True
-            hosts = {
-                host.name: len(host.op_hash_order)
-                for host in state.inventory.iter_activated_hosts()
+            active = set(state.inventory.iter_activated_hosts())
+            hosts = {  # in inventory order
+                host.name: len(host.op_hash_order) for host in state.inventory if host in active
             }
             emit("plan", hosts=hosts)
         emit("op_start", name=_op_name(state, op_hash))

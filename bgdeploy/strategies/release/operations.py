@@ -42,6 +42,7 @@ STAGES = {
     "Snapshot the database": "snapshot",
     "Run migrations": "migrate",
     "Go live": "go live",
+    "Warm up": "build",
     "Smoke-test the idle colour": "smoke",
     "Switch colours": "switch",
     "Canary": "canary window",
