@@ -133,7 +133,8 @@ class FleetView:
             line.operation, line.step, line.in_operation = name, "", True
         elif kind == "op_host_end":
             line.done += 1 if line.in_operation else 0
-            line.step, line.in_operation = "", False
+            # Its part is done; the others may still be in the operation.
+            line.operation, line.step, line.in_operation = "", "", False
             if not event.get("ok", True):
                 line.failed = True
                 line.problem = line.problem or f"{name} failed"

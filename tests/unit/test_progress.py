@@ -84,6 +84,11 @@ def test_a_failed_step_is_the_host_s_last_problem_and_stays_after_the_run() -> N
     assert rows["web2"][1] == "done"
 
 
+def test_a_host_whose_part_of_an_operation_is_done_is_waiting() -> None:
+    view = view_of(RUN[:7])  # web1 took the lock; the next operation has not started
+    assert view.rows(now=T0 + 1)[0][:3] == ("web1", "waiting", "1/3")
+
+
 def test_a_host_that_finishes_its_operations_stops_counting_seconds() -> None:
     view = view_of(
         [
