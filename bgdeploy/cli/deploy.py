@@ -41,6 +41,12 @@ if TYPE_CHECKING:
     help="Blue-green with a canary: PCT % of clients on the new colour, the metric gate, "
     "then promote or send everything back.",
 )
+@click.option(
+    "--plan",
+    is_flag=True,
+    help="Print what the deploy would do on each host, from the facts it would read; "
+    "change nothing.",
+)
 @json_option("Print the per-host result as JSON.")
 @output_options
 @handle_errors
@@ -56,6 +62,7 @@ def deploy_cmd(
     as_json: bool,
     quiet: bool,
     verbose: bool,
+    plan: bool,
 ) -> None:
     """Deploy REF to ENV. In place (the runbook's manual deployment, pyinfra
     deploys/release.py): lock, preflight, checkout, composer, npm, snapshot and migrations,
@@ -73,6 +80,10 @@ def deploy_cmd(
     """
     from bgdeploy.cli import live
     from bgdeploy.strategies import deploying
+
+    if plan:
+        chosen = strategy or ("blue-green" if canary is not None else "in-place")
+        print_plan(env, ref, chosen, allow_destructive, force, as_json)
 
     request = deploying.check_request(
         env,
@@ -108,6 +119,24 @@ def deploy_cmd(
         raise
     print_release(report, as_json, output)
     sys.exit(report.exit_code())
+
+
+def print_plan(
+    env: str, ref: str | None, strategy: str, allow_destructive: bool, force: bool, as_json: bool
+) -> None:
+    """``--plan``: read what the deploy would (the preflight's reads), print the plan, exit
+    with the preflight's code (0 it would go ahead, 3 refused, 1 a host not read)."""
+    from bgdeploy.checks import preflight
+    from bgdeploy.strategies import plan as plan_mod
+
+    request, environment = preflight.check_request(env, ref, strategy, allow_destructive)
+    checklist = preflight.run(request, environment)
+    made = plan_mod.make_plan(checklist, environment, strategy, force)
+    if as_json:
+        echo_json(made.to_dict())
+    else:
+        click.echo(plan_mod.format_plan(made))
+    sys.exit(checklist.exit_code())
 
 
 def print_release(report: ReleaseReport, as_json: bool, output: RunOutput | None = None) -> None:

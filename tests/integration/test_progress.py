@@ -21,7 +21,18 @@ import pyte
 
 from bgdeploy import sandbox
 
-from .conftest import BIN, ROOT, journal, other_release, run, sandbox_run_env, settle
+from .conftest import (
+    BIN,
+    ROOT,
+    commit,
+    journal,
+    other_release,
+    psql,
+    run,
+    sandbox_run_env,
+    settle,
+    unique_name,
+)
 
 COLUMNS, ROWS = 140, 60
 STAMPED = re.compile(r"^\d\d:\d\d:\d\d ")
@@ -188,3 +199,91 @@ def test_quiet_prints_only_the_table_and_json_is_unchanged(
     report = json.loads(proc.stdout)  # stdout is the JSON alone, as before
     assert report["ref"] == back and {h["host"] for h in report["hosts"]} >= {"web1", "web2"}
     assert "--> Starting operation: Install dependencies" in proc.stderr  # --verbose
+
+
+PROBE_MIGRATION = """<?php
+
+use Illuminate\\Database\\Migrations\\Migration;
+use Illuminate\\Database\\Schema\\Blueprint;
+use Illuminate\\Support\\Facades\\Schema;
+
+return new class extends Migration
+{
+    public function up()
+    {
+        Schema::table('visa_applications', function (Blueprint $table) {
+            $table->string('NEWCOL')->nullable();
+        });
+    }
+
+    public function down()
+    {
+        Schema::table('visa_applications', function (Blueprint $table) {
+            $table->dropColumn('NEWCOL');
+        });
+    }
+};
+"""
+
+
+def fleet_as_read(state: sandbox.SandboxState) -> tuple[object, ...]:
+    """What a plan must leave as it was: every host's journal, each web host's colours (the
+    commit checked out and built in each, current, live, idle), the lock, the migrations."""
+    proc = run(["bgdeploy", "status", "sandbox", "--json"], env=sandbox_run_env(state))
+    hosts = json.loads(proc.stdout)
+    colours = {
+        name: {k: host[k] for k in ("current", "live", "idle", "heads", "built", "lock")}
+        for name, host in hosts.items()
+    }
+    journals = {name: journal(state, name) for name in ("web1", "web2", "db")}
+    return colours, journals, psql(state, "SELECT count(*) FROM migrations")
+
+
+def test_the_plan_is_what_the_deploy_then_does_and_it_changes_nothing(
+    provisioned: sandbox.SandboxState,
+) -> None:
+    state = provisioned
+    starting_release(state)
+    column = f"plan_{unique_name('p')[2:]}"
+    name = f"2026_02_01_000000_add_{column}"
+    ref, sha = commit(
+        state,
+        {f"database/migrations/{name}.php": PROBE_MIGRATION.replace("NEWCOL", column)},
+        "a release with one migration, planned first",
+        prefix="plan",
+    )
+    before = fleet_as_read(state)
+    proc = run(
+        ["bgdeploy", "deploy", "sandbox", "--ref", ref, "--plan", "--json"],
+        env=sandbox_run_env(state),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    plan = json.loads(proc.stdout)
+    text = run(
+        ["bgdeploy", "deploy", "sandbox", "--ref", ref, "--plan"], env=sandbox_run_env(state)
+    ).stdout
+    assert fleet_as_read(state) == before  # nothing changed on any host
+    assert plan["sha"] == sha and plan["migrations"] == [name]
+    assert f"migrations: 1 pending, run once on web1 after a snapshot on db: {name}" in text
+    planned = {host["host"]: host for host in plan["hosts"]}
+    assert planned["db"]["steps"] == ["snapshot"]
+    assert "migrate" in planned["web1"]["steps"] and "migrate" not in planned["web2"]["steps"]
+
+    proc = run(
+        ["bgdeploy", "deploy", "sandbox", "--ref", ref, "--json"], env=sandbox_run_env(state)
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["sha"] == sha and report["migrations"] == plan["migrations"]
+    for host in report["hosts"]:
+        steps = [step["name"] for step in host["steps"]]
+        assert steps == planned[host["host"]]["steps"], (host["host"], steps, planned)
+        if host["host"] != "db":
+            assert host["sha_before"] == planned[host["host"]]["before"]
+            assert host["sha_after"] == planned[host["host"]]["after"] == sha
+            assert host["colour"] == planned[host["host"]]["colour"]
+    # Planned again: it is live now, so nothing would change.
+    proc = run(
+        ["bgdeploy", "deploy", "sandbox", "--ref", ref, "--plan"], env=sandbox_run_env(state)
+    )
+    assert proc.returncode == 0 and "already live and built at this commit" in proc.stdout
