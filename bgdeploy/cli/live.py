@@ -31,6 +31,9 @@ from bgdeploy.core.runlog import RunLog, log_directory
 
 MODES = ("live", "plain", "quiet")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_TROUBLE = re.compile(r"error|fail|fatal|refused|denied|traceback", re.IGNORECASE)
+EXCERPT = 15
+"""pyinfra lines about errors shown when a host failed (without ``--verbose``)."""
 
 
 def choose_mode(quiet: bool, stream: TextIO | None = None) -> str:
@@ -81,6 +84,7 @@ class RunOutput:
         self._lock = threading.RLock()
         self._live: Any = None
         self._console: Any = None
+        self.trouble: list[str] = []
 
     # The run's side -------------------------------------------------------------------
 
@@ -92,6 +96,12 @@ class RunOutput:
             if repeated:
                 return
             line = progress_mod.plain_line(event, self.view)
+            if event.get("kind") == "say":  # pyinfra printed it too: in the log already
+                if self.mode == "live" and not self.verbose:
+                    self._print(f"  {event.get('text') or ''}")
+                elif self.mode == "plain" and not self.verbose and line is not None:
+                    self._print(line)
+                return
             if self.runlog is not None:
                 logged = line or progress_mod.plain_line(event)
                 if logged is not None:
@@ -103,6 +113,8 @@ class RunOutput:
         """One line of pyinfra's log: to the file, and on screen with ``--verbose``."""
         clean = _ANSI.sub("", line)
         with self._lock:
+            if _TROUBLE.search(clean):
+                self.trouble = [*self.trouble[-(EXCERPT - 1) :], clean]
             if self.runlog is not None:
                 self.runlog.write(clean)
             if self.verbose and self.mode != "quiet":
@@ -203,10 +215,18 @@ class RunOutput:
             live.stop()
 
     def stop(self) -> None:
-        """Leave the live view as it ended (every host's last state) and stop redrawing."""
+        """Leave the live view as it ended (every host's last state) and stop redrawing.
+        When a host failed, pyinfra's last lines about errors follow (unless ``--verbose``
+        showed them all already): the log file has the rest."""
         with self._lock:
             self.view.finish()
+            failed = any(line.failed for line in self.view.hosts.values())
+            excerpt, self.trouble = self.trouble, []
         self.pause()
+        if failed and excerpt and not self.verbose and self.mode != "quiet":
+            self._print("pyinfra's last lines about errors (all of it is in the log):")
+            for line in excerpt:
+                self._print(f"  {line.strip()}")
 
     def close(self, announce: bool = True) -> None:
         """Stop drawing and close the log, naming it (unless quiet or not ``announce``)."""

@@ -17,7 +17,9 @@ without a terminal. The events, by ``kind``:
   finishes the operation (a host that skips it starts it only);
 - ``step_start`` / ``step_end``: ``host``, ``name`` (and ``ok``, ``seconds``, ``message``):
   one of the release's steps (``composer install``, ``migrate``, ...) on one host;
-- ``host_error``: ``host``, ``message``: the host could not be reached.
+- ``host_error``: ``host``, ``message``: the host could not be reached;
+- ``say``: ``level``, ``text``: a line bgdeploy's own code logged inside pyinfra (a canary's
+  gate, a failed step, a restore): shown as it is (it is in pyinfra's log already).
 
 Every event has ``t``, the wall-clock time (seconds since the epoch) it happened.
 """
@@ -202,6 +204,8 @@ def plain_line(event: Event, view: FleetView | None = None) -> str | None:
         return f"{stamp} {host}: {name} FAILED"
     if kind == "op_start" and (view is None or not view.stage):
         return f"{stamp} {name}"  # provision: its operations are its stages
+    if kind == "say":
+        return f"{stamp} {event.get('text') or ''}"
     if kind == "host_error":
         return f"{stamp} {host}: unreachable: {first_line(str(event.get('message') or ''))}"
     return None

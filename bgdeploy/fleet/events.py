@@ -12,9 +12,12 @@ the variable (a plain ``pyinfra`` run) nothing is written.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import time
 import weakref
+from pathlib import Path
 from typing import Any, TextIO
 
 from pyinfra.api.state import BaseStateCallback
@@ -23,6 +26,8 @@ EVENTS_VARIABLE = "BGDEPLOY_EVENTS"
 
 _SINK: dict[str, TextIO] = {}
 _ATTACHED: weakref.WeakSet[Any] = weakref.WeakSet()
+_PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def emit(kind: str, **fields: Any) -> None:
@@ -75,10 +80,24 @@ class Callbacks(BaseStateCallback):
         emit("host_error", host=host.name, message=str(error))
 
 
+class OwnLines(logging.Handler):
+    """What bgdeploy's own code logs through pyinfra's logger (a canary's gate and its
+    values, a failed step, a restore), as ``say`` events: the operator sees these lines
+    without ``--verbose`` (pyinfra's own lines are only in the log file then)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.pathname.startswith(_PACKAGE) or record.levelno < logging.INFO:
+            return
+        text = _ANSI.sub("", record.getMessage()).strip()
+        emit("say", level=record.levelname.lower(), text=text)
+
+
 def attach(state: Any) -> None:
-    """Report this pyinfra ``State``'s operations as events (once per state; nothing
-    without ``BGDEPLOY_EVENTS``)."""
+    """Report this pyinfra ``State``'s operations as events, and bgdeploy's own log lines
+    (once per state; nothing without ``BGDEPLOY_EVENTS``)."""
     if not os.environ.get(EVENTS_VARIABLE) or state in _ATTACHED:
         return
+    if not _ATTACHED:
+        logging.getLogger("pyinfra").addHandler(OwnLines())
     _ATTACHED.add(state)
     state.add_callback_handler(Callbacks())

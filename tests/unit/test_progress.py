@@ -265,3 +265,43 @@ def test_without_the_variable_nothing_is_written(
     monkeypatch.delenv(events.EVENTS_VARIABLE, raising=False)
     events.emit("stage", name="build")  # a plain pyinfra run: no file, no error
     assert not any(tmp_path.iterdir())
+
+
+def test_bgdeploy_s_own_lines_are_shown_and_a_failure_shows_pyinfra_s_error_lines(
+    tmp_path: Path,
+) -> None:
+    stream = io.StringIO()
+    log = RunLog(tmp_path, "say", {})
+    output = live.RunOutput(log, "plain", stream=stream)
+    with output:
+        output.event(ev("say", 1, level="info", text="[web1] canary 5%: the gate watches it"))
+        output.log("    [web1] canary 5%: the gate watches it")  # pyinfra printed it too
+        output.log("    [web2] Error: nginx: [emerg] unknown directive")
+        output.log("    [web2] No changes")
+        output.event(ev("op_host_end", 2, host="web2", name="nginx: the site", ok=False))
+    output.close()
+    shown = stream.getvalue()
+    assert f"{progress.clock(T0 + 1)} [web1] canary 5%: the gate watches it" in shown
+    assert "  [web2] Error: nginx: [emerg] unknown directive" in shown  # the failure's why
+    assert "No changes" not in shown
+    assert log.path.read_text().count("the gate watches it") == 1
+
+
+def test_bgdeploy_s_own_log_lines_inside_pyinfra_become_say_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    path = tmp_path / "events.jsonl"
+    monkeypatch.setenv(events.EVENTS_VARIABLE, str(path))
+    handler = events.OwnLines()
+    own = logging.LogRecord(
+        "pyinfra", logging.INFO, events.__file__, 1, "\x1b[1mgate\x1b[0m ok", None, None
+    )
+    theirs = logging.LogRecord(
+        "pyinfra", logging.INFO, "/usr/lib/pyinfra/x.py", 1, "No changes", None, None
+    )
+    handler.emit(own)
+    handler.emit(theirs)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 and '"text": "gate ok"' in lines[0] and '"kind": "say"' in lines[0]
