@@ -163,6 +163,8 @@ class RunOutput:
             rows = self.view.rows()
             failed = {h.name for h in self.view.hosts.values() if h.failed or h.problem}
             stage = self.view.stage_line()
+            if self.view.ended and not rows:  # a run without hosts' lines: its lines say it
+                return Text("")
         table = Table.grid(padding=(0, 2))
         for _ in range(4):
             table.add_column(no_wrap=True)

@@ -101,6 +101,7 @@ class FleetView:
     operation: str = ""
     activity: str = ""
     """The last line of a run that has no pyinfra events (a rollback over Fabric)."""
+    ended: bool = False
 
     def host(self, name: str) -> HostLine:
         if name not in self.hosts:
@@ -166,6 +167,7 @@ class FleetView:
     def finish(self, now: float | None = None) -> None:
         """The run ended: every host's line stops where it is (its seconds too)."""
         now = time.time() if now is None else now
+        self.ended = True
         for line in self.hosts.values():
             if line.finished is None:
                 line.finished = now
