@@ -11,6 +11,13 @@ app_root = "/var/www/bideshgomon"
 repository = "https://github.com/bideshgomon/platform.git"
 ref = "main"
 production = True
+# How a release's commit reaches the web hosts:
+#   "fetch": each web host fetches `repository` itself (it needs a credential for it: a deploy
+#            key, or the operator's key through ssh_forward_agent below);
+#   "push":  the operator's machine fetches `repository`, resolves the ref once and sends each
+#            web host the commit over SSH (a git bundle of what it lacks): the hosts need no
+#            credential and no route to the repository.
+code_delivery = "fetch"
 
 # Server software and users
 php_version = "8.2"
@@ -78,6 +85,31 @@ min_free_disk_mb = 1024
 # .bgdeploy/runs in the deploy repository; BGDEPLOY_RUN_LOG_DIR overrides it.
 run_log_dir = None
 
+# The automatic pipeline (`bgdeploy ship ENV --ref REF`): the environment deployed and checked
+# first (None: ship goes straight to the canary), the commands that check it from this
+# machine (argv lists or strings; told BGDEPLOY_STAGING_URL, BGDEPLOY_STAGING_HOSTS,
+# BGDEPLOY_RELEASE...; exit 0 passes) and their time limit, and the canary's share.
+staging_environment = None
+staging_checks = []
+staging_check_timeout = 1800
+canary_percent = 5
+
+# Approvals (bgdeploy/core/approvals.py), the runbook's rules: a regular deploy needs 2
+# approvals (`--approved-by NAME[,NAME]` or the commit's Reviewed-by:/Approved-by: trailers);
+# a hotfix (`--hotfix`) 1 and a rollback plan (`--rollback-plan TEXT`); an emergency
+# (`--emergency --severity P0..P3 --reason TEXT`) at P0 nothing more, at P1-P3 an approver
+# named with --approved-by. Hotfixes and emergencies leave a review due within 24 h
+# (`bgdeploy review ENV RUN_ID`). None: no approval is asked for.
+approvals = {
+    "regular": 2,
+    "hotfix": 1,
+    "hotfix_rollback_plan": True,
+    "emergency_any_time": ["P0"],
+    "emergency_approvals": 1,
+    "review_within_hours": 24,
+    "trailers": ["Reviewed-by", "Approved-by"],
+}
+
 # Deploy windows: None means a deploy is allowed at any time (see prod.py).
 deploy_windows = None
 blackouts = []
@@ -85,3 +117,6 @@ timezone = "Asia/Dhaka"
 
 # SSH: host keys are always checked against a known_hosts file (never accepted blindly).
 ssh_strict_host_key_checking = "yes"
+# Forward the operator's SSH agent to the hosts (pyinfra and Fabric), so that hosts that fetch
+# (code_delivery = "fetch") reach a private repository with the operator's key.
+ssh_forward_agent = False

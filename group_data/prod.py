@@ -2,11 +2,16 @@
 
 Regular deploys Tuesday to Thursday, 10:00 to 16:00 Asia/Dhaka. Outside that, or in a
 blackout, a deploy is refused (exit 3) unless it is an emergency with a reason
-(`bgdeploy deploy prod --emergency --reason "..."` or `--data emergency_reason=...`).
+(`bgdeploy deploy prod --emergency --severity P0 --reason "..."` or `--data
+emergency_reason=... --data severity=P0`). Who must approve each kind of deploy: `approvals`,
+group_data/all.py (the runbook's rules).
 """
 
 production = True
 monitor_window = 60
+# bgdeploy ship prod: staging first (blue-green, smoke tests, the checks below), then a 5 %
+# canary here. Add the app's E2E suite, e.g. ["npm", "run", "e2e", "--", "--base-url", ...].
+staging_environment = "staging"
 health_deadline = 90
 
 timezone = "Asia/Dhaka"

@@ -10,6 +10,10 @@ server_name = "_"
 # The containers reach the preview listener from the Docker network, the operator through
 # the port published on 127.0.0.1 (which arrives from the network's gateway).
 preview_allow = ["127.0.0.1/32", "172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8"]
+# bgdeploy ship sandbox: a second sandbox stands in for staging (inventories/sandbox_staging.py).
+staging_environment = "sandbox_staging"
+# Try things freely: no approval is asked for (prod keeps the runbook's rules, group_data/all.py).
+approvals = None
 fpm_max_children = 4
 process_control_timeout = 10
 app_url = "http://localhost"
@@ -29,6 +33,13 @@ canary_probe_rate = 5.0
 # answer does.
 canary_max_p95_seconds = 30.0
 try:
-    prometheus_url = load_state(current_name()).prometheus_url
+    _state = load_state(current_name())
 except ConfigError:  # no sandbox up: the inventory says so itself
-    prometheus_url = None
+    _state = None
+prometheus_url = _state.prometheus_url if _state else None
+# `bgdeploy sandbox up --no-repository`: the web hosts have no repository to fetch from; the
+# operator's machine fetches the sandbox's app.git and pushes each release to them.
+if _state is not None and not _state.repository:
+    repository = _state.app_repository
+    code_delivery = "push"
+del _state  # not a setting

@@ -20,8 +20,28 @@ if TYPE_CHECKING:
 @click.argument("env")
 @click.option("--ref", help="Branch, tag or commit to deploy (default: group_data's ref).")
 @click.option("--force", is_flag=True, help="Deploy even when that commit is already live.")
-@click.option("--emergency", is_flag=True, help="Override the deploy window (needs --reason).")
+@click.option(
+    "--emergency",
+    is_flag=True,
+    help="An emergency deploy: may override the deploy window (needs --severity, --reason).",
+)
+@click.option(
+    "--severity",
+    type=click.Choice(("P0", "P1", "P2", "P3"), case_sensitive=False),
+    help="The incident's severity, for --emergency (P0 any time; P1-P3 need --approved-by).",
+)
 @click.option("--reason", help="Why (journaled; required with --emergency).")
+@click.option(
+    "--hotfix",
+    is_flag=True,
+    help="A hotfix: 1 approval and --rollback-plan; its review is due within 24 h.",
+)
+@click.option(
+    "--approved-by",
+    metavar="NAME[,NAME]",
+    help="Who approved (with the commit's Reviewed-by:/Approved-by: trailers).",
+)
+@click.option("--rollback-plan", metavar="TEXT", help="How this release is undone (hotfixes).")
 @click.option(
     "--allow-destructive",
     is_flag=True,
@@ -57,7 +77,11 @@ def deploy_cmd(
     canary: float | None,
     force: bool,
     emergency: bool,
+    severity: str | None,
     reason: str | None,
+    hotfix: bool,
+    approved_by: str | None,
+    rollback_plan: str | None,
     allow_destructive: bool,
     as_json: bool,
     quiet: bool,
@@ -72,8 +96,13 @@ def deploy_cmd(
     blue-green): PCT % of clients (sticky) on the new colour until the metric gate promotes it
     or sends every client back.
 
+    Approvals (group_data ``approvals``; prod: the runbook's): a regular deploy needs 2
+    (--approved-by or the commit's Reviewed-by:/Approved-by: trailers), a --hotfix 1 and a
+    --rollback-plan, an --emergency a --severity (P0 any time; P1-P3 an --approved-by).
+
     Exit 0 deployed (or already live), 1 failed, 2 bad input, 3 refused (window, lock,
-    destructive migration). Ends with a table: host, sha before -> after, result, duration.
+    destructive migration, approvals). Ends with a table: host, sha before -> after, result,
+    duration.
 
     On a terminal, the run's stage and a line per host are redrawn in place; elsewhere (CI),
     timestamped lines. The full log goes to .bgdeploy/runs/RUN_ID.log (named at the end).
@@ -94,6 +123,10 @@ def deploy_cmd(
         reason=reason,
         strategy=strategy or ("blue-green" if canary is not None else "in-place"),
         canary=canary,
+        hotfix=hotfix,
+        severity=severity,
+        approved_by=approved_by,
+        rollback_plan=rollback_plan,
     )
     output = live.for_run(request.run_log_dir, quiet, verbose)
     run_id = output.runlog.run_id if output.runlog else ""

@@ -45,6 +45,8 @@ COMMANDS: dict[str, str] = {
     "window": "bgdeploy.cli.window:window_cmd",
     "unlock": "bgdeploy.cli.unlock:unlock_cmd",
     "scale": "bgdeploy.cli.scale:scale_cmd",
+    "review": "bgdeploy.cli.review:review_cmd",
+    "ship": "bgdeploy.cli.ship:ship_cmd",
 }
 """Each command's name -> ``module:attribute`` of its click command (or group)."""
 

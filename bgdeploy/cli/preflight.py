@@ -31,14 +31,17 @@ def preflight_cmd(
     """The runbook's pre-deployment checklist for REF on ENV, each line pass, warn or fail:
     the ref, on main, pending and destructive migrations, feature flag removal dates, secrets,
     the deploy window, the lock, disk on the web hosts and for the database snapshot. The
-    same checks start every deploy.
+    same checks start every deploy. Hotfix and emergency deploys whose post-deployment
+    review is still due (``bgdeploy review``) are warnings.
 
     Exit 0 ready (warnings allowed), 3 a check failed, 1 a host could not be read, 2 bad
     input (checked before any connection).
     """
     from bgdeploy.checks import preflight
+    from bgdeploy.oncall import reviews
 
     request, environment = preflight.check_request(env, ref, strategy, allow_destructive)
     result = preflight.run(request, environment)
+    result.checks.extend(reviews.preflight_checks(env))
     click.echo(result.to_json() if as_json else result.format_table())
     sys.exit(result.exit_code())

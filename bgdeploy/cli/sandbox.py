@@ -29,16 +29,29 @@ name_option = click.option(
     is_flag=True,
     help="Also run Prometheus, scraping every web host's /metrics with the runbook's alerts.",
 )
+@click.option(
+    "--no-repository",
+    is_flag=True,
+    help="Mount no repository into the web hosts: they cannot fetch, the operator pushes the "
+    'code (code_delivery = "push").',
+)
 @json_option("Print the status as JSON.")
 @handle_errors
-def sandbox_up(name: str, web: int, single: bool, monitoring: bool, as_json: bool) -> None:
+def sandbox_up(
+    name: str, web: int, single: bool, monitoring: bool, no_repository: bool, as_json: bool
+) -> None:
     """Start a sandbox, building its image first when the recipe changed."""
     from bgdeploy import sandbox  # lazily: docker and the monitoring image (CLI start-up time)
 
     layout = "one host (web and db)" if single else f"{web} web host(s) and a db host"
     click.echo(f"sandbox {name}: starting {layout}", err=True)
     sandbox.up(
-        name, web=1 if single else web, single=single, monitoring=monitoring, progress=progress
+        name,
+        web=1 if single else web,
+        single=single,
+        monitoring=monitoring,
+        repository=not no_repository,
+        progress=progress,
     )
     print_status(sandbox.status(name), as_json)
 
@@ -87,6 +100,13 @@ def print_status(report: dict[str, Any], as_json: bool) -> None:
             f"  {host['name']:<8} {','.join(host['groups']):<8} {ports['ssh']:>6} "
             f"{ports.get('http') or '-':>6} {ports.get('preview') or '-':>8}  "
             f"{'yes' if host['ready'] else 'NO ':<5}  {host.get('health', '-')}"
+        )
+    if "repository" in report:
+        where = report["repository"]
+        click.echo(
+            f"repository: {where} (the web hosts fetch)"
+            if where
+            else 'repository: none on the web hosts (code_delivery = "push")'
         )
     urls = [host["url"] for host in report["hosts"] if host.get("url")]
     if urls:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import click
 
@@ -16,14 +17,25 @@ from bgdeploy.core.errors import BgdeployError
 @handle_errors
 def status_cmd(env: str, as_json: bool) -> None:
     """The live colour of every web host and the commit each colour holds. A host whose live
-    commit is not the fleet's (the one most hosts serve, or built last) is noted "behind"."""
+    commit is not the fleet's (the one most hosts serve, or built last) is noted "behind".
+    Then the post-deployment reviews still due (hotfixes, emergency deploys; not in --json:
+    ``bgdeploy review ENV`` lists them)."""
+    from bgdeploy.fleet import remote
+    from bgdeploy.oncall import reviews
     from bgdeploy.strategies import status
 
-    found = status.read(env)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The reviews due are read beside the colours, not after them (the inventory first:
+        # pyinfra reads one inventory at a time).
+        due = None if as_json else pool.submit(reviews.due, env, remote.targets(env))
+        found = status.read(env)
     if as_json:
         echo_json(found.to_dict())
     else:
         click.echo(found.format_table())
+        assert due is not None
+        for line in reviews.describe_due(due.result()[0]):
+            click.echo(line)
     try:
         found.check()
     except BgdeployError as error:

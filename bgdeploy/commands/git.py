@@ -13,6 +13,9 @@ refs validated by :mod:`bgdeploy.core.refs`, paths checked before they reach git
   :func:`show_optional_file`: what a commit holds (the migration scanner reads them)
 - :func:`mark_built`, :func:`unmark_built`: the stamp (``.git/bgdeploy-built``) that says a
   checkout is built and verified at a commit
+- ``code_delivery = "push"`` (:mod:`bgdeploy.fleet.delivery`): :func:`git_cache_repo` and
+  :func:`git_bundle_create` in the operator's cache clone, :func:`git_delivery_query` and
+  :func:`git_receive_bundle` in a colour on the host
 
 Example::
 
@@ -95,6 +98,12 @@ def git_fetch_missing(sha: str) -> str:
     return f"git cat-file -e {_sha(sha)}^{{commit}} 2>/dev/null || {git_fetch()}"
 
 
+def git_trailers(sha: str) -> str:
+    """Print the trailers of commit ``sha``'s message (``Reviewed-by: Name <mail>``), one per
+    line, folded lines joined (:func:`bgdeploy.core.approvals.parse_trailers` reads them)."""
+    return f"git log -1 {q('--format=%(trailers:only,unfold)')} {_sha(sha)}"
+
+
 def git_checkout(sha: str) -> str:
     """Check out exactly ``sha`` (detached) in the current repository. Local changes to
     tracked files make it fail rather than be lost."""
@@ -173,3 +182,71 @@ def unmark_built(directory: str) -> str:
     failed once live): it is then never switched or rolled back to until it is deployed
     again."""
     return f"rm -f {q(directory + '/.git/bgdeploy-built')}"
+
+
+# code_delivery = "push": the operator's cache clone sends a colour a bundle of what it lacks.
+
+RELEASE_REF = "refs/bgdeploy/release"
+"""The ref a pushed release's commit travels under (in the cache clone and on the host)."""
+
+BUNDLE_FILE = ".git/bgdeploy-delivery.bundle"
+"""Where a colour keeps a bundle while it fetches from it (relative to the colour)."""
+
+
+def git_cache_repo(repository: str) -> str:
+    """In the current directory (the operator's cache clone): a bare repository whose
+    ``origin`` is ``repository``; :func:`git_fetch` then fetches it as a host would."""
+    return (
+        "{ [ -f HEAD ] || git init -q --bare; } && "
+        f"{{ git remote set-url origin {q(repository)} 2>/dev/null || "
+        f"git remote add origin {q(repository)}; }}"
+    )
+
+
+def git_bundle_create(path: str, names: list[str], haves: list[str]) -> str:
+    """Write a bundle of the refs ``names`` (full ref names) to ``path``, leaving out what
+    the commits ``haves`` already hold (current repository)."""
+    for name in names:
+        if name != RELEASE_REF and not name.startswith("refs/remotes/origin/"):
+            raise ConfigError(f"ref {name!r} is not one a delivery sends")
+        validate_ref(name)
+    excluded = " ".join(_sha(sha) for sha in haves)
+    return f"git bundle create -q {q(path)} {' '.join(q(name) for name in names)}" + (
+        f" --not {excluded}" if excluded else ""
+    )
+
+
+def git_delivery_query(shas: list[str]) -> str:
+    """What a colour's repository holds, before a bundle is made for it (current
+    repository): ``have=SHA`` for each of ``shas`` it has, then ``tip=SHA`` for each of its
+    refs and its HEAD (a bundle leaves out what they hold)."""
+    checks = "".join(
+        f"if git cat-file -e {_sha(sha)}^{{commit}} 2>/dev/null; then echo have={sha}; fi; "
+        for sha in shas
+    )
+    return (
+        f"{checks}git for-each-ref --format='tip=%(objectname)'; "
+        'echo "tip=$(git rev-parse -q --verify HEAD)"'
+    )
+
+
+def git_receive_bundle(names: list[str], sha: str, main: tuple[str, str] | None) -> str:
+    """In a colour (current directory): read a base64 bundle of the refs ``names`` from stdin
+    (none: nothing to read), fetch them from it and remove it; point :data:`RELEASE_REF` at
+    ``sha`` and ``main`` (``(branch, sha)``) at its commit, then print ``delivered=`` the
+    commit ``sha`` names here (empty when it is missing): the operator compares it."""
+    _sha(sha)
+    steps = []
+    if names:
+        specs = " ".join(q(f"+{name}:{name}") for name in names)
+        steps.append(
+            f"{{ base64 -d > {BUNDLE_FILE} && git fetch -q {BUNDLE_FILE} {specs}; }}; "
+            f"s=$?; rm -f {BUNDLE_FILE}; [ $s = 0 ]"
+        )
+    steps.append(f"git update-ref {RELEASE_REF} {sha}")
+    if main is not None:
+        branch, tip = main
+        ref = q("refs/remotes/origin/" + validate_ref(branch))
+        steps.append(f"git update-ref {ref} {_sha(tip)}")
+    verify = f'echo "delivered=$(git rev-parse -q --verify {sha}^{{commit}})"'
+    return " && ".join(steps) + f" && {verify}"

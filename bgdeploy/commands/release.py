@@ -32,7 +32,11 @@ if TYPE_CHECKING:
 
 
 def release_facts(
-    app_root: str, repository: str, idle: bool = False, secrets: tuple[str, ...] = ()
+    app_root: str,
+    repository: str,
+    idle: bool = False,
+    secrets: tuple[str, ...] = (),
+    fetch: bool = True,
 ) -> str:
     """Read what a release needs to know about a web host, changing nothing but ``.git``.
 
@@ -44,7 +48,8 @@ def release_facts(
     ``missing_secret=NAME`` line per name of ``secrets`` that ``shared/.env`` lacks. Then the live
     colour is made a git repository of ``repository`` when it is not one yet (shared
     ``storage/`` left out of its checkout) and fetched; ``fetch=ok`` or ``fetch=failed``
-    follows, git's error on stderr.
+    follows, git's error on stderr. Without ``fetch`` (``code_delivery = "push"``: the
+    commit is sent, :mod:`bgdeploy.fleet.delivery`) nothing is fetched: ``fetch=skipped``.
     """
     root = q(app_root)
     # idle: the same, for the colour that does not serve (a blue-green deploy builds it).
@@ -59,8 +64,9 @@ def release_facts(
         f'if [ -d "$d/.git" ]; then echo "head=$(git -C "$d" rev-parse -q --verify HEAD)"; '
         f'echo "built=$(cat "$d/.git/bgdeploy-built" 2>/dev/null)"; '
         f'git -C "$d" status --porcelain --untracked-files=no | sed "s/^/dirty=/"; '
-        f'else echo head=; fi; cd "$d" && {git_ensure_repo(repository)} && {git_fetch()} '
-        f"&& echo fetch=ok || echo fetch=failed"
+        f'else echo head=; fi; cd "$d" && {git_ensure_repo(repository)} && '
+        + (f"{git_fetch()} && echo fetch=ok" if fetch else "echo fetch=skipped")
+        + " || echo fetch=failed"
     )
 
 

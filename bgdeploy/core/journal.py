@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from bgdeploy.core import approvals
 from bgdeploy.core.settings import JOURNAL_FILE, STATE_DIR
 
 EVENTS = frozenset(
@@ -53,6 +54,8 @@ EVENTS = frozenset(
         "emergency",
         "window_override",
         "destructive_override",
+        "review",
+        "ship",
     }
 )
 """The events a journal line may record."""
@@ -301,6 +304,14 @@ def journal_read_command(path: str, last: int | None = None) -> str:
     return f"if [ -f {quoted} ]; then {reader}; fi"
 
 
+def journal_select_command(path: str, needles: Sequence[str]) -> str:
+    """A POSIX shell command printing only the journal lines at ``path`` that contain one of
+    ``needles`` (fixed strings; nothing when the file does not exist or nothing matches)."""
+    quoted = shlex.quote(path)
+    patterns = " ".join(f"-e {shlex.quote(needle)}" for needle in needles)
+    return f"if [ -f {quoted} ]; then grep -F {patterns} {quoted} || true; fi"
+
+
 # Reading
 # -------
 
@@ -362,7 +373,7 @@ def merge(histories: Mapping[str, Iterable[str] | str]) -> list[JournalEntry]:
 # -------
 
 _COLUMNS = ("TIME (UTC)", "HOST", "EVENT", "RELEASE", "COLOUR", "RESULT", "WHO", "REASON")
-_REASON_WIDTH = 60
+_REASON_WIDTH = 100
 
 
 def format_history(entries: Sequence[JournalEntry]) -> str:
@@ -411,11 +422,15 @@ def release_label(entry: JournalEntry) -> str:
 
 
 def _note(entry: JournalEntry) -> str:
-    """The reason (or message), and the release a rollback left as bad."""
+    """The reason (or message), the release a rollback left as bad, and a deploy's approval
+    (kind, approvers, review due)."""
     text = entry.reason or entry.message or ""
     bad = entry.details.get("bad_release")
     if isinstance(bad, str) and bad and bad[:7] not in text:
         text = f"{text} (left {bad[:7]}: bad)".strip()
+    approval = entry.details.get("approval")
+    if isinstance(approval, Mapping):
+        text = f"{text} [{approvals.summary(approval)}]".strip()
     return text
 
 

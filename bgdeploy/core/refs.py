@@ -22,6 +22,9 @@ import re
 
 from bgdeploy.core.errors import ConfigError
 
+MAIN_BRANCH = "main"
+"""The branch every release is merged to first (runbook: "Merge to Main Branch")."""
+
 MAX_LENGTH = 200
 """Longest ref accepted."""
 

@@ -44,7 +44,14 @@ change. ``skipped``: not attempted (another host or an earlier batch failed firs
 ``interrupted``: the deploy was stopped (Ctrl-C) and recovered.
 """
 
-REFUSAL_EXIT_CODES = {"lock": 3, "window": 3, "destructive": 3, "bad_ref": 2, "config": 2}
+REFUSAL_EXIT_CODES = {
+    "lock": 3,
+    "window": 3,
+    "destructive": 3,
+    "approval": 3,
+    "bad_ref": 2,
+    "config": 2,
+}
 """The exit code of each kind of refusal (DESIGN.md: 2 bad input, 3 policy)."""
 
 
@@ -106,13 +113,16 @@ class ReleaseReport:
     + sha: the commit the ref resolved to (once, for every host)
     + hosts: host name -> :class:`HostOutcome`
     + refusal: ``{"kind", "message"}`` when the release was refused before any change
-      (kinds: ``lock``, ``window``, ``destructive``, ``bad_ref``, ``config``)
+      (kinds: ``lock``, ``window``, ``destructive``, ``approval``, ``bad_ref``,
+      ``config``)
     + error: why the release failed, in one line, when it did
     + migrations: the migrations that were pending
     + snapshot: ``{"name", "path", "host", "size", "sha256"}`` of the snapshot taken
     + migrated_on: the host that ran ``migrate``
     + database: after a failed ``migrate``, what :class:`bgdeploy.checks.schema.DatabaseCheck` found
       (``verified``, ``verdict``, the fingerprints, the migrations undone)
+    + approval: the kind of deploy, its severity, approvers and rollback plan
+      (:meth:`bgdeploy.core.approvals.ApprovalDecision.to_dict`), once decided
     """
 
     env: str
@@ -127,6 +137,7 @@ class ReleaseReport:
     snapshot: dict[str, Any] | None = None
     migrated_on: str | None = None
     database: dict[str, Any] | None = None
+    approval: dict[str, Any] | None = None
 
     def host(self, name: str, roles: list[str] | None = None) -> HostOutcome:
         """The outcome of ``name``, created when missing."""

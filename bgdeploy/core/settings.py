@@ -17,11 +17,13 @@ import ipaddress
 import os
 import posixpath
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bgdeploy.core.approvals import ApprovalPolicy
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.windows import WindowPolicy
 
@@ -44,6 +46,15 @@ def find_root(environ: Mapping[str, str] | None = None) -> Path:
 
 ROOT = find_root()
 GROUP_DATA_DIR = ROOT / "group_data"
+
+
+def state_root(environ: Mapping[str, str] | None = None) -> Path:
+    """Where bgdeploy keeps its files on the operator's machine (sandboxes, the cache clones
+    of ``code_delivery = "push"``): ``$BGDEPLOY_STATE_DIR`` or ``~/.local/state/bgdeploy``."""
+    env = os.environ if environ is None else environ
+    root = env.get("BGDEPLOY_STATE_DIR")
+    return Path(root) if root else Path.home() / ".local" / "state" / "bgdeploy"
+
 
 # bgdeploy's own files on each web host, under ``app_root`` (DESIGN.md "On each server").
 STATE_DIR = ".bgdeploy"
@@ -136,6 +147,26 @@ class Settings:
     """Where the operator's machine keeps each run's full log (``RUN_ID.log``): None is
     ``.bgdeploy/runs`` in the deploy repository; a relative path is relative to it
     (:mod:`bgdeploy.core.runlog`; ``BGDEPLOY_RUN_LOG_DIR`` overrides it)."""
+    # The automatic pipeline (bgdeploy ship, bgdeploy/strategies/ship.py).
+    staging_environment: str | None = None
+    """The environment ``bgdeploy ship`` deploys to and checks before this one (None: no
+    staging stage)."""
+    staging_checks: tuple[tuple[str, ...], ...] = ()
+    """Commands run on the operator's machine against staging (an E2E suite): argv lists."""
+    staging_check_timeout: float = 1800.0
+    canary_percent: float = 5.0
+    """The canary's share of clients for ``bgdeploy ship`` (runbook: 5 %)."""
+    approvals: ApprovalPolicy | None = None
+    """Who must have approved each kind of deploy (:mod:`bgdeploy.core.approvals`); None asks
+    for no approval."""
+    code_delivery: str = "fetch"
+    """How a release's commit reaches the web hosts (:mod:`bgdeploy.fleet.delivery`):
+    ``fetch``, each host fetches ``repository`` (it needs a credential, or
+    ``ssh_forward_agent``); ``push``, the operator's machine fetches it, resolves the ref and
+    sends each host the commit over SSH (the hosts need no credential)."""
+    ssh_forward_agent: bool = False
+    """Forward the operator's SSH agent to the hosts (pyinfra's ``ssh_forward_agent``, Fabric's
+    ``forward_agent``): hosts that fetch can use the operator's key."""
 
     @property
     def php_fpm_service(self) -> str:
@@ -243,7 +274,19 @@ def _check_unknown(data: Mapping[str, Any], directory: Path) -> None:
 
 # Values the deploy files take through --data (validated where they are used).
 _RUNTIME_KEYS = frozenset(
-    {"force", "emergency_reason", "allow_destructive", "strategy", "canary", "reason", "colour"}
+    {
+        "force",
+        "emergency_reason",
+        "allow_destructive",
+        "strategy",
+        "canary",
+        "reason",
+        "colour",
+        "deploy_kind",
+        "severity",
+        "approved_by",
+        "rollback_plan",
+    }
 )
 
 
@@ -322,7 +365,26 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         hooks=_hooks(read),
         hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,
         run_log_dir=_run_log_dir(data, directory),
+        staging_environment=_staging_environment(read),
+        staging_checks=_staging_checks(read),
+        staging_check_timeout=(
+            read.number("staging_check_timeout", 1, 86_400)
+            if "staging_check_timeout" in data
+            else 1800.0
+        ),
+        canary_percent=read.number("canary_percent", 0.1, 100) if "canary_percent" in data else 5.0,
+        approvals=ApprovalPolicy.from_data(data.get("approvals"), locate("approvals", directory)),
+        code_delivery=(
+            read.choice("code_delivery", CODE_DELIVERIES) if "code_delivery" in data else "fetch"
+        ),
+        ssh_forward_agent=(
+            read.boolean("ssh_forward_agent") if "ssh_forward_agent" in data else False
+        ),
     )
+
+
+CODE_DELIVERIES = ("fetch", "push")
+"""The values of ``code_delivery`` (:mod:`bgdeploy.fleet.delivery`)."""
 
 
 HOOK_STAGES = ("pre-deploy", "post-deploy", "post-switch", "post-rollback", "on-failure")
@@ -349,6 +411,34 @@ def _hooks(read: _Reader) -> dict[str, list[str]]:
 
 
 _ASSET_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
+
+
+def _staging_environment(read: _Reader) -> str | None:
+    """``staging_environment``: None, or the name of an inventory (``inventories/NAME.py``)."""
+    value = read.data.get("staging_environment")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise read.fail("staging_environment", f"must be an environment's name, not {value!r}")
+    return value
+
+
+def _staging_checks(read: _Reader) -> tuple[tuple[str, ...], ...]:
+    """``staging_checks``: a list of commands, each an argv list (or a string split like a
+    shell would, without running one)."""
+    value = read.data.get("staging_checks") or []
+    if not isinstance(value, list | tuple):
+        raise read.fail("staging_checks", f"must be a list of commands, not {value!r}")
+    checks: list[tuple[str, ...]] = []
+    for item in value:
+        try:
+            argv = shlex.split(item) if isinstance(item, str) else list(item)
+        except (TypeError, ValueError) as error:
+            raise read.fail("staging_checks", f"holds {item!r}: {error}") from None
+        if not argv or not all(isinstance(arg, str) and arg for arg in argv):
+            raise read.fail("staging_checks", f"holds {item!r}, which is not a command")
+        checks.append(tuple(argv))
+    return tuple(checks)
 
 
 def _asset_paths(read: _Reader) -> tuple[str, ...]:

@@ -4,7 +4,9 @@ The on-call commands (rollback, emergency, history, postmortem) run over Fabric 
 pyinfra, but they reach the very same hosts: :func:`targets` reads them from
 ``inventories/ENV.py`` and its group_data, exactly as pyinfra does (one source of truth).
 
-Fabric accepts any host key by default. Here every connection loads the inventory's
+The operator's SSH agent is forwarded when group_data says ``ssh_forward_agent = True`` (the
+same key pyinfra reads for the deploy files), so hosts that fetch the repository can use the
+operator's key. Fabric accepts any host key by default. Here every connection loads the inventory's
 known_hosts file (``ssh_known_hosts_file``; without one, the user's ``~/.ssh/known_hosts``) and
 rejects unknown and changed keys before the first command, with a connect timeout. Commands
 run on these connections through the executor (:mod:`bgdeploy.fleet.fabric_backend`), and
@@ -42,6 +44,8 @@ class Target:
     known_hosts: str | None
     groups: tuple[str, ...]
     data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    forward_agent: bool = False
+    """Forward the operator's SSH agent (group_data ``ssh_forward_agent``, as pyinfra does)."""
 
 
 def _path(value: Any) -> str | None:
@@ -72,6 +76,7 @@ def targets(env: str, groups: Sequence[str] = ("web",), inventory: Any = None) -
                 known_hosts=_path(data.get("ssh_known_hosts_file")),
                 groups=tuple(host.groups),
                 data=data,
+                forward_agent=data.get("ssh_forward_agent") is True,
             )
         )
     if not found:
@@ -109,6 +114,7 @@ def connect(target: Target, timeout: float = CONNECT_TIMEOUT) -> Any:
         port=target.port,
         connect_timeout=timeout,
         connect_kwargs=connect_kwargs,
+        forward_agent=target.forward_agent,
         config=Config(overrides={"load_ssh_configs": False}),
     )
     if target.known_hosts:

@@ -156,7 +156,7 @@ def run_stage(
             outcome.skipped.append(str(path))
             progress(f"hook {stage} {path.name}: skipped (not executable: chmod +x {path})")
             continue
-        result = _run_one(path, variables, timeout, root)
+        result = run_process([str(path)], variables, timeout, root)
         outcome.results.append(result)
         progress(result.line(stage))
         if stage == "pre-deploy" and not result.ok:
@@ -174,13 +174,17 @@ def refuse_unless_ok(outcome: StageResult) -> None:
         )
 
 
-def _run_one(path: Path, variables: Mapping[str, str], timeout: float, root: Path) -> HookResult:
-    """Run one hook in a session of its own: over its time, the hook and every process it
-    started are killed (none is left holding its output open)."""
+def run_process(
+    argv: Sequence[str], variables: Mapping[str, str], timeout: float, root: Path
+) -> HookResult:
+    """Run one hook (or any command of the operator's: ``bgdeploy ship``'s staging checks) in
+    ``root``, in a session of its own: over its time, it and every process it started are
+    killed (none is left holding its output open). Never raises."""
+    path = argv[0]
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            [str(path)], cwd=root, env=dict(variables), stdin=subprocess.DEVNULL,
+            list(argv), cwd=root, env=dict(variables), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
     except OSError as error:

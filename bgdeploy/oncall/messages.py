@@ -50,6 +50,8 @@ class DeployEvent:
     + hosts: the web hosts involved
     + canary: the canary percentage, if any
     + automatic: a rollback done by bgdeploy itself (pages on-call), not by an operator
+    + approval: the kind of deploy and who approved it
+      (:func:`bgdeploy.core.approvals.summary`: ``"hotfix, approved by Karim; ..."``)
     + source: PagerDuty's ``source`` (default ``<app>-<env>``)
     + at: when (default now, UTC)
     """
@@ -66,6 +68,7 @@ class DeployEvent:
     hosts: Sequence[str] = ()
     canary: float | None = None
     automatic: bool = False
+    approval: str = ""
     source: str = ""
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -149,6 +152,8 @@ def slack_message(event: DeployEvent) -> dict[str, Any]:
         fields.append(("By", _esc(event.who)))
     if event.hosts:
         fields.append(("Hosts", cut(_esc(", ".join(event.hosts)), 1900)))
+    if event.approval:
+        fields.append(("Approval", cut(_esc(event.approval), 1900)))
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": cut(headline, SLACK_SECTION_MAX)}},
         {
@@ -229,7 +234,7 @@ def pagerduty_change(event: DeployEvent, routing_key: str) -> dict[str, Any]:
 
 def _custom_details(event: DeployEvent) -> dict[str, Any]:
     details: dict[str, Any] = {"env": event.env, "app": event.app, "release": event.release}
-    for name in ("ref", "sha", "colour", "who", "reason"):
+    for name in ("ref", "sha", "colour", "who", "reason", "approval"):
         value = getattr(event, name)
         if value:
             details[name] = value

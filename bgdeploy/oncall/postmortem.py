@@ -23,11 +23,11 @@ timeline line listing the hosts::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
-from bgdeploy.core import schedule
+from bgdeploy.core import approvals, schedule
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.journal import JournalEntry, release_label
 from bgdeploy.core.render import render
@@ -48,6 +48,8 @@ _BY_WHOM = frozenset(
         "emergency",
         "window_override",
         "destructive_override",
+        "review",
+        "ship",
     }
 )
 _RESOLUTION_EVENTS = frozenset(
@@ -69,6 +71,8 @@ _SUMMARY_NAMES = {
     "emergency": ("emergency action", "emergency actions"),
     "window_override": ("deploy window override", "deploy window overrides"),
     "destructive_override": ("destructive migration override", "destructive migration overrides"),
+    "review": ("post-deployment review", "post-deployment reviews"),
+    "ship": ("ship", "ships"),
 }
 
 
@@ -228,6 +232,9 @@ def describe_event(entry: JournalEntry) -> str:
             text += f" (to {entry.colour})"
     elif entry.event == "deploy_finish":
         text = f"Deploy{of_release} finished" + _result_words(result, ok="")
+        approval = details.get("approval")
+        if isinstance(approval, Mapping):
+            text += f" ({approvals.summary(approval)})"
     elif entry.event == "deploy_fail":
         text = f"Deploy{of_release} FAILED"
         if result == "rolled_back":
@@ -276,6 +283,10 @@ def describe_event(entry: JournalEntry) -> str:
         text = "Deploy window overridden for an emergency deploy" + (
             f"{of_release}" if release else ""
         )
+    elif entry.event == "ship":
+        text = f"Ship{of_release} (staging, then the canary)" + _result_words(result, ok="")
+    elif entry.event == "review":
+        text = f"Post-deployment review of run {details.get('run') or '?'} recorded"
     elif entry.event == "destructive_override":
         text = f"Destructive migrations allowed by override{' for ' + release if release else ''}"
     else:  # pragma: no cover - every event is handled above

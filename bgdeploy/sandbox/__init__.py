@@ -15,7 +15,10 @@ Everything a sandbox owns sits in its state directory,
 - ``id_ed25519`` (0600) and ``known_hosts``: how to reach the containers;
 - ``secrets.env`` (0600): the sandbox's own APP_KEY, database, Redis and API passwords;
 - ``app.git``: the sample app's repository (tags v1, v2), mounted read-only into the web
-  containers at ``/srv/sandbox/app.git`` as their ``repository``.
+  containers at ``/srv/sandbox/app.git`` as their ``repository``. ``up --no-repository``
+  (``repository=False``) mounts nothing: the web hosts cannot reach any repository, and
+  ``group_data/sandbox.py`` sets ``code_delivery = "push"`` with this machine's ``app.git``
+  as ``repository`` (:mod:`bgdeploy.fleet.delivery`).
 
 ``up --monitoring`` (``monitoring=True``) also starts Prometheus on the sandbox network
 (:mod:`bgdeploy.sandbox.monitoring`), scraping every web host's ``/metrics`` and loading the
@@ -80,6 +83,7 @@ from bgdeploy.sandbox.state import (
     load_state,
     sandbox_dir,
     save_state,
+    staging_name,
     state_root,
 )
 
@@ -111,6 +115,7 @@ __all__ = [
     "sandbox_dir",
     "save_state",
     "ssh_client",
+    "staging_name",
     "start_host",
     "state_root",
     "status",
@@ -140,12 +145,14 @@ def up(
     client: Any = None,
     single: bool = False,
     monitoring: bool = False,
+    repository: bool = True,
 ) -> SandboxState:
     """Start a sandbox (or report the one already running under that name).
 
     ``single=True`` starts a single-server install instead: one host ``web1`` in both the
     ``web`` and ``db`` groups, running every service (``web`` must then be 1).
     ``monitoring=True`` also starts Prometheus (added to a running sandbox that lacks it).
+    ``repository=False`` mounts no repository into the web hosts (see the module).
     """
     if single and web != 1:
         raise ConfigError(f"a single-server sandbox has exactly one web host, not {web}")
@@ -158,6 +165,12 @@ def up(
         if len(existing.group("web")) != web:
             raise ConfigError(
                 f"sandbox {name!r} is already up with {len(existing.group('web'))} web hosts: "
+                f"run `bgdeploy sandbox down --name {name}` first"
+            )
+        if existing.repository != repository:
+            mounted = "with" if existing.repository else "without"
+            raise ConfigError(
+                f"sandbox {name!r} is already up {mounted} the repository mounted: "
                 f"run `bgdeploy sandbox down --name {name}` first"
             )
         if monitoring and not existing.monitoring:
@@ -179,6 +192,7 @@ def up(
         image=tag,
         directory=str(directory),
         created=time.time(),
+        repository=repository,
     )
     try:
         _create(client, state, web, progress, single)
@@ -262,7 +276,8 @@ def status(name: str = "default", client: Any = None) -> dict[str, Any]:
     """Each host of a sandbox with its ports, container state and whether SSH answers.
 
     The shape is stable, other tools read it: ``{"name", "hosts": [{"name", "groups",
-    "ports": {"ssh", "http", "preview"}, "ready", "container", "running"}]}``.
+    "ports": {"ssh", "http", "preview"}, "ready", "container", "running"}], "releases",
+    "repository"}`` (``repository``: where the web hosts fetch from, None without one).
     """
     state = load_state(name)
     client = client or docker_client()
@@ -287,7 +302,12 @@ def status(name: str = "default", client: Any = None) -> dict[str, Any]:
             entry["url"] = f"http://127.0.0.1:{host.ports['http']}/"
             entry["health"] = probe_health(entry["url"]) if running else "down"
         hosts.append(entry)
-    report: dict[str, Any] = {"name": state.name, "hosts": hosts, "releases": state.releases}
+    report: dict[str, Any] = {
+        "name": state.name,
+        "hosts": hosts,
+        "releases": state.releases,
+        "repository": CONTAINER_REPOSITORY if state.repository else None,
+    }
     if state.monitoring:
         report["monitoring"] = _monitoring_status(client, state)
     return report

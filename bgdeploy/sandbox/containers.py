@@ -74,7 +74,8 @@ def start_container(
     if "web" in groups:
         ports["80/tcp"] = ("127.0.0.1", None)
         ports["8080/tcp"] = ("127.0.0.1", None)
-        volumes[state.app_repository] = {"bind": CONTAINER_REPOSITORY, "mode": "ro"}
+        if state.repository:  # else (--no-repository) the host has nothing to fetch from
+            volumes[state.app_repository] = {"bind": CONTAINER_REPOSITORY, "mode": "ro"}
     return client.containers.run(
         state.image,
         name=f"bgdeploy-{state.name}-{host_name}",

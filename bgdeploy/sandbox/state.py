@@ -23,6 +23,7 @@ from typing import Any
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.files import write_atomic
 from bgdeploy.core.settings import SECRET_VARIABLES
+from bgdeploy.core.settings import state_root as settings_state_root
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}\Z")
 
@@ -52,6 +53,10 @@ class SandboxState:
     monitoring: dict[str, Any] = field(default_factory=dict)
     """The Prometheus container when started with monitoring: ``{"container", "image",
     "ports": {"prometheus"}, "url", "config_dir"}``; empty without."""
+    repository: bool = True
+    """Whether the web hosts can reach the sample app's repository (``app.git`` mounted
+    read-only at :data:`~bgdeploy.sandbox.containers.CONTAINER_REPOSITORY`). False
+    (``up --no-repository``): nothing to fetch from, the operator pushes the code."""
 
     @property
     def key_file(self) -> str:
@@ -84,9 +89,9 @@ class SandboxState:
 
 
 def state_root() -> Path:
-    """Where sandboxes keep their files: ``$BGDEPLOY_STATE_DIR`` or ``~/.local/state/bgdeploy``."""
-    root = os.environ.get("BGDEPLOY_STATE_DIR")
-    return Path(root) if root else Path.home() / ".local" / "state" / "bgdeploy"
+    """Where sandboxes keep their files: ``$BGDEPLOY_STATE_DIR`` or ``~/.local/state/bgdeploy``
+    (:func:`bgdeploy.core.settings.state_root`)."""
+    return settings_state_root()
 
 
 def check_name(name: str) -> str:
@@ -106,6 +111,12 @@ def sandbox_dir(name: str) -> Path:
 def current_name() -> str:
     """The sandbox the inventory reads: ``BGDEPLOY_SANDBOX``, default ``default``."""
     return check_name(os.environ.get("BGDEPLOY_SANDBOX", "default"))
+
+
+def staging_name() -> str:
+    """The sandbox ``inventories/sandbox_staging.py`` reads (a second sandbox standing in for
+    staging): ``BGDEPLOY_STAGING_SANDBOX``, default the sandbox's name + ``-staging``."""
+    return check_name(os.environ.get("BGDEPLOY_STAGING_SANDBOX") or current_name() + "-staging")
 
 
 def load_state(name: str) -> SandboxState:

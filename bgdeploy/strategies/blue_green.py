@@ -252,7 +252,9 @@ def _monitor(state: Any, host: Any, run: ReleaseRun) -> bool:
         run.save()
         return True
     logger.error(f"health failed after the switch ({problem}): switching back to {bg.live}")
-    report = switch.switch(fleet, settings, bg.live, who=run.who, reason=f"automatic: {problem}")
+    report = switch.switch_back(
+        fleet, settings, bg.live, who=run.who, reason=f"automatic: {problem}"
+    )
     bg.switched_back = report.ok
     # The release that failed once live is never switched or rolled back to again.
     bad_dir = f"{settings.app_root}/{bg.idle}"

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bgdeploy.core import journal, lock, refs, windows
+from bgdeploy.core import approvals, journal, lock, refs, windows
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.progress import Progress, RunObserver, quiet
 from bgdeploy.core.release_report import ReleaseReport
@@ -63,6 +63,8 @@ class DeployRequest:
     hook_timeout: float = hooks_mod.DEFAULT_TIMEOUT
     run_log_dir: str | None = None
     """group_data's ``run_log_dir``: where the run's log goes (:mod:`bgdeploy.core.runlog`)."""
+    ask: approvals.Ask = field(default_factory=approvals.Ask)
+    """The kind of deploy and what the operator said for it (:mod:`bgdeploy.core.approvals`)."""
 
     @property
     def deploy_file(self) -> str:
@@ -87,6 +89,7 @@ class DeployRequest:
             data["emergency_reason"] = self.emergency_reason
         if self.canary is not None:
             data["canary"] = self.canary
+        data.update(self.ask.to_data())
         return data
 
 
@@ -101,15 +104,24 @@ def check_request(
     now: datetime | None = None,
     strategy: str = "in-place",
     canary: float | None = None,
+    hotfix: bool = False,
+    severity: str | None = None,
+    approved_by: str | None = None,
+    rollback_plan: str | None = None,
 ) -> DeployRequest:
     """Check a deploy request without connecting to any host.
 
     + env: the inventory (``inventories/ENV.py``)
     + ref: branch, tag or commit; None deploys group_data's ``ref``
-    + emergency, reason: ``--emergency --reason TEXT`` overrides the deploy window
+    + emergency, reason, severity: ``--emergency --severity P0..P3 --reason TEXT`` overrides
+      the deploy window
+    + hotfix, approved_by, rollback_plan: the kind of deploy and its approvals
+      (:mod:`bgdeploy.core.approvals`); approvals the commit's trailers may still supply are
+      counted on the migrate host, once the commit is known
 
     Raises :class:`ConfigError` (exit 2) for a bad ref, environment, setting or option, and
-    :class:`PolicyRefusal` (exit 3) outside the deploy window, with the next window.
+    :class:`PolicyRefusal` (exit 3) outside the deploy window, with the next window, or when
+    an approval rule is not met.
     """
     if strategy not in DEPLOY_FILES:
         raise ConfigError(f"--strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
@@ -128,6 +140,13 @@ def check_request(
         raise ConfigError("--reason is empty: say why")
     if emergency and not reason:
         raise ConfigError("--emergency needs --reason TEXT: the override is journaled")
+    ask = approvals.Ask.from_options(
+        hotfix=hotfix,
+        emergency=emergency,
+        severity=severity,
+        approved_by=approved_by,
+        rollback_plan=rollback_plan,
+    )
     data: dict[str, Any] = {"force": force, "allow_destructive": allow_destructive}
     if ref is not None:
         data["ref"] = ref
@@ -141,9 +160,16 @@ def check_request(
         settings.window, now or datetime.now(UTC), emergency_reason=emergency_reason
     )
     if not decision.allowed:
-        raise PolicyRefusal(
-            decision.describe() + "\n(an emergency deploy: --emergency --reason TEXT)"
-        )
+        raise PolicyRefusal(decision.describe() + "\n" + approvals.EMERGENCY_HINT)
+    approval = approvals.decide(
+        settings.approvals,
+        ask,
+        operator=journal.operator_name(),
+        window_open=decision.regular,
+        trailers=None,
+    )
+    if not approval.allowed:
+        raise PolicyRefusal(approval.describe())
     return DeployRequest(
         env=env,
         ref=chosen,
@@ -158,6 +184,7 @@ def check_request(
         hooks=settings.hooks,
         hook_timeout=settings.hook_timeout,
         run_log_dir=settings.run_log_dir,
+        ask=ask,
     )
 
 
@@ -180,8 +207,8 @@ def deploy(
     """Run the release and return its report (see :meth:`ReleaseReport.exit_code`).
 
     ``observer`` follows pyinfra's log and the run's events (the CLI's live view and log
-    file); ``run_id`` names the run (a new one by default); ``log_path``, the run's log file,
-    is journaled on every host.
+    file); ``run_id`` names the run (a new one by default; ``bgdeploy ship`` gives its own to
+    both its deploys); ``log_path``, the run's log file, is journaled on every host.
 
     Raises :class:`Interrupted` after a Ctrl-C, once the hosts are recovered, and
     :class:`PolicyRefusal` (exit 3, no host touched) when a pre-deploy hook fails.
@@ -302,10 +329,28 @@ def announce(
             hosts=[o.host for o in webs],
             canary=request.canary,
             automatic=kind == "rolled_back",
+            approval=approval_line(request, report),
         )
     except ValueError as error:
         return [notify.NotifyResult("notify", False, f"not sent: {error}")]
     return notify.notify(event, environ)
+
+
+def approval_line(request: DeployRequest, report: ReleaseReport | None) -> str:
+    """The deploy's kind and approvals for a notification: as decided on the hosts (trailers
+    counted) once known, else as asked on the command line; empty for a plain regular deploy
+    that nobody approved (no rule asked for it)."""
+    approval = report.approval if report is not None else None
+    if approval is None:
+        ask = request.ask
+        approval = {
+            **ask.to_data(),
+            "kind": ask.kind,
+            "approvers": [{"name": name} for name in ask.approved_by],
+        }
+    if approval.get("kind") == "regular" and not approval.get("approvers"):
+        return ""
+    return approvals.summary(approval)
 
 
 def announce_override(
@@ -326,5 +371,6 @@ def announce_override(
         reason=request.emergency_reason or "",
         details=[f"overriding: {reason}" for reason in request.window.reasons],
         hosts=[outcome.host for outcome in report.web_hosts],
+        approval=approval_line(request, report),
     )
     return notify.notify(event, environ)

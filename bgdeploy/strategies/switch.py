@@ -161,6 +161,41 @@ def switch(
     return SwitchReport(colour, previous, results)
 
 
+SWITCH_BACK_ATTEMPTS = 2
+"""How many times an automatic switch back is tried (:func:`switch_back`)."""
+
+
+def switch_back(
+    fleet: Executor,
+    settings: Settings,
+    colour: str,
+    who: str | None = None,
+    reason: str | None = None,
+    colours: dict[str, HostColours] | None = None,
+    attempts: int = SWITCH_BACK_ATTEMPTS,
+    pause: float = 1.0,
+) -> SwitchReport:
+    """An automatic switch back (a release that failed once live): :func:`switch`, and when
+    that was undone (a host too late for its deadline on a loaded machine, a connection lost)
+    or could not read the colours, again, with the colours read afresh, up to ``attempts``
+    times. Another attempt is always safe: a switch is all or none, and an undone one left
+    every host on the colour it served. A refusal (the colour not built) is not retried."""
+    report: SwitchReport | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            report = switch(fleet, settings, colour, who=who, reason=reason, colours=colours)
+        except OperationFailed:
+            if attempt == attempts:
+                raise
+        else:
+            if report.ok or not report.undone or attempt == attempts:
+                return report
+        colours = None  # read them again: the first reading is what was late
+        time.sleep(pause)
+    assert report is not None  # the loop returns or raises on its last attempt
+    return report
+
+
 def _back(facts: HostColours) -> str:
     """The colour a host goes back to when its switch is undone."""
     if facts.current in COLOURS:

@@ -75,11 +75,16 @@ def fleet(docker_client: Any) -> Iterator[sandbox.SandboxState]:
 
 @contextlib.contextmanager
 def own_sandbox(
-    prefix: str, client: Any, *commands: list[str], monitoring: bool = False
+    prefix: str,
+    client: Any,
+    *commands: list[str],
+    monitoring: bool = False,
+    repository: bool = True,
 ) -> Iterator[sandbox.SandboxState]:
     """A sandbox of a test module's own (2 web hosts and a db host, ``monitoring``: and
-    Prometheus), on which each of ``commands`` (bgdeploy arguments, ``sandbox`` as the
-    environment) must succeed before the tests start; removed at the end.
+    Prometheus; ``repository=False``: no repository on the web hosts, ``up --no-repository``),
+    on which each of ``commands`` (bgdeploy arguments, ``sandbox`` as the environment) must
+    succeed before the tests start; removed at the end.
 
     .. code:: python
 
@@ -88,7 +93,7 @@ def own_sandbox(
             yield state
     """
     name = unique_name(prefix)
-    state = sandbox.up(name, web=2, monitoring=monitoring, client=client)
+    state = sandbox.up(name, web=2, monitoring=monitoring, repository=repository, client=client)
     try:
         for args in commands:
             proc = run(["bgdeploy", *args], env=sandbox_run_env(state))
@@ -169,6 +174,25 @@ def commit(
     tag = unique_name(prefix)
     sha = sampleapp.add_commit(Path(state.app_repository), files, message, tag=tag, parent="v2")
     return tag, sha
+
+
+def own_deploy_repository(root: Path, sandbox_data: str = "") -> Path:
+    """A deploy repository of a test's own at ``root`` (for ``BGDEPLOY_ROOT``): this
+    checkout's inventories, deploys, templates and group_data linked in, and
+    ``sandbox_data`` appended to a copy of group_data/sandbox.py (settings of this test only)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for part in ("inventories", "deploys", "templates", "sandbox"):
+        (root / part).symlink_to(ROOT / part)
+    if not sandbox_data:
+        (root / "group_data").symlink_to(ROOT / "group_data")
+        return root
+    (root / "group_data").mkdir()
+    for path in (ROOT / "group_data").glob("*.py"):
+        if path.name != "sandbox.py":
+            (root / "group_data" / path.name).symlink_to(path)
+    text = (ROOT / "group_data" / "sandbox.py").read_text()
+    (root / "group_data" / "sandbox.py").write_text(text + "\n" + sandbox_data + "\n")
+    return root
 
 
 def logins(docker_client: Any, state: sandbox.SandboxState) -> dict[str, int]:

@@ -15,16 +15,14 @@ import pytest
 
 from bgdeploy import sandbox
 
-from .conftest import LOCK, ROOT, journal, run, sandbox_run_env, sh
+from .conftest import LOCK, journal, own_deploy_repository, run, sandbox_run_env, sh
 
 WEB = ("web1", "web2")
 
 
 @pytest.fixture
 def deploy_repository(tmp_path: Path) -> Path:
-    for part in ("inventories", "group_data", "deploys", "templates", "sandbox"):
-        (tmp_path / part).symlink_to(ROOT / part)
-    return tmp_path
+    return own_deploy_repository(tmp_path)
 
 
 def hook(root: Path, stage: str, name: str, body: str) -> None:

@@ -21,8 +21,8 @@ HEAVY = ("pyinfra", "fabric", "docker", "paramiko", "httpx", "jinja2")
 
 COMMAND_NAMES = [
     "db", "deploy", "emergency", "flags", "health", "history", "postmortem", "preflight",
-    "provision", "rollback", "sandbox", "scale", "smoke", "snapshot", "status", "switch",
-    "unlock", "window",
+    "provision", "review", "rollback", "sandbox", "scale", "ship", "smoke", "snapshot", "status",
+    "switch", "unlock", "window",
 ]  # fmt: skip
 """``bgdeploy --help``'s commands (the ones before the CLI was split into one module per group,
 and those added since)."""

@@ -44,7 +44,12 @@ def test_prod_outside_the_window_is_refused_with_the_next_one() -> None:
 
 def test_emergency_with_a_reason_overrides_the_window() -> None:
     request = deploying.check_request(
-        "prod", "v2.4.1", emergency=True, reason="payments down", now=THURSDAY_EVENING
+        "prod",
+        "v2.4.1",
+        emergency=True,
+        severity="P0",
+        reason="payments down",
+        now=THURSDAY_EVENING,
     )
     assert request.window.emergency and request.window.allowed
     assert request.emergency_reason == "payments down"

@@ -242,7 +242,7 @@ def test_read_command_prints_the_journal_or_nothing(tmp_path):
 def test_format_history_table():
     entries = [
         entry(event="deploy_start", result="started", reason=None, steps=()),
-        entry(host="web2", reason="line one\nline two " + "x" * 80),
+        entry(host="web2", reason="line one\nline two " + "x" * 120),
         entry(
             event="flag",
             ref=None,

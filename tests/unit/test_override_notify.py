@@ -39,10 +39,16 @@ def report() -> ReleaseReport:
     return done
 
 
+def payments_down() -> deploying.DeployRequest:
+    """A P0 emergency deploy on Thursday evening, outside the window."""
+    return deploying.check_request(
+        "prod", "v2.4.1", emergency=True, severity="P0", reason="payments down",
+        now=THURSDAY_EVENING,
+    )  # fmt: skip
+
+
 def test_emergency_override_notifies_incidents_and_deployments(slack: WebhookReceiver) -> None:
-    request = deploying.check_request(
-        "prod", "v2.4.1", emergency=True, reason="payments down", now=THURSDAY_EVENING
-    )
+    request = payments_down()
     results = deploying.announce_override(request, report(), hooks(slack))
     assert [(r.target, r.ok, r.status) for r in results] == [
         ("slack:incidents", True, 200),
@@ -67,15 +73,13 @@ def test_regular_deploy_sends_nothing(slack: WebhookReceiver) -> None:
     assert deploying.announce_override(request, report(), hooks(slack)) == []
     # An emergency inside the window is a regular deploy: nothing was overridden.
     request = deploying.check_request(
-        "prod", "v2.4.1", emergency=True, reason="hotfix", now=THURSDAY_NOON
+        "prod", "v2.4.1", emergency=True, severity="P0", reason="hotfix", now=THURSDAY_NOON
     )
     assert deploying.announce_override(request, report(), hooks(slack)) == []
     assert slack.received == []
 
 
 def test_unconfigured_webhooks_are_skipped() -> None:
-    request = deploying.check_request(
-        "prod", "v2.4.1", emergency=True, reason="payments down", now=THURSDAY_EVENING
-    )
+    request = payments_down()
     results = deploying.announce_override(request, report(), {})
     assert all(r.skipped and r.ok for r in results) and len(results) == 2

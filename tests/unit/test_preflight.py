@@ -271,7 +271,7 @@ def test_window_check_follows_the_policy() -> None:
     closed = windows.decide(policy, datetime(2026, 12, 16, 5, 0, tzinfo=UTC))  # Victory Day
     check = preflight.check_window(closed)
     assert check.failed and "blackout: public holiday: Victory Day" in check.detail
-    assert "--emergency --reason" in check.detail
+    assert "--emergency --severity P0..P3 --reason" in check.detail
     opened = windows.decide(policy, datetime(2026, 12, 15, 5, 0, tzinfo=UTC))  # Tue 11:00
     assert preflight.check_window(opened).status == PASS
 

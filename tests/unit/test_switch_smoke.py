@@ -479,3 +479,38 @@ def test_a_switch_under_its_own_lock_accepts_it_and_refuses_another(
     with pytest.raises(PolicyRefusal, match="lock is gone on web1, web2"):
         switch.switch(hosts, unit_settings, "blue", lock_run=held.run, force=True)
     assert {hosts.serves(n)[0] for n in hosts.names} == {"green"}
+
+
+def test_an_automatic_switch_back_that_came_late_is_tried_again(
+    hosts: ShellFleet, unit_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first attempt read web2's clock long ago (a loaded machine): undone, every host
+    # back where it was; the second reads the colours afresh and switches every host.
+    colours = blue_live()
+    colours["web2"].clock = int(time.time()) - 3600
+    colours["web2"].read_at = time.time()
+    colours["web1"].clock = int(time.time())
+    reads: list[str] = []
+
+    def read_again(fleet: object, settings: object) -> dict[str, HostColours]:
+        reads.append("read")
+        return blue_live()
+
+    monkeypatch.setattr(switch, "read_colours", read_again)
+    report = switch.switch_back(
+        hosts, unit_settings, "green", reason="automatic: health", colours=colours, pause=0
+    )
+    assert report.ok and not report.undone and reads == ["read"]
+    assert all(hosts.serves(name) == ("green", "blue", "green") for name in hosts.names)
+    assert [e["result"] for e in hosts.journal("web2")] == ["failed", "ok"]
+
+
+def test_a_switch_back_is_tried_twice_at_most(
+    hosts: ShellFleet, unit_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts.broken.add("web2")
+    monkeypatch.setattr(switch, "read_colours", lambda fleet, settings: blue_live())
+    report = switch.switch_back(hosts, unit_settings, "green", colours=blue_live(), pause=0)
+    assert report.undone and not report.ok
+    assert [e["result"] for e in hosts.journal("web1")] == ["failed", "failed"]
+    assert all(hosts.serves(name) == ("blue", "green", "blue") for name in hosts.names)

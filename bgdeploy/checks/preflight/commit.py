@@ -27,7 +27,7 @@ from bgdeploy.checks.preflight.report import FAIL, PASS, WARN, Check
 from bgdeploy.core import refs
 from bgdeploy.fleet.executor import CommandResult
 
-MAIN_BRANCH = "main"
+MAIN_BRANCH = refs.MAIN_BRANCH
 """The branch every release is merged to first (runbook: "Merge to Main Branch")."""
 
 

@@ -6,11 +6,13 @@ syntax, the inventory and its settings (exit 2 on bad input, such as a hostile `
 
 - each web host: the deploy lock, its colours (:func:`bgdeploy.fleet.colours.parse_facts`:
   the live commit), and :func:`bgdeploy.commands.release_facts`, which fetches the
-  repository into the colour's ``.git`` as a deploy does (the only change it makes);
+  repository into the colour's ``.git`` as a deploy does (the only change it makes; with
+  ``code_delivery = "push"`` nothing is fetched: :mod:`bgdeploy.fleet.delivery`);
 - the db host: the applied migrations and the room for a snapshot;
 
-and, on the migrate host, in a second connection, what depends on the commit: the ref, main,
-the feature flags, the pending migrations and the scanner's verdict. A host that cannot be
+and, on the migrate host, in a second connection, what depends on the commit: the ref (resolved
+on the host, or in the operator's cache clone and the commit sent, when pushing), main, the
+feature flags, the pending migrations and the scanner's verdict. A host that cannot be
 reached is a ``reach`` line (exit 1); the hosts that were read are still checked.
 """
 
@@ -26,19 +28,21 @@ from bgdeploy.checks.preflight import database, servers
 from bgdeploy.checks.preflight.commit import release_advice, resolve_ref, split_files
 from bgdeploy.checks.preflight.report import FAIL, ORDER, PASS, Check, Checklist
 from bgdeploy.core import lock, refs, windows
-from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.errors import ConfigError, OperationFailed
 from bgdeploy.core.render import IDLE_INCLUDE, LIVE_INCLUDE
 from bgdeploy.core.settings import Settings
-from bgdeploy.fleet import colours, fabric_backend, remote, runner
+from bgdeploy.fleet import colours, delivery, fabric_backend, remote, runner
 from bgdeploy.fleet.executor import CommandResult
 
 STRATEGIES = ("in-place", "blue-green")
 
 
-def _run(via: fabric_backend.Host, command: str, timeout: float = 300) -> CommandResult:
+def _run(
+    via: fabric_backend.Host, command: str, timeout: float = 300, stdin: str | None = None
+) -> CommandResult:
     """Run a read on a host through the executor (unpacks as ok, stdout, stderr); a host that
     cannot be reached raises its typed error, and the checklist says it was not reached."""
-    return via.run(command, timeout=timeout).reached()
+    return via.run(command, timeout=timeout, stdin=stdin).reached()
 
 
 def _last_line(*texts: str) -> str:
@@ -68,10 +72,8 @@ def _read_web(
     live = colours.parse_facts(name, out)
     found.colours = live
     found.live_sha = live.heads.get(live.current, "")
-    command = commands.release_facts(
-        settings.app_root, settings.repository, idle, servers.SECRET_NAMES
-    )
-    ok, out, err = _run(via, command)
+    code = delivery.Delivery(settings)
+    ok, out, err = _run(via, code.facts_command(settings.app_root, idle, servers.SECRET_NAMES))
     found.facts = servers.parse_facts(out)
     colour = found.facts.get("colour", "")
     found.colour_dir = f"{settings.app_root}/{colour}"
@@ -80,8 +82,8 @@ def _read_web(
             f"{settings.app_root}/current does not point at blue or green "
             f"({colour or 'missing'}): run `bgdeploy provision {settings.env}` first"
         )
-    elif found.facts.get("fetch") != "ok":
-        found.error = f"git fetch from {settings.repository} failed: {_last_line(err, out)}"
+    else:
+        found.error = code.fetch_error(found.facts, "", _last_line(err, out))
     return "read"
 
 
@@ -231,8 +233,18 @@ def _ref_checks(
     def git(command: str) -> CommandResult:
         return _run(via, commands.in_dir(where, command))
 
-    _, out, _ = git(commands.git_resolve(request.ref))
+    code = delivery.Delivery(settings)
+    try:
+        _, out, _ = code.resolve(request.ref, git)
+    except OperationFailed as failure:
+        return [Check("ref", FAIL, str(failure), host)]
     sha, ref_check = resolve_ref(request.ref, out, settings.repository, host)
+    if sha is not None:
+        # Pushed: the commit is sent to this colour now, as a deploy would (fetched: it is).
+        missing = code.ensure(lambda c, stdin=None: _run(via, c, stdin=stdin), where, sha)
+        if missing:
+            ref_check = Check("ref", FAIL, missing, host)
+            sha = None
     checks = [ref_check]
     if sha is None:
         return checks

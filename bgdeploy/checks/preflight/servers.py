@@ -5,7 +5,8 @@ checkout, and the db host's room for the snapshot taken before migrations.
 check             fails (or warns) when
 ================  ======================================================================
 window            a deploy may not run now (:mod:`bgdeploy.core.windows`); the next window
-                  is named, and an emergency deploy is ``--emergency --reason TEXT``
+                  is named, and an emergency deploy is ``--emergency --severity P0..P3
+                  --reason TEXT``
 lock              someone holds the deploy lock on a web host (the holder is named)
 secrets           ``shared/.env`` lacks one of APP_KEY, DB_PASSWORD, REDIS_PASSWORD and
                   API_TOKEN (:data:`SECRET_NAMES`; values are never read back)
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bgdeploy.checks.preflight.report import FAIL, PASS, WARN, Check
-from bgdeploy.core import lock, windows
+from bgdeploy.core import approvals, lock, windows
 from bgdeploy.core.settings import SECRET_VARIABLES, Settings
 
 SECRET_NAMES = tuple(SECRET_VARIABLES)
@@ -38,9 +39,7 @@ def check_window(decision: windows.WindowDecision) -> Check:
     """The deploy window: pass when a deploy may run now, fail with the next window."""
     if decision.allowed:
         return Check("window", PASS, decision.describe())
-    return Check(
-        "window", FAIL, decision.describe() + "\n(an emergency deploy: --emergency --reason TEXT)"
-    )
+    return Check("window", FAIL, decision.describe() + "\n" + approvals.EMERGENCY_HINT)
 
 
 def check_lock(host: str, holder: lock.LockInfo | None, env: str) -> Check:

@@ -14,6 +14,7 @@ batch) is reported as skipped, with the reason.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from pyinfra import logger
@@ -152,6 +153,9 @@ def journal_entries(release: ReleaseRun, run: HostRun) -> list[journal.JournalEn
         details["migrations"] = release.pending
     if outcome.batch is not None and len(release.batches) > 1:
         details["batch"] = outcome.batch
+    approval = approval_details(release, shipped=outcome.result == "ok")
+    if approval:
+        details["approval"] = approval
     entries.append(
         journal.new_entry(
             "deploy_finish" if success else "deploy_fail",
@@ -166,6 +170,25 @@ def journal_entries(release: ReleaseRun, run: HostRun) -> list[journal.JournalEn
         )
     )
     return entries
+
+
+def approval_details(release: ReleaseRun, shipped: bool) -> dict[str, Any] | None:
+    """The journal's ``details["approval"]``: the kind of deploy, severity, approvers, rollback
+    plan and, for a hotfix or emergency deploy that shipped, when its review is due (the same
+    moment on every host). None when no rule applied and nothing was said."""
+    decision = release.approval
+    if decision is None:
+        return None
+    data = decision.to_dict()
+    if data == {"kind": "regular", "approvers": []}:
+        return None
+    if shipped and decision.review_within_hours:
+        if release.review_due is None:
+            release.review_due = decision.review_due(datetime.now(UTC).replace(microsecond=0))
+        if release.review_due is not None:
+            data["review_due"] = release.review_due.isoformat().replace("+00:00", "Z")
+            release.report.approval = data
+    return data
 
 
 def _write_journal(state: Any, host: Any, release: ReleaseRun) -> bool:

@@ -13,10 +13,14 @@ Then the first operations, on every web host::
     take the deploy lock          atomically (bgdeploy.core.lock); a lock held by another
                                   deploy refuses the release
     preflight                     current points at a colour, shared/.env has its secrets,
-                                  free disk, a clean live colour, the commit fetched; a host
-                                  already at the commit is left alone (unless ``force``)
+                                  free disk, a clean live colour, the commit fetched (or
+                                  pushed, ``code_delivery``); a host already at the commit
+                                  is left alone (unless ``force``)
 
 The checks are :mod:`bgdeploy.checks.preflight`'s, the ones ``bgdeploy preflight`` prints.
+The ref is resolved, and the commit brought onto each host, by
+:class:`bgdeploy.fleet.delivery.Delivery`: fetched by the hosts, or resolved on the
+operator's machine and sent to them (``code_delivery = "push"``).
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from pyinfra import logger
 from bgdeploy import commands
 from bgdeploy.checks import migrations
 from bgdeploy.checks import preflight as checklist
-from bgdeploy.core import journal, lock
+from bgdeploy.core import approvals, journal, lock
+from bgdeploy.core.errors import OperationFailed
 from bgdeploy.core.explain import explain
 from bgdeploy.core.settings import Settings
+from bgdeploy.fleet import delivery
 from bgdeploy.strategies.release.operations import (
     add_operation,
     begin_step,
@@ -70,11 +76,19 @@ def guard(release: ReleaseRun) -> None:
     def git(command: str) -> tuple[bool, str, str]:
         return run_command(real_host, commands.in_dir(live_dir, command))
 
-    _, out, _ = git(commands.git_resolve(release.ref))
+    code = delivery.Delivery(settings)
+    try:
+        _, out, _ = code.resolve(release.ref, git)
+    except OperationFailed as failure:
+        raise release.refuse("error", str(failure)) from None
     sha, resolved = checklist.resolve_ref(release.ref, out, settings.repository)
     if sha is None:
         raise release.refuse("bad_ref", resolved.detail)
     release.sha = sha
+    missing = code.ensure(_runner(real_host), live_dir, sha)
+    if missing:
+        raise release.refuse("error", f"{real_host.name}: {missing}")
+    _check_approvals(release, git, sha, settings)
     today = datetime.now(UTC).astimezone(settings.window.tz).date()
     for advice in checklist.release_advice(git, sha, facts.get("head", ""), today, None):
         if advice.status != checklist.PASS:  # warnings only: on main, feature flag dates
@@ -82,6 +96,28 @@ def guard(release: ReleaseRun) -> None:
     release.report.sha = release.sha
     _check_migrations(release, real_state, real_host, settings, live_dir)
     release.save()
+
+
+def _check_approvals(release: ReleaseRun, git: checklist.Git, sha: str, settings: Settings) -> None:
+    """The approval rules (:mod:`bgdeploy.core.approvals`), now that the commit's trailers can
+    count: refuses (exit 3) with what is missing; the verdict goes to the journal and report."""
+    ok, out, _ = git(commands.git_trailers(sha))
+    policy = settings.approvals
+    trailers = approvals.parse_trailers(out if ok else "", policy.trailers if policy else ())
+    window = release.window
+    verdict = approvals.decide(
+        policy,
+        release.ask,
+        operator=release.who,
+        window_open=window.regular if window else True,
+        trailers=trailers,
+    )
+    release.approval = verdict
+    release.report.approval = verdict.to_dict()
+    if not verdict.allowed:
+        raise release.refuse("approval", verdict.describe())
+    if policy is not None:
+        logger.info(f"approval: {verdict.describe()}")
 
 
 def _check_migrations(
@@ -148,19 +184,14 @@ def _check_migrations(
 def _release_facts(
     host: Any, settings: Settings, sha: str | None, prefix: str = "", idle: bool = False
 ) -> tuple[dict[str, Any], str, str]:
-    """(facts, live colour dir, error) of a web host, fetching its repository (``idle``: of
-    the idle colour, which a blue-green deploy builds)."""
-    command = commands.release_facts(
-        settings.app_root, settings.repository, idle, checklist.SECRET_NAMES
-    )
+    """(facts, colour dir, error) of a web host, its repository fetched or, when the operator
+    pushes, ``sha`` delivered (``idle``: the idle colour, which a blue-green deploy builds).
+    With ``sha``, the commit is then present there (``target=present``) or the error says
+    why not."""
+    code = delivery.Delivery(settings)
+    command = code.facts_command(settings.app_root, idle, checklist.SECRET_NAMES)
     if prefix:
         command = f"{prefix} && {{ {command}; }}"
-    if sha:
-        command = (
-            f"{{ {command}; }}; d=$({commands.live_colour_dir(settings.app_root, idle)}) && "
-            f'if git -C "$d" cat-file -e {commands.q(sha + "^{commit}")} 2>/dev/null; '
-            "then echo target=present; else echo target=missing; fi"
-        )
     ok, out, err = run_command(host, command)
     facts = checklist.parse_facts(out)
     colour = facts.get("colour", "")
@@ -176,9 +207,24 @@ def _release_facts(
         )
     if not ok and facts.get("fetch") is None:
         return facts, live_dir, f"preflight command failed: {explain(out, err)}"
-    if facts.get("fetch") != "ok":
-        return facts, live_dir, f"git fetch from {settings.repository} failed: {explain(out, err)}"
+    fetch_error = code.fetch_error(facts, out, err)
+    if fetch_error:
+        return facts, live_dir, fetch_error
+    if sha:
+        missing = code.ensure(_runner(host), live_dir, sha)
+        if missing:
+            return facts, live_dir, missing
+        facts["target"] = "present"
     return facts, live_dir, ""
+
+
+def _runner(host: Any) -> delivery.Run:
+    """Run a command (with its stdin) on a pyinfra host, for the delivery."""
+
+    def run(command: str, stdin: str | None = None) -> tuple[bool, str, str]:
+        return tuple(run_command(host, command, stdin=stdin))  # type: ignore[return-value]
+
+    return run
 
 
 def take_lock(release: ReleaseRun) -> None:

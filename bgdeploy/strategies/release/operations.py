@@ -57,7 +57,12 @@ hosts); an operation not listed is a stage of its own name."""
 
 
 def run_command(
-    host: Any, command: str, *, pty: bool = False, timeout: int = COMMAND_TIMEOUT
+    host: Any,
+    command: str,
+    *,
+    pty: bool = False,
+    timeout: int = COMMAND_TIMEOUT,
+    stdin: str | None = None,
 ) -> CommandResult:
     """Run one command of the release on ``host`` (a pyinfra ``Host``) through the executor
     (its pyinfra backend); the result unpacks as (succeeded, stdout, stderr). Never raises for
@@ -67,7 +72,7 @@ def run_command(
     when the deploy is stopped and its SSH connection closes, they get SIGHUP and stop, rather
     than go on changing the host behind the recovery's back.
     """
-    return pyinfra_backend.run_on(host, command, timeout=timeout, pty=pty)
+    return pyinfra_backend.run_on(host, command, timeout=timeout, stdin=stdin, pty=pty)
 
 
 def run_step(release: ReleaseRun, run: HostRun, host: Any, step: str) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 from pyinfra.api.exceptions import PyinfraError
 
 from bgdeploy.checks import schema
-from bgdeploy.core import journal, lock, refs, windows
+from bgdeploy.core import approvals, journal, lock, refs, windows
 from bgdeploy.core.errors import BgdeployError
 from bgdeploy.core.release_report import HostOutcome, ReleaseReport
 from bgdeploy.core.settings import Settings
@@ -108,6 +108,12 @@ class ReleaseRun:
     asset_builders: dict[int, str] = field(default_factory=dict)
     log_path: str | None = None
     """The operator's log file of this run (``--data bgdeploy_log``), which the journal names."""
+    ask: approvals.Ask = field(default_factory=approvals.Ask)
+    """The kind of deploy and what the operator said for it (``--data deploy_kind=...``)."""
+    approval: approvals.ApprovalDecision | None = None
+    """The approval rules' verdict once the commit's trailers were read (:func:`guard`)."""
+    review_due: datetime | None = None
+    """When the post-deployment review of a hotfix or emergency deploy is due (set once)."""
 
     # Decisions the operations' ``_if`` read at execute time.
 
@@ -331,6 +337,15 @@ def _new_run(
     run.window = decision
     if not decision.allowed:
         raise run.refuse("window", decision.describe())
+    try:
+        run.ask = approvals.Ask.from_data(data)
+    except BgdeployError as error:
+        raise run.refuse("config", str(error)) from None
+    verdict = approvals.decide(
+        settings.approvals, run.ask, operator=run.who, window_open=decision.regular, trailers=None
+    )
+    if not verdict.allowed:
+        raise run.refuse("approval", verdict.describe())
     if not web:
         raise run.refuse("config", f"inventories/{settings.env}.py has no web host in this run")
     return run

@@ -46,7 +46,7 @@ from bgdeploy import commands
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE
-from bgdeploy.fleet import fleetlock, remote
+from bgdeploy.fleet import delivery, fleetlock, remote
 from bgdeploy.fleet.colours import HostColours, parse_facts
 from bgdeploy.oncall import hooks
 from bgdeploy.strategies.rollback import in_place, policy, switch_back
@@ -153,12 +153,17 @@ def _read(request: RollbackRequest, hosts: Hosts) -> tuple[dict[str, HostColours
 
 def _resolve(request: RollbackRequest, hosts: Hosts, colours: dict[str, HostColours]) -> str:
     """The one commit ``--to`` names, read in the live colour's repository of the first
-    reachable host (fetched first when it does not know the ref)."""
+    reachable host (fetched first when it does not know the ref), or in the operator's cache
+    clone when the operator pushes the code (:mod:`bgdeploy.fleet.delivery`)."""
     assert request.to is not None
     name = next(n for n in hosts.names if not colours[n].error)
     directory = f"{request.settings.app_root}/{colours[name].current or 'current'}"
-    command = commands.in_dir(directory, commands.git_resolve_or_fetch(request.to))
-    ok, out, err = hosts.command(name, command)
+    code = delivery.Delivery(request.settings)
+    ok, out, err = code.resolve(
+        request.to,
+        lambda command: hosts.command(name, commands.in_dir(directory, command)),
+        fetch_unknown=True,
+    )
     found = policy.parse_resolved(out)
     if not ok and not found:
         raise OperationFailed(f"{name}: could not resolve {request.to!r}: {err.strip()[-300:]}")

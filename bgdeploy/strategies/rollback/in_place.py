@@ -4,7 +4,8 @@ Chosen when the colour that is not live cannot be switched back to (a host disag
 holds no built, verified release other than the live one). The target is ``--to``'s commit
 or, without it, the previous good commit from the journals
 (:func:`bgdeploy.strategies.rollback.policy.select_target`). On every reachable host not
-already built at it, in parallel: the commit is fetched when the host lacks it, then the
+already built at it, in parallel: the commit is fetched when the host lacks it (or sent by the
+operator, with ``code_delivery = "push"``: :mod:`bgdeploy.fleet.delivery`), then the
 release's own restore steps run (:func:`bgdeploy.commands.release_steps`: forced checkout,
 composer, npm, caches, storage link, php-fpm and nginx reloads, queue workers), then
 ``/api/health`` is watched until it answers 200 from that commit; the colour is marked built
@@ -29,7 +30,7 @@ from bgdeploy.core.errors import OperationFailed
 from bgdeploy.core.journal import JournalEntry
 from bgdeploy.core.progress import Progress
 from bgdeploy.core.settings import Settings
-from bgdeploy.fleet import remote
+from bgdeploy.fleet import delivery, remote
 from bgdeploy.fleet.colours import HostColours
 from bgdeploy.strategies.rollback import migrations, policy
 from bgdeploy.strategies.rollback.hosts import Hosts
@@ -187,12 +188,20 @@ def _restore_host(
     directory = f"{settings.app_root}/{facts.current}"
     left = facts.heads.get(facts.current, "")
     steps: list[journal.Step] = []
-    failure = ""
-    # The commit may be unknown here (--to a release this host never had): fetched first.
-    fetch = ("fetch", commands.in_dir(directory, commands.git_fetch_missing(target)))
+    # The commit may be unknown here (--to a release this host never had): fetched, or sent
+    # by the operator (code_delivery = "push"), first.
+    began = time.monotonic()
+    missing = delivery.Delivery(settings).ensure(
+        lambda command, stdin=None: hosts.command(name, command, stdin=stdin, timeout=STEP_TIMEOUT),
+        directory,
+        target,
+    )
+    steps.append(journal.Step("fetch", round(time.monotonic() - began, 2),
+                              "failed" if missing else "ok"))  # fmt: skip
+    failure = f"fetch failed: {missing[-300:]}" if missing else ""
     restore = commands.release_steps(settings, directory, target, restore=True)
     group = _group_file(settings, run)
-    for step, command in [fetch, *restore]:
+    for step, command in [] if failure else restore:
         began = time.monotonic()
         command = commands.join(commands.record_group(group), command)
         ok, out, err = hosts.command(name, command, pty=True, timeout=STEP_TIMEOUT)
