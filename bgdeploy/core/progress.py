@@ -206,8 +206,8 @@ def plain_line(event: Event, view: FleetView | None = None) -> str | None:
         return f"{stamp} {host}: {name} FAILED"
     if kind == "op_start" and (view is None or not view.stage):
         return f"{stamp} {name}"  # provision: its operations are its stages
-    if kind == "say":
-        return f"{stamp} {event.get('text') or ''}"
+    if kind == "say":  # every line stamped (a warning may hold several)
+        return "\n".join(f"{stamp} {line}" for line in str(event.get("text") or "").splitlines())
     if kind == "host_error":
         return f"{stamp} {host}: unreachable: {first_line(str(event.get('message') or ''))}"
     return None

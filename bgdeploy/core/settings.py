@@ -79,6 +79,7 @@ POLICY_KEYS = frozenset({"deploy_windows", "blackouts", "timezone"})
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\Z")
 _PATH = re.compile(r"^/[A-Za-z0-9_./-]*\Z")
 _VERSION = re.compile(r"^\d+\.\d+\Z")
+_DIR = re.compile(r"^[A-Za-z0-9_./~-]{1,255}\Z")
 _URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9_./-]*)?\Z")
 
 
@@ -144,9 +145,7 @@ class Settings:
     hook_timeout: float = 60.0
     """Seconds one hook may run before it is stopped (and counts as failed)."""
     run_log_dir: str | None = None
-    """Where the operator's machine keeps each run's full log (``RUN_ID.log``): None is
-    ``.bgdeploy/runs`` in the deploy repository; a relative path is relative to it
-    (:mod:`bgdeploy.core.runlog`; ``BGDEPLOY_RUN_LOG_DIR`` overrides it)."""
+    """Where the operator's machine keeps each run's log (:mod:`bgdeploy.core.runlog`)."""
     # The automatic pipeline (bgdeploy ship, bgdeploy/strategies/ship.py).
     staging_environment: str | None = None
     """The environment ``bgdeploy ship`` deploys to and checks before this one (None: no
@@ -364,7 +363,7 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         asset_paths=_asset_paths(read),
         hooks=_hooks(read),
         hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,
-        run_log_dir=_run_log_dir(data, directory),
+        run_log_dir=None if data.get("run_log_dir") is None else read.text("run_log_dir", _DIR),
         staging_environment=_staging_environment(read),
         staging_checks=_staging_checks(read),
         staging_check_timeout=(
@@ -459,19 +458,6 @@ def _asset_paths(read: _Reader) -> tuple[str, ...]:
         if len(inside) > 1:
             raise read.fail("asset_paths", f"names {item!r} more than once (or a path inside it)")
     return tuple(value)
-
-
-def _run_log_dir(data: Mapping[str, Any], directory: Path) -> str | None:
-    """``run_log_dir``: None, or a path on the operator's machine (no quote, no newline)."""
-    value = data.get("run_log_dir")
-    if value is None:
-        return None
-    if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_./~-]{1,255}\Z", value):
-        raise ConfigError(
-            f"{locate('run_log_dir', directory)}: run_log_dir must be None or a directory "
-            f"path (letters, digits, . _ / ~ -), not {value!r}"
-        )
-    return value
 
 
 def _prometheus_url(data: Mapping[str, Any], directory: Path) -> str | None:

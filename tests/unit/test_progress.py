@@ -122,6 +122,8 @@ def test_plain_lines_are_timestamped_and_say_only_what_matters() -> None:
     # A run without stages (provision) shows its operations; the log file gets them all.
     assert progress.plain_line(ev("op_start", 0.4, name="nginx site"), progress.FleetView())
     assert progress.plain_line(ev("op_start", 0.4, name="Go live")) == f"{clock} Go live"
+    # A warning of several lines: each line stamped.
+    assert progress.plain_line(ev("say", 0.4, text="a\nb")) == f"{clock} a\n{clock} b"
 
 
 def test_the_log_directory_is_the_variable_then_the_setting_then_the_checkout(
