@@ -81,6 +81,10 @@ backups_dir = "/var/backups/bideshgomon"
 snapshot_keep = 5
 min_free_disk_mb = 1024
 
+# On the operator's machine: where each run's full log goes (RUN_ID.log). None is
+# .bgdeploy/runs in the deploy repository; BGDEPLOY_RUN_LOG_DIR overrides it.
+run_log_dir = None
+
 # The automatic pipeline (`bgdeploy ship ENV --ref REF`): the environment deployed and checked
 # first (None: ship goes straight to the canary), the commands that check it from this
 # machine (argv lists or strings; told BGDEPLOY_STAGING_URL, BGDEPLOY_STAGING_HOSTS,

@@ -120,6 +120,17 @@ def json_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., 
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--quiet`` (only the final table) and ``--verbose`` (pyinfra's log live too): the
+    parameters ``quiet`` and ``verbose`` (:mod:`bgdeploy.cli.live`)."""
+    func = click.option(
+        "--verbose", "-v", is_flag=True, help="Also show pyinfra's log as it comes."
+    )(func)
+    return click.option(
+        "--quiet", "-q", is_flag=True, help="Print only the final table (no progress)."
+    )(func)
+
+
 env_argument = click.argument("env")
 yes_option = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 

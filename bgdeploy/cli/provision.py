@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bgdeploy.cli.main import handle_errors
+from bgdeploy.cli.main import handle_errors, output_options
 
 if TYPE_CHECKING:
     from bgdeploy.fleet.runner import DeployRun
@@ -16,26 +16,42 @@ if TYPE_CHECKING:
 @click.command("provision")
 @click.argument("env")
 @click.option("--limit", multiple=True, help="Only these hosts or groups (repeatable).")
+@output_options
 @handle_errors
-def provision_cmd(env: str, limit: tuple[str, ...]) -> None:
+def provision_cmd(env: str, limit: tuple[str, ...], quiet: bool, verbose: bool) -> None:
     """Set up the servers of ENV (pyinfra deploys/provision.py): users, layout, nginx, php-fpm,
-    supervisor, cron, logrotate, PostgreSQL and Redis. Idempotent: a second run changes nothing."""
+    supervisor, cron, logrotate, PostgreSQL and Redis. Idempotent: a second run changes nothing.
+    The full log goes to .bgdeploy/runs/RUN_ID.log (named at the end)."""
+    from bgdeploy.cli import live
     from bgdeploy.core import settings
     from bgdeploy.fleet import runner
 
-    runner.check_environment(env)
+    environment = runner.check_environment(env)
     settings.secrets_from_env()
-    result = runner.run_deploy(env, "deploys/provision.py", limit=list(limit))
-    print_run_summary(result)
+    output = live.for_run(environment.settings[environment.web[0]].run_log_dir, quiet, verbose)
+    try:
+        with output:
+            output.say(f"provisioning {env}, run {output.runlog.run_id if output.runlog else ''}")
+            result = runner.run_deploy(
+                env, "deploys/provision.py", limit=list(limit), observer=output
+            )
+    except BaseException as error:
+        output.record(f"bgdeploy: {type(error).__name__}: {error}")
+        output.close()
+        raise
+    text = run_summary(result)
+    click.echo(text)
+    output.record(text)
+    output.close()
     if result.returncode != 0:
         sys.exit(1)
 
 
-def print_run_summary(result: DeployRun) -> None:
+def run_summary(result: DeployRun) -> str:
     """One line per host of a pyinfra run: FAILED, changed or no change."""
     changed = result.changed_hosts()
     hosts = sorted(changed | set(result.failed_hosts) | _all_result_hosts(result))
-    click.echo(f"{'host':<24} result")
+    lines = [f"{'host':<24} result"]
     for host in hosts:
         if host in result.failed_hosts:
             outcome = "FAILED"
@@ -43,7 +59,8 @@ def print_run_summary(result: DeployRun) -> None:
             outcome = "changed"
         else:
             outcome = "no change"
-        click.echo(f"{host:<24} {outcome}")
+        lines.append(f"{host:<24} {outcome}")
+    return "\n".join(lines)
 
 
 def _all_result_hosts(result: DeployRun) -> set[str]:

@@ -12,7 +12,7 @@ from bgdeploy.cli.main import (
     env_argument,
     handle_errors,
     json_option,
-    progress,
+    output_options,
 )
 
 
@@ -27,6 +27,7 @@ from bgdeploy.cli.main import (
 @click.option("--no-smoke", is_flag=True, help="Skip the smoke tests of the previous colour.")
 @click.option("--reason", help="Why (journaled).")
 @json_option("Print the per-host result as JSON.")
+@output_options
 @handle_errors
 def rollback_cmd(
     env: str,
@@ -35,6 +36,8 @@ def rollback_cmd(
     no_smoke: bool,
     reason: str | None,
     as_json: bool,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
     """Bring the previous release back on every web host.
 
@@ -44,26 +47,45 @@ def rollback_cmd(
     colour under the deploy lock, caches, reloads, workers, health. The release left is
     journaled as bad and never picked again. --migrations N first snapshots the database,
     then runs migrate:rollback --step=N once. Exit 0 done, 1 a host failed (the others are
-    reported), 2 bad input, 3 refused (host key, lock, smoke tests).
+    reported), 2 bad input, 3 refused (host key, lock, smoke tests). The full log goes to
+    .bgdeploy/runs/RUN_ID.log (named at the end, and journaled).
     """
+    from dataclasses import replace
+
+    from bgdeploy.cli import live
     from bgdeploy.fleet import remote
     from bgdeploy.strategies import rollback
 
     request = rollback.check_request(env, to, migrations, reason, no_smoke)
+    output = live.for_run(request.settings.run_log_dir, quiet, verbose)
+    assert output.runlog is not None
+    request = replace(request, log=str(output.runlog.path))
     try:
-        report = rollback.rollback(request, progress=progress)
+        with output:
+            output.say(f"rolling back {env}, run {output.runlog.run_id}")
+            report = rollback.rollback(request, progress=output.progress)
+            for note in report.notes:
+                output.say(note)
+            if report.results:
+                app = request.settings.app_name
+                for outcome in rollback.announce_rollback(env, app, report, reason):
+                    output.progress(outcome.line())
     except rollback.SmokeRefused as refused:
-        click.echo(remote.format_results(refused.report.results, "smoke tests"))
+        text = remote.format_results(refused.report.results, "smoke tests")
+        click.echo(text)
+        output.record(f"{text}\nbgdeploy: {refused}")
+        output.close()
         raise
-    for note in report.notes:
-        click.echo(note, err=True)
-    if report.results:
-        app = request.settings.app_name
-        for outcome in rollback.announce_rollback(env, app, report, reason):
-            progress(outcome.line())
+    except BaseException as error:
+        output.record(f"bgdeploy: {type(error).__name__}: {error}")
+        output.close()
+        raise
+    text = remote.format_results(report.results, report.heading())
     if as_json:
         echo_json(report.to_dict())
     else:
-        click.echo(remote.format_results(report.results, report.heading()))
+        click.echo(text)
+    output.record(text)
+    output.close()
     if not report.ok:
         sys.exit(1)

@@ -7,7 +7,14 @@ import sys
 
 import click
 
-from bgdeploy.cli.main import echo_json, finish, handle_errors, json_option, progress, yes_option
+from bgdeploy.cli.main import (
+    echo_json,
+    finish,
+    handle_errors,
+    json_option,
+    output_options,
+    yes_option,
+)
 
 
 @click.group("snapshot")
@@ -67,8 +74,9 @@ def snapshot_verify(env: str, snapshot_id: str) -> None:
 @click.pass_obj
 @click.argument("snapshot_id", metavar="ID")
 @yes_option
+@output_options
 @handle_errors
-def snapshot_restore(env: str, snapshot_id: str, yes: bool) -> None:
+def snapshot_restore(env: str, snapshot_id: str, yes: bool, quiet: bool, verbose: bool) -> None:
     """Restore snapshot ID into ENV's database (asks first).
 
     The snapshot is verified, the deploy lock taken on every web host, the dump restored
@@ -76,16 +84,38 @@ def snapshot_restore(env: str, snapshot_id: str, yes: bool) -> None:
     mode (php artisan down), the scratch database swapped in under the live name, and every
     host brought back (php artisan up, workers restarted), also on failure. The replaced
     database is kept as DB_before_restore. A failure leaves the live database untouched.
+    The full log goes to .bgdeploy/runs/RUN_ID.log (named at the end, and journaled).
     """
-    from bgdeploy.fleet import remote
+    from bgdeploy.cli import live
+    from bgdeploy.fleet import remote, runner
     from bgdeploy.oncall import snapshots
+
+    environment = runner.check_environment(env)
+    settings = environment.settings[environment.web[0]]
+    output = live.for_run(settings.run_log_dir, quiet, verbose)
+    assert output.runlog is not None
+    log = str(output.runlog.path)
 
     def confirm(question: str) -> None:
         if not yes:
+            output.pause()  # the question is asked below the progress, never under it
             click.confirm(question, abort=True)
+            output.start()
 
-    report = snapshots.restore(env, snapshot_id, confirm, progress=progress)
-    click.echo(remote.format_results(report.results, f"restore {report.name}"))
+    try:
+        with output:
+            output.say(f"restoring {snapshot_id} to {env}, run {output.runlog.run_id}")
+            report = snapshots.restore(env, snapshot_id, confirm, output.progress, log)
+    except BaseException as error:
+        output.record(f"bgdeploy: {type(error).__name__}: {error}")
+        output.close()
+        raise
+    text = remote.format_results(report.results, f"restore {report.name}")
+    click.echo(text)
+    output.record(text)
     if not report.ok:
         click.echo(f"bgdeploy: {report.error or 'restore failed'}", err=True)
+        output.record(f"bgdeploy: {report.error or 'restore failed'}")
+    output.close()
+    if not report.ok:
         sys.exit(1)

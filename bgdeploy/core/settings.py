@@ -79,6 +79,7 @@ POLICY_KEYS = frozenset({"deploy_windows", "blackouts", "timezone"})
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\Z")
 _PATH = re.compile(r"^/[A-Za-z0-9_./-]*\Z")
 _VERSION = re.compile(r"^\d+\.\d+\Z")
+_DIR = re.compile(r"^[A-Za-z0-9_./~-]{1,255}\Z")
 _URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9_./-]*)?\Z")
 
 
@@ -143,6 +144,8 @@ class Settings:
     ``hooks/STAGE/`` of the deploy repository (:mod:`bgdeploy.oncall.hooks`)."""
     hook_timeout: float = 60.0
     """Seconds one hook may run before it is stopped (and counts as failed)."""
+    run_log_dir: str | None = None
+    """Where the operator's machine keeps each run's log (:mod:`bgdeploy.core.runlog`)."""
     # The automatic pipeline (bgdeploy ship, bgdeploy/strategies/ship.py).
     staging_environment: str | None = None
     """The environment ``bgdeploy ship`` deploys to and checks before this one (None: no
@@ -360,6 +363,7 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         asset_paths=_asset_paths(read),
         hooks=_hooks(read),
         hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,
+        run_log_dir=None if data.get("run_log_dir") is None else read.text("run_log_dir", _DIR),
         staging_environment=_staging_environment(read),
         staging_checks=_staging_checks(read),
         staging_check_timeout=(

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from bgdeploy.core import settings as settings_mod
 from bgdeploy.core.errors import ConfigError, OperationFailed
+from bgdeploy.core.progress import RunObserver
 from bgdeploy.core.settings import ROOT, Settings
 
 ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
@@ -174,23 +176,51 @@ def run_deploy(
     limit: list[str] | None = None,
     stream: bool = True,
     checked: bool = False,
+    observer: RunObserver | None = None,
 ) -> DeployRun:
     """Run ``pyinfra -y --json inventories/ENV.py deploys/FILE`` from the repository root.
 
-    pyinfra's progress (stderr) is shown as it comes when ``stream`` is set; the JSON results
-    (stdout) are parsed. The inventory and settings are validated first, unless ``checked``
-    (the caller just did: :func:`bgdeploy.strategies.deploying.check_request`).
+    pyinfra's log (stderr) goes to ``observer.log`` line by line as it comes, and the run's
+    events (:mod:`bgdeploy.fleet.events`) to ``observer.event``; without an observer the log
+    is copied to stderr when ``stream`` is set. The JSON results (stdout) are parsed. The
+    inventory and settings are validated first, unless ``checked`` (the caller just did:
+    :func:`bgdeploy.strategies.deploying.check_request`).
     """
+    from bgdeploy.fleet import events
+
     if not checked:
         check_environment(env, data)
     args = [sys.executable, "-m", "pyinfra", "-y", "--json", str(inventory_path(env)), deploy_file]
     args += data_args(data or {})
     for item in limit or []:
         args += ["--limit", item]
-    env_vars = {**os.environ, "PYINFRA_PROGRESS": "off"}
-    proc = subprocess.Popen(
-        args, cwd=ROOT, env=env_vars, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    with tempfile.TemporaryDirectory(prefix="bgdeploy-events-") as tmp:
+        events_path = Path(tmp) / "events.jsonl"
+        events_path.touch()
+        env_vars = {**os.environ, "PYINFRA_PROGRESS": "off"}
+        if observer is not None:
+            env_vars[events.EVENTS_VARIABLE] = str(events_path)
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=env_vars, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        tail = EventTail(events_path, observer) if observer is not None else None
+        try:
+            code, stdout, captured = _follow(proc, observer, stream)
+        finally:
+            if tail is not None:
+                tail.stop()
+    try:
+        parsed = json.loads(stdout) if stdout.strip() else {}
+    except json.JSONDecodeError:
+        raise OperationFailed(f"pyinfra printed no JSON result (exit {code})") from None
+    return DeployRun(code, parsed.get("results", {}), "".join(captured))
+
+
+def _follow(
+    proc: subprocess.Popen[str], observer: RunObserver | None, stream: bool
+) -> tuple[int, str, list[str]]:
+    """Read pyinfra's stderr line by line (to the observer or our stderr) until it ends;
+    its exit code, stdout and stderr lines. Ctrl-C here stops pyinfra first."""
     captured: list[str] = []
     assert proc.stderr is not None and proc.stdout is not None
     # stdout (the JSON) is read on its own thread: reading it only after stderr would deadlock
@@ -201,20 +231,52 @@ def run_deploy(
     try:
         for line in proc.stderr:
             captured.append(line)
-            if stream:
+            if observer is not None:
+                observer.log(line.rstrip("\n"))
+            elif stream:
                 sys.stderr.write(line)
         code = proc.wait()
         reader.join()
-        stdout = out[0] if out else ""
     except BaseException:
         # Ctrl-C (or any error) here: pyinfra must not go on changing hosts behind our back.
         stop_process(proc)
         raise
-    try:
-        parsed = json.loads(stdout) if stdout.strip() else {}
-    except json.JSONDecodeError:
-        raise OperationFailed(f"pyinfra printed no JSON result (exit {code})") from None
-    return DeployRun(code, parsed.get("results", {}), "".join(captured))
+    return code, out[0] if out else "", captured
+
+
+class EventTail:
+    """Reads the events file as pyinfra appends to it, on a thread of its own, and hands
+    each event to the observer; :meth:`stop` reads what is left first."""
+
+    def __init__(self, path: Path, observer: RunObserver, interval: float = 0.1) -> None:
+        self.path, self.observer, self.interval = path, observer, interval
+        self.done = threading.Event()
+        self.offset = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.interval):
+            self._read()
+
+    def _read(self) -> None:
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for raw in complete.splitlines():
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                self.observer.event(event)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self._read()
 
 
 def stop_process(proc: subprocess.Popen[str], grace: float = 5.0) -> None:
@@ -239,7 +301,13 @@ def current_settings() -> Settings:
     """The settings of the host a deploy file is running for (pyinfra's ``host``).
 
     Deploy files call this first: a wrong value stops the run before any operation is added.
+    It also reports the run's operations to ``bgdeploy`` when it asked for them
+    (:mod:`bgdeploy.fleet.events`).
     """
     from pyinfra import host
+    from pyinfra.context import ctx_state
 
+    from bgdeploy.fleet import events
+
+    events.attach(ctx_state.get())
     return host_settings(host, env_of_host(host))

@@ -242,6 +242,8 @@ class Restore:
     web: dict[str, remote.HostResult] = field(default_factory=dict)
     swapped: bool = False
     error: str = ""
+    log: str = ""
+    """The operator's log file of this restore, journaled (``details.log``)."""
 
     @property
     def results(self) -> list[remote.HostResult]:
@@ -252,7 +254,9 @@ class Restore:
         return self.swapped and not self.error and all(r.ok for r in self.results)
 
 
-def restore(env: str, name: str, confirm: Confirm, progress: Progress = quiet) -> Restore:
+def restore(
+    env: str, name: str, confirm: Confirm, progress: Progress = quiet, log: str = ""
+) -> Restore:
     """Restore snapshot ``name`` into ``env``'s database (see the module's description).
 
     ``confirm(question)`` is asked once the snapshot is verified; it stops the restore by
@@ -279,7 +283,7 @@ def restore(env: str, name: str, confirm: Confirm, progress: Progress = quiet) -
         "host goes into maintenance mode for the swap, and what was written since the "
         f"snapshot is replaced (the current database is kept as {before})."
     )
-    report = Restore(snapshot)
+    report = Restore(snapshot, log=log)
     paths = {target.name: where.settings[target.name].lock_path for target in where.web}
     fleet = fabric_backend.PerCommandFleet(where.web)
     with fleetlock.hold(
@@ -372,6 +376,8 @@ def _finish(where: Place, report: Restore, down: list[str], before: str) -> None
     else:
         message = f"{report.name} not restored: {report.error or 'interrupted'}"
     entry_details = _restore_details(where, report.name, before)
+    if report.log:
+        entry_details["log"] = report.log
 
     def task(host: fabric_backend.Host) -> str:
         target = host.target

@@ -141,7 +141,7 @@ def _smoke(state: Any, host: Any, run: ReleaseRun) -> bool:
     bg = state_of(run)
     hostrun = run.hosts[host.name]
     settings = hostrun.settings
-    started = time.monotonic()
+    started = release.begin_step(hostrun, "smoke tests")
     token = settings_mod.secrets_from_env(("API_TOKEN",))["API_TOKEN"]
     fleet = PyinfraFleet(state, [host.name])
     _, out, _ = fleet.run(
@@ -188,6 +188,8 @@ def _switch(state: Any, host: Any, run: ReleaseRun) -> bool:
     settings = run.hosts[host.name].settings
     fleet = PyinfraFleet(state, run.web_order)
     colours = read_colours(fleet, settings)
+    for name in run.web_order:
+        release.begin_step(run.hosts[name], "switch")
     report = switch.switch(
         fleet, settings, bg.idle, who=run.who, reason=run.reason, colours=colours
     )
@@ -225,6 +227,8 @@ def _monitor(state: Any, host: Any, run: ReleaseRun) -> bool:
     fleet = PyinfraFleet(state, run.web_order)
     probe = commands.health_probe(settings.public_port, settings.health_path)
     deadline = time.monotonic() + settings.monitor_window
+    for name in run.web_order:
+        release.begin_step(run.hosts[name], "monitor health")
     started = time.monotonic()
     problem = ""
     while True:
@@ -335,6 +339,8 @@ def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
     percent = canary_mod.check_percent(host.data.get("canary"))
     fleet = PyinfraFleet(state, run.web_order)
     colours = read_colours(fleet, settings)
+    for name in run.web_order:
+        release.begin_step(run.hosts[name], "canary")
     trial = _Canary(run, fleet, settings, colours, percent, started=time.monotonic())
     results = canary_mod.start(fleet, settings, bg.live, bg.idle, percent)
     if not all(result.ok for result in results):

@@ -31,7 +31,7 @@ from typing import Any
 
 from bgdeploy.core import approvals, journal, lock, refs, windows
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
-from bgdeploy.core.progress import Progress, quiet
+from bgdeploy.core.progress import Progress, RunObserver, quiet
 from bgdeploy.core.release_report import ReleaseReport
 from bgdeploy.fleet import runner
 from bgdeploy.oncall import hooks as hooks_mod
@@ -61,6 +61,8 @@ class DeployRequest:
     hooks: Mapping[str, list[str]] = field(default_factory=dict)
     """group_data's ``hooks`` (:mod:`bgdeploy.oncall.hooks`), beside ``hooks/STAGE/``."""
     hook_timeout: float = hooks_mod.DEFAULT_TIMEOUT
+    run_log_dir: str | None = None
+    """group_data's ``run_log_dir``: where the run's log goes (:mod:`bgdeploy.core.runlog`)."""
     ask: approvals.Ask = field(default_factory=approvals.Ask)
     """The kind of deploy and what the operator said for it (:mod:`bgdeploy.core.approvals`)."""
 
@@ -69,8 +71,9 @@ class DeployRequest:
         """The pyinfra deploy file of the strategy."""
         return DEPLOY_FILES[self.strategy]
 
-    def data(self, run_id: str, report_path: str) -> dict[str, Any]:
-        """The ``--data`` values for ``deploys/release.py``."""
+    def data(self, run_id: str, report_path: str, log_path: str = "") -> dict[str, Any]:
+        """The ``--data`` values for ``deploys/release.py`` (``log_path``: the run's log
+        file, which the journal names)."""
         data: dict[str, Any] = {
             "ref": self.ref,
             "force": self.force,
@@ -78,6 +81,8 @@ class DeployRequest:
             "bgdeploy_run_id": run_id,
             "bgdeploy_report": report_path,
         }
+        if log_path:
+            data["bgdeploy_log"] = log_path
         if self.reason:
             data["reason"] = self.reason
         if self.emergency_reason:
@@ -178,6 +183,7 @@ def check_request(
         canary=canary,
         hooks=settings.hooks,
         hook_timeout=settings.hook_timeout,
+        run_log_dir=settings.run_log_dir,
         ask=ask,
     )
 
@@ -194,11 +200,15 @@ def deploy(
     request: DeployRequest,
     stream: bool = True,
     progress: Progress = quiet,
+    observer: RunObserver | None = None,
     run_id: str | None = None,
+    log_path: str = "",
 ) -> ReleaseReport:
     """Run the release and return its report (see :meth:`ReleaseReport.exit_code`).
-    ``run_id``: the run's id (``bgdeploy ship`` gives its own to both its deploys); new by
-    default.
+
+    ``observer`` follows pyinfra's log and the run's events (the CLI's live view and log
+    file); ``run_id`` names the run (a new one by default; ``bgdeploy ship`` gives its own to
+    both its deploys); ``log_path``, the run's log file, is journaled on every host.
 
     Raises :class:`Interrupted` after a Ctrl-C, once the hosts are recovered, and
     :class:`PolicyRefusal` (exit 3, no host touched) when a pre-deploy hook fails.
@@ -209,10 +219,15 @@ def deploy(
         progress(outcome.line())
     with tempfile.TemporaryDirectory(prefix="bgdeploy-release-") as tmp:
         report_path = str(Path(tmp) / "report.json")
-        data = request.data(run_id, report_path)
+        data = request.data(run_id, report_path, log_path)
         try:
             result = runner.run_deploy(
-                request.env, request.deploy_file, data, stream=stream, checked=True
+                request.env,
+                request.deploy_file,
+                data,
+                stream=stream,
+                checked=True,
+                observer=observer,
             )
         except KeyboardInterrupt:
             progress("interrupted: stopping pyinfra and restoring the hosts it changed")

@@ -46,6 +46,8 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Sandboxes of this test run keep their state here (never the operator's)."""
     path = tmp_path_factory.mktemp("bgdeploy-state")
     os.environ["BGDEPLOY_STATE_DIR"] = str(path)
+    # Run logs too (bgdeploy/core/runlog.py), not in the checkout's .bgdeploy/runs.
+    os.environ["BGDEPLOY_RUN_LOG_DIR"] = str(path / "runs")
     return path
 
 

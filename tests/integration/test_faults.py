@@ -165,6 +165,8 @@ class Watched:
     def __init__(self, args: list[str], state: sandbox.SandboxState, on: dict[str, Any]) -> None:
         env = {**os.environ, "PYINFRA_PROGRESS": "off", **sandbox_run_env(state)}
         program = str(Path(sys.executable).parent / args[0])
+        if args[:2] == ["bgdeploy", "deploy"]:
+            args = [*args, "--verbose"]  # pyinfra's log too: its lines are what is watched
         self.proc = subprocess.Popen(
             [program, *args[1:]],
             cwd=ROOT,

@@ -10,6 +10,8 @@ notification sent on the way fails, and its failure report is searched too.
 from __future__ import annotations
 
 import http.server
+import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +84,19 @@ def test_no_secret_in_any_output_journal_or_state_file(
         captured.append(f"$ {' '.join(args)}\n{proc.stdout}\n{proc.stderr}")
         if expected is not None:
             assert proc.returncode == expected, captured[-1][-3000:]
+    newest = json.loads(run(["bgdeploy", "snapshot", "sandbox", "list", "--json"], env=env).stdout)
+    args = ["bgdeploy", "snapshot", "sandbox", "restore", newest[0]["name"], "--yes"]
+    proc = run(args, env=env)
+    captured.append(f"$ {' '.join(args)}\n{proc.stdout}\n{proc.stderr}")
+    assert proc.returncode == 0, captured[-1][-3000:]
+    # Every deploy, rollback and restore left its full log (in the state directory here:
+    # conftest sets BGDEPLOY_RUN_LOG_DIR), named at the end of its output; searched below.
+    named = re.findall(r"^log: (\S+)$", "\n".join(captured), re.MULTILINE)
+    assert len(named) == 4, named  # two deploys, the rollback, the restore
+    for path in map(Path, named):
+        assert path.is_file() and path.is_relative_to(state_dir), path
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+    assert "--> Starting operation: Install dependencies" in Path(named[0]).read_text()
 
     journal = "/var/www/bideshgomon/.bgdeploy/journal.jsonl"
     for host in [web.name for web in state.group("web")] + ["db"]:

@@ -60,6 +60,7 @@ class _WebFacts:
     colour_dir: str = ""
     live_sha: str = ""
     error: str = ""
+    colours: colours.HostColours | None = None
 
 
 def _read_web(
@@ -69,6 +70,7 @@ def _read_web(
     found.holder = lock.parse_lock(out) if ok else None
     _, out, _ = _run(via, commands.colour_facts(settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE))
     live = colours.parse_facts(name, out)
+    found.colours = live
     found.live_sha = live.heads.get(live.current, "")
     code = delivery.Delivery(settings)
     ok, out, err = _run(via, code.facts_command(settings.app_root, idle, servers.SECRET_NAMES))
@@ -161,6 +163,7 @@ def run(
             checklist.unreachable.append(result.host)
             checklist.checks.append(Check("reach", FAIL, result.error, result.host))
     _web_checks(checklist, environment, web_facts)
+    checklist.colours = {n: f.colours for n, f in web_facts.items() if f.colours is not None}
     migrate = web_facts[migrate_host]
     if migrate_host not in checklist.unreachable and not migrate.error:
         _commit_checks(checklist, request, environment, migrate_host, migrate, db_facts, moment)

@@ -85,6 +85,9 @@ class Checklist:
     sha: str | None = None
     checks: list[Check] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
+    colours: dict[str, Any] = field(default_factory=dict)
+    """Each web host's colours as read (:class:`bgdeploy.fleet.colours.HostColours`): what a
+    deploy's plan starts from (not in :meth:`to_dict`)."""
 
     @property
     def status(self) -> Status:

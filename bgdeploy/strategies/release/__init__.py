@@ -86,6 +86,7 @@ from bgdeploy.strategies.release.live import go_live, restore_on_failure, warm_u
 from bgdeploy.strategies.release.operations import (
     abort_batch,
     add_operation,
+    begin_step,
     fail_host,
     record_step,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "abort_batch",
     "add_operation",
     "begin",
+    "begin_step",
     "check_out",
     "current",
     "current_host",

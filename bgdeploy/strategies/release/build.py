@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 from typing import Any
 
 from pyinfra import logger
@@ -27,6 +26,7 @@ from bgdeploy.core.explain import explain
 from bgdeploy.strategies.release.operations import (
     abort_batch,
     add_operation,
+    begin_step,
     fail_host,
     record_step,
     run_command,
@@ -110,7 +110,7 @@ def _build_step(state: Any, host: Any, release: ReleaseRun, batch: int, step: st
 
 def _pack_assets(release: ReleaseRun, run: HostRun, host: Any) -> bool:
     """On the host that built them: the assets packed and brought here, once for all hosts."""
-    started = time.monotonic()
+    started = begin_step(run, "pack the assets")
     archive = f"{run.live_dir}/{commands.ASSETS_ARCHIVE}"
     ok, out, err = run_command(host, commands.pack_assets(run.live_dir, run.settings.asset_paths))
     packed = io.BytesIO()
@@ -139,7 +139,7 @@ def _receive_assets(state: Any, host: Any, release: ReleaseRun, batch: int) -> b
     their checksum matches."""
     run = release.hosts[host.name]
     assert release.assets is not None
-    started = time.monotonic()
+    started = begin_step(run, "receive the assets")
     archive = f"{run.live_dir}/{commands.ASSETS_ARCHIVE}"
     try:
         ok, err = bool(host.put_file(io.BytesIO(release.assets), archive)), ""

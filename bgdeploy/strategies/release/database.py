@@ -14,7 +14,6 @@ previous release is restored (in place) or nothing is switched (blue-green).
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +25,7 @@ from bgdeploy.core.explain import explain
 from bgdeploy.strategies.release.operations import (
     abort_batch,
     add_operation,
+    begin_step,
     fail_host,
     record_step,
     run_command,
@@ -69,7 +69,7 @@ def _snapshot(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
         # What the database looks like before migrating: a failed migrate must leave it so.
         commands.schema_fingerprint(settings.db_port, settings.db_name),
     )
-    started = time.monotonic()
+    started = begin_step(release.hosts[host.name], "snapshot")
     ok, out, err = run_command(host, command)
     found = commands.SNAPSHOT_CREATED.search(out)
     fingerprint = schema.parse_fingerprint(out)
@@ -125,7 +125,7 @@ def run_migrations(release: ReleaseRun, batch: int) -> None:
 
 def _migrate(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
     run = release.hosts[host.name]
-    started = time.monotonic()
+    started = begin_step(run, "migrate")
     ok, out, err = run_command(host, commands.in_dir(run.live_dir, commands.migrate()), pty=True)
     if ok:
         release.migrated = True

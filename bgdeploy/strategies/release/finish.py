@@ -143,6 +143,8 @@ def journal_entries(release: ReleaseRun, run: HostRun) -> list[journal.JournalEn
         "skipped": "skipped",
     }.get(outcome.result, "failed")
     details: dict[str, Any] = {"run": release.run_id, "strategy": release.strategy}
+    if release.log_path:
+        details["log"] = release.log_path
     if outcome.failed_step:
         details["failed_step"] = outcome.failed_step
     if snapshot:

@@ -41,6 +41,7 @@ from bgdeploy.core.settings import Settings
 from bgdeploy.fleet import delivery
 from bgdeploy.strategies.release.operations import (
     add_operation,
+    begin_step,
     fail_host,
     record_step,
     run_command,
@@ -241,7 +242,7 @@ def _take_lock(state: Any, host: Any, release: ReleaseRun) -> bool:
     run = release.hosts[host.name]
     run.started = time.monotonic()
     info = lock.new_lock(release.ref, release.run_id)
-    started = time.monotonic()
+    started = begin_step(run, "take the deploy lock")
     ok, out, err = run_command(host, commands.lock_acquire(run.settings.lock_path, info.to_json()))
     try:
         acquired, holder = lock.parse_acquire_output(out) if ok else (False, None)
@@ -287,7 +288,7 @@ def preflight(release: ReleaseRun) -> None:
 def _preflight(state: Any, host: Any, release: ReleaseRun) -> bool:
     run = release.hosts[host.name]
     settings = run.settings
-    started = time.monotonic()
+    started = begin_step(run, "preflight")
     start_entry = journal.new_entry(
         "deploy_start",
         who=release.who,

@@ -25,6 +25,7 @@ from bgdeploy.core.explain import explain
 from bgdeploy.core.settings import Settings
 from bgdeploy.strategies.release.operations import (
     add_operation,
+    begin_step,
     fail_host,
     record_step,
     run_command,
@@ -113,7 +114,7 @@ def _probe_until(host: Any, settings: Settings, sha: str | None) -> tuple[bool, 
 
 def _verify_health(state: Any, host: Any, release: ReleaseRun) -> bool:
     run = release.hosts[host.name]
-    started = time.monotonic()
+    started = begin_step(run, "verify health")
     ok, message = _probe_until(host, run.settings, release.sha)
     record_step(run, "verify health", started, ok, "" if ok else message)
     if ok:
@@ -165,13 +166,13 @@ def _restore(state: Any, host: Any, release: ReleaseRun, batch: int) -> bool:
         f"({cause} failed)"
     )
     for step, command in steps:
-        started = time.monotonic()
+        started = begin_step(run, f"restore: {step}")
         ok, out, err = run_command(host, command, pty=True)
         record_step(run, f"restore: {step}", started, ok, "" if ok else explain(out, err))
         if not ok:
             return _restore_failed(release, run, host, f"restore: {step}", explain(out, err))
     outcome.sha_after = outcome.sha_before
-    started = time.monotonic()
+    started = begin_step(run, "restore: verify health")
     ok, message = _probe_until(host, settings, outcome.sha_before)
     record_step(run, "restore: verify health", started, ok, "" if ok else message)
     if not ok:

@@ -25,12 +25,35 @@ from pyinfra.operations import python
 from bgdeploy import commands
 from bgdeploy.core.explain import explain, first_line
 from bgdeploy.core.release_report import StepResult
-from bgdeploy.fleet import pyinfra_backend
+from bgdeploy.fleet import events, pyinfra_backend
 from bgdeploy.fleet.executor import CommandResult
 from bgdeploy.strategies.release.run import HostRun, ReleaseRun
 
 COMMAND_TIMEOUT = 1800
 """Seconds any one command of a release may take (composer and npm on a slow mirror)."""
+
+STAGES = {
+    "Take the deploy lock": "lock",
+    "Preflight": "preflight",
+    "Already live?": "preflight",
+    "Check out the release": "build",
+    "Install dependencies": "build",
+    "Receive the assets": "build",
+    "Snapshot the database": "snapshot",
+    "Run migrations": "migrate",
+    "Go live": "go live",
+    "Warm up": "build",
+    "Smoke-test the idle colour": "smoke",
+    "Switch colours": "switch",
+    "Canary": "canary window",
+    "Monitor health": "health watch",
+    "Restore the previous release": "restore",
+    "Write the journal": "finish",
+    "Release the deploy lock": "finish",
+    "Finish": "finish",
+}
+"""The stage of the run each operation belongs to (what the live view shows above the
+hosts); an operation not listed is a stage of its own name."""
 
 
 def run_command(
@@ -59,7 +82,7 @@ def run_step(release: ReleaseRun, run: HostRun, host: Any, step: str) -> bool:
     that explain it. Returns whether it succeeded."""
     assert release.sha is not None
     command = dict(commands.release_steps(run.settings, run.live_dir, release.sha))[step]
-    started = time.monotonic()
+    started = begin_step(run, step)
     ok, out, err = run_command(host, command, pty=True)
     message = "" if ok else explain(out, err)
     record_step(run, step, started, ok, message)
@@ -69,18 +92,22 @@ def run_step(release: ReleaseRun, run: HostRun, host: Any, step: str) -> bool:
     return ok
 
 
+def begin_step(run: HostRun, name: str) -> float:
+    """Say that step ``name`` starts on the host (the operator's live view shows it); the
+    monotonic time to pass to :func:`record_step`."""
+    events.emit("step_start", host=run.name, name=name)
+    return time.monotonic()
+
+
 def record_step(run: HostRun, name: str, started: float, ok: bool, message: str = "") -> None:
     """Add step ``name`` (begun at ``started``, a monotonic time) to the host's outcome: ok
     or failed, with the ``message`` that explains a failure."""
     run.last_step_end = time.monotonic()
+    seconds = round(time.monotonic() - started, 2)
     run.outcome.steps.append(
-        StepResult(
-            name=name,
-            seconds=round(time.monotonic() - started, 2),
-            result="ok" if ok else "failed",
-            message=message,
-        )
+        StepResult(name=name, seconds=seconds, result="ok" if ok else "failed", message=message)
     )
+    events.emit("step_end", host=run.name, name=name, ok=ok, seconds=seconds, message=message)
 
 
 def fail_host(run: HostRun, step: str, message: str, host: Any) -> None:
@@ -112,9 +139,15 @@ def add_operation(
     """Add operation ``name`` to the current host: ``function(**kwargs)`` runs at execute
     time where ``when()`` says so (every host gets every operation, so they share one
     order)."""
+    stage = STAGES.get(name, name)
+
+    def staged(state: Any, host: Any, **kw: Any) -> bool:  # pyinfra passes these by name
+        events.emit("stage", name=stage)
+        return function(state, host, **kw)
+
     python.call(
         name=name,
-        function=function,
+        function=staged,
         _if=when,
         _ignore_errors=ignore_errors,
         **kwargs,

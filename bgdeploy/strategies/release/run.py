@@ -106,6 +106,8 @@ class ReleaseRun:
     """The release's assets (``asset_paths``) as built on :attr:`asset_builders`, packed."""
     assets_sha256: str = ""
     asset_builders: dict[int, str] = field(default_factory=dict)
+    log_path: str | None = None
+    """The operator's log file of this run (``--data bgdeploy_log``), which the journal names."""
     ask: approvals.Ask = field(default_factory=approvals.Ask)
     """The kind of deploy and what the operator said for it (``--data deploy_kind=...``)."""
     approval: approvals.ApprovalDecision | None = None
@@ -328,6 +330,7 @@ def _new_run(
         ),
         report=ReleaseReport(env=settings.env, ref=ref, run=run_id),
         strategy=strategy,
+        log_path=_data_text(data, "bgdeploy_log"),
     )
     run.report.who = run.who
     decision = windows.decide(settings.window, datetime.now(UTC), run.emergency_reason)

@@ -82,6 +82,8 @@ def journal_entry(
 ) -> JournalEntry:
     """The ``rollback`` journal line of one host: the release left is ``bad_release``."""
     details: dict[str, Any] = {"strategy": strategy, **(extra or {})}
+    if request.log:
+        details["log"] = request.log
     if left and left != sha:
         details["bad_release"] = left
     if request.to:

@@ -31,6 +31,8 @@ class RollbackRequest:
     reason: str | None = None
     smoke: bool = True
     token: str = ""
+    log: str = ""
+    """The operator's log file of this rollback, journaled (``details.log``)."""
 
     @property
     def settings(self) -> Settings:
