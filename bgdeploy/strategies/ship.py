@@ -35,9 +35,10 @@ Secrets: each deploy runs with the variables of its own environment. The staging
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -46,7 +47,7 @@ from bgdeploy.checks import preflight
 from bgdeploy.core import journal, lock
 from bgdeploy.core import settings as settings_mod
 from bgdeploy.core.errors import BgdeployError, ConfigError
-from bgdeploy.core.progress import Progress, quiet
+from bgdeploy.core.progress import Progress, RunObserver, quiet
 from bgdeploy.core.release_report import ReleaseReport
 from bgdeploy.core.settings import ROOT, SECRET_VARIABLES, Settings
 from bgdeploy.fleet import fabric_backend, remote, runner
@@ -71,6 +72,10 @@ class ShipRequest:
     check_timeout: float
     environ: Mapping[str, str]
     """The environment ship started with (before any inventory added its secrets)."""
+    run_log_dir: str | None = None
+    """ENV's ``run_log_dir``: where the ship's log goes."""
+    observer: RunObserver | None = None
+    log_path: str = ""
 
 
 @dataclass
@@ -179,12 +184,25 @@ def check_request(
         checks=settings.staging_checks,
         check_timeout=settings.staging_check_timeout,
         environ=pristine,
+        run_log_dir=settings.run_log_dir,
     )
 
 
-def ship(request: ShipRequest, progress: Progress = quiet) -> ShipReport:
-    """Run the stages in order, stopping at the first that does not pass (see the module)."""
-    report = ShipReport(request.env, request.ref, lock.new_run_id())
+def ship(
+    request: ShipRequest,
+    progress: Progress = quiet,
+    observer: RunObserver | None = None,
+    run_id: str | None = None,
+    log_path: str = "",
+    on_stage: Callable[[str, str], None] | None = None,
+) -> ShipReport:
+    """Run the stages in order, stopping at the first that does not pass (see the module).
+
+    ``observer`` follows both deploys' pyinfra logs and events (the CLI's live view and the
+    ship's log file, ``log_path``, journaled by both); ``on_stage(name, env)`` is told when a
+    stage starts (the live view starts a new set of host lines)."""
+    report = ShipReport(request.env, request.ref, run_id or lock.new_run_id())
+    request = dataclasses.replace(request, observer=observer, log_path=log_path)
     staging_env = request.staging.env if request.staging else "-"
     report.stages = [
         Stage("preflight", request.env),
@@ -200,6 +218,8 @@ def ship(request: ShipRequest, progress: Progress = quiet) -> ShipReport:
     )
     for name, step in steps:
         stage = report.stage(name)
+        if on_stage is not None:
+            on_stage(name, stage.env)
         progress(f"== ship {report.run_id}: {name} ({stage.env})")
         started = time.monotonic()
         try:
@@ -243,7 +263,10 @@ def _staging_deploy(
         stage.detail = "no staging_environment: straight to the canary"
         return 0
     with environment_of(request.staging.env, request.env, request.environ):
-        deployed = deploying.deploy(request.staging, progress=progress, run_id=report.run_id)
+        deployed = deploying.deploy(
+            request.staging, progress=progress, observer=request.observer,
+            run_id=report.run_id, log_path=request.log_path,
+        )  # fmt: skip
     return _deploy_result(deployed, stage, report)
 
 
@@ -270,7 +293,10 @@ def _staging_checks(
 
 def _canary(request: ShipRequest, report: ShipReport, stage: Stage, progress: Progress) -> int:
     with environment_of(request.env, request.env, request.environ):
-        deployed = deploying.deploy(request.production, progress=progress, run_id=report.run_id)
+        deployed = deploying.deploy(
+            request.production, progress=progress, observer=request.observer,
+            run_id=report.run_id, log_path=request.log_path,
+        )  # fmt: skip
     return _deploy_result(deployed, stage, report)
 
 

@@ -139,6 +139,10 @@ def test_a_release_failing_a_staging_check_never_reaches_production(
     assert "staging checks  sandbox_staging  failed" in proc.stdout, proc.stdout
     assert "sh -c echo checkout page broken; exit 4: FAILED (exit 4" in proc.stdout
     assert "checkout page broken" in proc.stdout
+    # The whole ship in one log file, named at the end: the staging deploy's pyinfra log too.
+    log = Path(proc.stderr.strip().splitlines()[-1].removeprefix("log: "))
+    text = log.read_text()
+    assert "staging checks" in text and "Starting operation" in text and sha[:12] in text
     assert "canary          sandbox          skipped" in proc.stdout
     assert served(staging) == {sha}  # staging keeps it, to be looked at
     # Production: not one request, not one journal line (but the ship's own).
