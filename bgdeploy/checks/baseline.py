@@ -1,0 +1,395 @@
+"""Canary analysis: the colour under test compared with the live colour over the same window.
+
+The runbook's absolute limits (:mod:`bgdeploy.checks.gate`) miss a release that makes every
+request 30 % slower but stays under 500 ms, or that breaks a route few clients call. The stable
+colour serves the same traffic, on the same machines, at the same time: what it does is the
+baseline. Each comparison below is made overall and, where the metrics carry a ``route`` label,
+route by route.
+
+**Error rate** (a statistical test): the canary's errors are compared with the baseline's by a
+one-sided Fisher exact test (the hypergeometric tail: given all the errors of both colours,
+how likely is it that the canary got at least as many of them by chance?). The check fails when
+that probability is below the significance, ``significance`` (default 0.01) shared evenly among
+the error comparisons made (Bonferroni: 0.01 over 5 comparisons is 0.002 each), so the chance of
+a false alarm for the whole analysis stays under ``significance``. Equal error rates never fail;
+no errors on the canary never fail.
+
+**Latency** (a ratio): the canary's p95 and p99 may be at most ``max_latency_increase`` (default
+0.2: 20 %) above the baseline's, and a difference under ``latency_slack`` seconds (default 0.01)
+never fails (a 4 ms p95 becoming 6 ms is noise, not a regression).
+
+**Too few requests**: a comparison needs ``min_requests`` requests on each side (default 100),
+and a quantile at least :data:`MIN_TAIL` requests above it on each side (p95: 100, p99: 500), else
+it is *not evaluated*: shown, never a pass. The overall error-rate comparison is required: not
+evaluated, it fails the gate as "no traffic to judge" does (the gate's ``no_traffic``); the others
+(routes, quantiles) not evaluated neither pass nor fail.
+
+The numbers come from Prometheus (:func:`prometheus_checks`: counts and quantiles per colour and
+route over the window) or from the gate's probes of both colours (:func:`probe_checks`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from bgdeploy.checks.gate import (
+    FAIL,
+    NOT_EVALUATED,
+    PASS,
+    GateCheck,
+    ProbeSample,
+    Thresholds,
+    p95_nearest_rank,
+)
+from bgdeploy.checks.metrics import (
+    PrometheusError,
+    Sample,
+    check_colour,
+    instant_query,
+    quantile_by_query,
+    requests_by_query,
+)
+from bgdeploy.core.errors import ConfigError
+
+ERROR_VS_BASELINE = "error rate vs baseline"
+P95_VS_BASELINE = "p95 vs baseline"
+P99_VS_BASELINE = "p99 vs baseline"
+QUANTILES = ((0.95, P95_VS_BASELINE), (0.99, P99_VS_BASELINE))
+
+MIN_TAIL = 5
+"""Requests above a quantile each side needs before that quantile is compared (p99: 500)."""
+
+OVERALL = ""
+"""The route of the comparisons over every request."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """How the canary is compared with the baseline (settings ``canary_*``).
+
+    + min_requests: requests each side needs before a comparison is made
+    + significance: the chance of a false alarm on the error rate, for the whole analysis
+    + max_latency_increase: how much above the baseline's a quantile may be (0.2: 20 %)
+    + latency_slack: seconds of difference that never fail a latency comparison
+    """
+
+    min_requests: int = 100
+    significance: float = 0.01
+    max_latency_increase: float = 0.2
+    latency_slack: float = 0.01
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("min_requests", self.min_requests, 1, 1e9),
+            ("significance", self.significance, 1e-9, 0.5),
+            ("max_latency_increase", self.max_latency_increase, 0, 100),
+            ("latency_slack", self.latency_slack, 0, 3600),
+        )
+        for key, value, low, high in checks:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not low <= value <= high
+            ):
+                raise ConfigError(
+                    f"canary setting {key} must be a number from {low:g} to {high:g}, not {value!r}"
+                )
+
+    def needed(self, quantile: float | None = None) -> int:
+        """Requests each side needs: ``min_requests``, and for a quantile, enough that
+        :data:`MIN_TAIL` of them lie above it."""
+        if quantile is None:
+            return int(self.min_requests)
+        return max(int(self.min_requests), math.ceil(MIN_TAIL / (1 - quantile) - 1e-9))
+
+
+# The statistics
+
+
+def fisher_one_sided(
+    canary_errors: int, canary_total: int, base_errors: int, base_total: int
+) -> float:
+    """P(the canary gets at least ``canary_errors`` of all the errors by chance): the upper tail
+    of the hypergeometric distribution (Fisher's exact test, one-sided), given both totals and
+    the errors of both colours together. 1.0 when the canary has no errors."""
+    for value in (canary_errors, canary_total, base_errors, base_total):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"counts must be whole numbers >= 0, not {value!r}")
+    if canary_errors > canary_total or base_errors > base_total:
+        raise ValueError("errors cannot exceed requests")
+    if canary_errors == 0:
+        return 1.0
+    population = canary_total + base_total
+    errors = canary_errors + base_errors
+    denominator = _log_comb(population, canary_total)
+    top = min(errors, canary_total)
+    terms = [
+        _log_comb(errors, k) + _log_comb(population - errors, canary_total - k) - denominator
+        for k in range(canary_errors, top + 1)
+    ]
+    peak = max(terms)
+    return min(1.0, math.exp(peak) * sum(math.exp(t - peak) for t in terms))
+
+
+def _log_comb(n: int, k: int) -> float:
+    if k < 0 or k > n:
+        return -math.inf
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Requests and errors of one colour on one route over the window."""
+
+    total: int
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.errors / self.total if self.total else math.nan
+
+
+def error_check(
+    canary: Counts,
+    base: Counts,
+    rules: Baseline,
+    *,
+    tests: int,
+    source: str,
+    route: str = OVERALL,
+    required: bool = False,
+    thresholds: Thresholds | None = None,
+) -> GateCheck:
+    """The error-rate comparison of one route (see the module). ``tests``: how many error
+    comparisons share the significance; ``required``: too few requests fails (per the gate's
+    ``no_traffic``) instead of "not evaluated"."""
+    alpha = rules.significance / max(1, tests)
+    counts = f"canary {canary.errors}/{canary.total} errors, baseline {base.errors}/{base.total}"
+    needed = rules.needed()
+    if min(canary.total, base.total) < needed:
+        why = f"not evaluated: too few requests ({counts}; at least {needed} each)"
+        return _not_evaluated(
+            ERROR_VS_BASELINE,
+            source,
+            canary.rate,
+            base.rate,
+            alpha,
+            why,
+            route,
+            required,
+            thresholds,
+        )
+    p = fisher_one_sided(canary.errors, canary.total, base.errors, base.total)
+    test = f"one-sided Fisher exact p = {p:.3g}"
+    limit = f"{alpha:.3g} ({rules.significance:g} over {tests} comparisons)"
+    if p < alpha:
+        verdict, reason = FAIL, f"{counts}: {test} < {limit}"
+    else:
+        verdict, reason = PASS, f"{counts}: {test} >= {limit}"
+    return GateCheck(
+        ERROR_VS_BASELINE,
+        source,
+        canary.rate,
+        alpha,
+        verdict,
+        reason,
+        baseline=base.rate,
+        route=route,
+    )
+
+
+def latency_check(
+    name: str,
+    quantile: float,
+    canary: float | None,
+    base: float | None,
+    canary_total: int,
+    base_total: int,
+    rules: Baseline,
+    *,
+    source: str,
+    route: str = OVERALL,
+) -> GateCheck:
+    """The comparison of one quantile (``canary`` and ``base`` in seconds; None or NaN when
+    there was none): fails when the canary's is more than ``max_latency_increase`` and more
+    than ``latency_slack`` seconds above the baseline's."""
+    needed = rules.needed(quantile)
+    counts = f"canary {canary_total} requests, baseline {base_total}"
+    if min(canary_total, base_total) < needed:
+        why = f"not evaluated: too few requests ({counts}; at least {needed} each)"
+        return _not_evaluated(name, source, canary, base, None, why, route, False, None)
+    if canary is None or base is None or not math.isfinite(canary) or not math.isfinite(base):
+        why = f"not evaluated: no {name.split()[0]} to compare (canary {canary}, baseline {base})"
+        return _not_evaluated(name, source, canary, base, None, why, route, False, None)
+    allowed = max(base * (1 + rules.max_latency_increase), base + rules.latency_slack)
+    ratio = canary / base if base > 0 else math.inf
+    shown = f"{canary * 1000:.1f}ms vs {base * 1000:.1f}ms ({ratio:.2f}x; {counts})"
+    rule = (
+        f"at most +{rules.max_latency_increase * 100:g}% or +{rules.latency_slack * 1000:g}ms: "
+        f"{allowed * 1000:.1f}ms"
+    )
+    verdict = PASS if canary <= allowed else FAIL
+    sign = "<=" if verdict == PASS else ">"
+    return GateCheck(
+        name,
+        source,
+        canary,
+        allowed,
+        verdict,
+        f"{shown} {sign} {rule}",
+        baseline=base,
+        route=route,
+    )
+
+
+def _not_evaluated(
+    name: str,
+    source: str,
+    canary: float | None,
+    base: float | None,
+    threshold: float | None,
+    why: str,
+    route: str,
+    required: bool,
+    thresholds: Thresholds | None,
+) -> GateCheck:
+    verdict = NOT_EVALUATED
+    if required:
+        passing = thresholds is not None and thresholds.no_traffic == PASS
+        verdict = PASS if passing else FAIL
+        why += " (passing: no_traffic=pass)" if passing else " (required before a promotion)"
+    limit = math.nan if threshold is None else threshold
+    return GateCheck(name, source, canary, limit, verdict, why, baseline=base, route=route)
+
+
+# Prometheus
+
+
+def prometheus_checks(
+    base_url: str,
+    canary: str,
+    live: str,
+    thresholds: Thresholds,
+    rules: Baseline,
+    *,
+    timeout: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> list[GateCheck]:
+    """The comparisons of ``canary`` with ``live`` over ``thresholds.window``, from Prometheus.
+
+    Queries (instant, both colours at once): requests and 5xx per colour and route
+    (``increase()``, rounded to whole requests), and p95 and p99 per colour and route and per
+    colour. A route label missing from the metrics means overall comparisons only. When
+    Prometheus fails, one failed check says why (the gate fails closed)."""
+    check_colour(canary)
+    check_colour(live)
+    window = thresholds.window
+    plan = {
+        "total": requests_by_query(window, errors=False),
+        "errors": requests_by_query(window, errors=True),
+    }
+    for quantile, _ in QUANTILES:
+        plan[f"{quantile}/route"] = quantile_by_query(quantile, window, by_route=True)
+        plan[f"{quantile}/all"] = quantile_by_query(quantile, window, by_route=False)
+    answers: dict[str, list[Sample]] = {}
+    for key, query in plan.items():
+        try:
+            answers[key] = instant_query(base_url, query, timeout, transport=transport)
+        except PrometheusError as error:
+            return [GateCheck(ERROR_VS_BASELINE, query, None, math.nan, FAIL, str(error))]
+    totals = _by_colour_route(answers["total"])
+    errors = _by_colour_route(answers["errors"])
+
+    def counts(colour: str, route: str | None) -> Counts:
+        def pick(found: Mapping[tuple[str, str], float]) -> int:
+            values = [v for (c, r), v in found.items() if c == colour and route in (None, r)]
+            return round(sum(v for v in values if math.isfinite(v)))
+
+        total = pick(totals)
+        return Counts(total, min(total, pick(errors)))
+
+    routes = sorted({r for (_, r) in totals if r})
+    compared = [OVERALL, *routes]
+    tests = len(compared)
+    checks: list[GateCheck] = []
+    for route in compared:
+        key = None if route == OVERALL else route
+        c, b = counts(canary, key), counts(live, key)
+        checks.append(
+            error_check(
+                c,
+                b,
+                rules,
+                tests=tests,
+                source=f"{plan['total']} ; {plan['errors']}",
+                route=route,
+                required=route == OVERALL,
+                thresholds=thresholds,
+            )
+        )
+        for quantile, name in QUANTILES:
+            query = plan[f"{quantile}/{'all' if route == OVERALL else 'route'}"]
+            found = _by_colour_route(
+                answers[f"{quantile}/{'all' if route == OVERALL else 'route'}"]
+            )
+            checks.append(
+                latency_check(
+                    name,
+                    quantile,
+                    found.get((canary, route)),
+                    found.get((live, route)),
+                    c.total,
+                    b.total,
+                    rules,
+                    source=query,
+                    route=route,
+                )
+            )
+    return checks
+
+
+def _by_colour_route(samples: Iterable[Sample]) -> dict[tuple[str, str], float]:
+    return {(s.labels.get("colour", ""), s.labels.get("route", "")): s.value for s in samples}
+
+
+# Probes
+
+
+def probe_checks(
+    canary: Sequence[ProbeSample],
+    base: Sequence[ProbeSample],
+    thresholds: Thresholds,
+    rules: Baseline,
+    *,
+    target: str,
+) -> list[GateCheck]:
+    """The comparisons of the canary's probes with the baseline's, probed alike over the same
+    window: the error rate (every answer that is not 2xx, and every transport error), and the
+    nearest-rank p95 and p99 of the answered probes. One route: what was probed."""
+    source = f"GET {target}: {len(canary)} canary probes, {len(base)} baseline probes"
+    c = Counts(len(canary), sum(1 for s in canary if not s.ok))
+    b = Counts(len(base), sum(1 for s in base if not s.ok))
+    checks = [
+        error_check(c, b, rules, tests=1, source=source, required=True, thresholds=thresholds)
+    ]
+    canary_seconds = [s.seconds for s in canary if s.status is not None]
+    base_seconds = [s.seconds for s in base if s.status is not None]
+    for quantile, name in QUANTILES:
+        checks.append(
+            latency_check(
+                name,
+                quantile,
+                p95_nearest_rank(canary_seconds, quantile),
+                p95_nearest_rank(base_seconds, quantile),
+                len(canary_seconds),
+                len(base_seconds),
+                rules,
+                source=source,
+            )
+        )
+    return checks
