@@ -189,6 +189,11 @@ class GateCheck:
         return self.verdict == PASS
 
     @property
+    def compared(self) -> bool:
+        """True for a comparison with the baseline (:mod:`bgdeploy.checks.baseline`)."""
+        return self.name.endswith(" vs baseline")
+
+    @property
     def failed(self) -> bool:
         """True when the verdict is fail (not evaluated is neither)."""
         return self.verdict not in (PASS, NOT_EVALUATED)
@@ -204,7 +209,7 @@ class GateCheck:
             "verdict": self.verdict,
             "reason": self.reason,
         }
-        if self.baseline is not None or self.route:
+        if self.compared:
             data["baseline"] = _json_number(self.baseline)
             data["route"] = self.route
         return data
@@ -246,7 +251,7 @@ class GateResult:
         shown: set[str] = set()
         for check in self.checks:
             value = _format_value(check.name, check.value)
-            if check.baseline is not None or check.route:
+            if check.compared:
                 route = f" [route {check.route}]" if check.route else ""
                 base = _format_value(check.name, check.baseline)
                 lines.append(
