@@ -31,7 +31,7 @@ route over the window) or from the gate's probes of both colours (:func:`probe_c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -48,6 +48,7 @@ from bgdeploy.checks.gate import (
 from bgdeploy.checks.metrics import (
     PrometheusError,
     Sample,
+    buckets_query,
     check_colour,
     instant_query,
     quantile_by_query,
@@ -203,6 +204,24 @@ def error_check(
     )
 
 
+def binomial_tail(successes: int, trials: int, chance: float) -> float:
+    """P(Binomial(trials, chance) >= successes): how likely ``successes`` or more are by chance."""
+    if successes <= 0:
+        return 1.0
+    if successes > trials:
+        return 0.0
+    terms = [
+        _log_comb(trials, k) + k * math.log(chance) + (trials - k) * math.log1p(-chance)
+        for k in range(successes, trials + 1)
+    ]
+    peak = max(terms)
+    return min(1.0, math.exp(peak) * sum(math.exp(x - peak) for x in terms))
+
+
+Above = Callable[[float], float]
+"""How many of the canary's requests took longer than a number of seconds."""
+
+
 def latency_check(
     name: str,
     quantile: float,
@@ -212,12 +231,18 @@ def latency_check(
     base_total: int,
     rules: Baseline,
     *,
+    above: Above,
+    tests: int,
     source: str,
     route: str = OVERALL,
 ) -> GateCheck:
     """The comparison of one quantile (``canary`` and ``base`` in seconds; None or NaN when
-    there was none): fails when the canary's is more than ``max_latency_increase`` and more
-    than ``latency_slack`` seconds above the baseline's."""
+    there was none). The limit is the baseline's quantile raised by ``max_latency_increase``
+    (at least by ``latency_slack`` seconds). A canary whose quantile were at that limit would
+    have at most ``1 - quantile`` of its requests above it: the check fails when the canary's
+    requests above it (``above(limit)``) are more than a binomial test at the significance
+    (shared among ``tests``) explains, so a quantile that is high by chance (a few slow requests
+    on a shared machine) is not a regression."""
     needed = rules.needed(quantile)
     counts = f"canary {canary_total} requests, baseline {base_total}"
     if min(canary_total, base_total) < needed:
@@ -227,24 +252,24 @@ def latency_check(
         why = f"not evaluated: no {name.split()[0]} to compare (canary {canary}, baseline {base})"
         return _not_evaluated(name, source, canary, base, None, why, route, False, None)
     allowed = max(base * (1 + rules.max_latency_increase), base + rules.latency_slack)
+    alpha = rules.significance / max(1, tests)
+    slow = min(canary_total, max(0, round(above(allowed))))
+    share = 1 - quantile
+    p = binomial_tail(slow, canary_total, share)
     ratio = canary / base if base > 0 else math.inf
-    shown = f"{canary * 1000:.1f}ms vs {base * 1000:.1f}ms ({ratio:.2f}x; {counts})"
-    rule = (
-        f"at most +{rules.max_latency_increase * 100:g}% or +{rules.latency_slack * 1000:g}ms: "
-        f"{allowed * 1000:.1f}ms"
+    shown = (
+        f"{canary * 1000:.1f}ms vs {base * 1000:.1f}ms ({ratio:.2f}x; {counts}); limit "
+        f"+{rules.max_latency_increase * 100:g}% or +{rules.latency_slack * 1000:g}ms: "
+        f"{allowed * 1000:.1f}ms; {slow} canary requests above it, expected at most "
+        f"{share * 100:g}%: binomial p = {p:.3g}"
     )
-    verdict = PASS if canary <= allowed else FAIL
-    sign = "<=" if verdict == PASS else ">"
+    limit = f"{alpha:.3g} ({rules.significance:g} over {tests} comparisons)"
+    verdict = FAIL if canary > allowed and p < alpha else PASS
+    sign = "<" if verdict == FAIL else ">="
     return GateCheck(
-        name,
-        source,
-        canary,
-        allowed,
-        verdict,
-        f"{shown} {sign} {rule}",
-        baseline=base,
+        name, source, canary, allowed, verdict, f"{shown} {sign} {limit}", baseline=base,
         route=route,
-    )
+    )  # fmt: skip
 
 
 def _not_evaluated(
@@ -292,6 +317,7 @@ def prometheus_checks(
     plan = {
         "total": requests_by_query(window, errors=False),
         "errors": requests_by_query(window, errors=True),
+        "buckets": buckets_query(window),
     }
     for quantile, _ in QUANTILES:
         plan[f"{quantile}/route"] = quantile_by_query(quantile, window, by_route=True)
@@ -313,9 +339,17 @@ def prometheus_checks(
         total = pick(totals)
         return Counts(total, min(total, pick(errors)))
 
-    routes = sorted({r for (_, r) in totals if r})
+    routes = sorted({r for (_, r), v in totals.items() if r and v > 0})
     compared = [OVERALL, *routes]
-    tests = len(compared)
+    tests = len(compared) * (1 + len(QUANTILES))
+    buckets: dict[tuple[str, str | None], list[tuple[float, float]]] = {}
+    for sample in answers["buckets"]:
+        labels = sample.labels
+        for key in (
+            (labels.get("colour", ""), labels.get("route", "")),
+            (labels.get("colour", ""), None),
+        ):
+            buckets.setdefault(key, []).append((_le(labels.get("le", "")), sample.value))
     checks: list[GateCheck] = []
     for route in compared:
         key = None if route == OVERALL else route
@@ -346,11 +380,46 @@ def prometheus_checks(
                     c.total,
                     b.total,
                     rules,
-                    source=query,
+                    above=_above(buckets.get((canary, key), [])),
+                    tests=tests,
+                    source=f"{query} ; {plan['buckets']}",
                     route=route,
                 )
             )
     return checks
+
+
+def _le(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _above(pairs: Iterable[tuple[float, float]]) -> Above:
+    """From cumulative bucket counts (le, count; several series summed per le): how many
+    requests took longer than ``seconds``, linear inside a bucket (as ``histogram_quantile``)."""
+    summed: dict[float, float] = {}
+    for le, count in pairs:
+        if not math.isnan(le) and math.isfinite(count):
+            summed[le] = summed.get(le, 0.0) + count
+    cumulative = sorted(summed.items())
+
+    def above(seconds: float) -> float:
+        if not cumulative:
+            return 0.0
+        total = cumulative[-1][1]
+        lower, below = 0.0, 0.0
+        for le, count in cumulative:
+            if seconds < le:
+                if math.isinf(le):
+                    return total - below
+                within = (seconds - lower) / (le - lower) if le > lower else 1.0
+                return total - (below + (count - below) * within)
+            lower, below = le, count
+        return total - below
+
+    return above
 
 
 def _by_colour_route(samples: Iterable[Sample]) -> dict[tuple[str, str], float]:
@@ -375,10 +444,22 @@ def probe_checks(
     c = Counts(len(canary), sum(1 for s in canary if not s.ok))
     b = Counts(len(base), sum(1 for s in base if not s.ok))
     checks = [
-        error_check(c, b, rules, tests=1, source=source, required=True, thresholds=thresholds)
+        error_check(
+            c,
+            b,
+            rules,
+            tests=1 + len(QUANTILES),
+            source=source,
+            required=True,
+            thresholds=thresholds,
+        )
     ]
     canary_seconds = [s.seconds for s in canary if s.status is not None]
     base_seconds = [s.seconds for s in base if s.status is not None]
+
+    def above(seconds: float) -> float:
+        return sum(1 for value in canary_seconds if value > seconds)
+
     for quantile, name in QUANTILES:
         checks.append(
             latency_check(
@@ -389,6 +470,8 @@ def probe_checks(
                 len(canary_seconds),
                 len(base_seconds),
                 rules,
+                above=above,
+                tests=1 + len(QUANTILES),
                 source=source,
             )
         )

@@ -199,6 +199,16 @@ def requests_by_query(window: str, *, errors: bool) -> str:
     )
 
 
+def buckets_query(window: str) -> str:
+    """Requests of both colours over ``window`` per colour, route and latency bucket
+    (cumulative, as the histogram's ``le``): how many took longer than a limit."""
+    check_window(window)
+    return (
+        "sum by (colour, route, le) "
+        f'(increase(http_request_duration_seconds_bucket{{colour=~"blue|green"}}[{window}]))'
+    )
+
+
 def quantile_by_query(quantile: float, window: str, *, by_route: bool) -> str:
     """The request duration ``quantile`` of both colours over ``window``, per colour (and per
     route with ``by_route``)."""
