@@ -10,13 +10,15 @@ route by route.
 one-sided Fisher exact test (the hypergeometric tail: given all the errors of both colours,
 how likely is it that the canary got at least as many of them by chance?). The check fails when
 that probability is below the significance, ``significance`` (default 0.01) shared evenly among
-the error comparisons made (Bonferroni: 0.01 over 5 comparisons is 0.002 each), so the chance of
+all the comparisons made (Bonferroni: 0.01 over 9 comparisons is 0.0011 each), so the chance of
 a false alarm for the whole analysis stays under ``significance``. Equal error rates never fail;
 no errors on the canary never fail.
 
-**Latency** (a ratio): the canary's p95 and p99 may be at most ``max_latency_increase`` (default
-0.2: 20 %) above the baseline's, and a difference under ``latency_slack`` seconds (default 0.01)
-never fails (a 4 ms p95 becoming 6 ms is noise, not a regression).
+**Latency** (a binomial test): the limit is the baseline's p95 (p99) raised by
+``max_latency_increase`` (default 0.2: 20 %), at least by ``latency_slack`` seconds (default 0.01:
+a 4 ms p95 becoming 6 ms is noise). A canary whose p95 were at the limit would have at most 5 % of
+its requests above it; the check fails when the canary's p95 is above the limit and its requests
+above the limit are more than a one-sided binomial test at the shared significance explains.
 
 **Too few requests**: a comparison needs ``min_requests`` requests on each side (default 100),
 and a quantile at least :data:`MIN_TAIL` requests above it on each side (p95: 100, p99: 500), else
