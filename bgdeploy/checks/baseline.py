@@ -10,8 +10,9 @@ route by route.
 one-sided Fisher exact test (the hypergeometric tail: given all the errors of both colours,
 how likely is it that the canary got at least as many of them by chance?). The check fails when
 that probability is below the significance, ``significance`` (default 0.01) shared evenly among
-all the comparisons made (Bonferroni: 0.01 over 9 comparisons is 0.0011 each), so the chance of
-a false alarm for the whole analysis stays under ``significance``. Equal error rates never fail;
+all the comparisons evaluated (Bonferroni: 0.01 over 4 comparisons is 0.0025 each; one with
+too few requests makes no test), so the chance of a false alarm for the whole analysis stays
+under ``significance``. Equal error rates never fail;
 no errors on the canary never fail.
 
 **Latency** (a binomial test): the limit is the baseline's p95 (p99) raised by
@@ -102,6 +103,14 @@ class Baseline:
                 raise ConfigError(
                     f"canary setting {key} must be a number from {low:g} to {high:g}, not {value!r}"
                 )
+
+    def tests(self, sides: Iterable[int]) -> int:
+        """How many comparisons will be made (share the significance), given the smaller side's
+        requests of each route: an error comparison, and each quantile with enough requests.
+        A comparison not evaluated makes no test (at least 1)."""
+        wanted = [None, *(quantile for quantile, _ in QUANTILES)]
+        made = sum(1 for side in sides for q in wanted if side >= self.needed(q))
+        return max(1, made)
 
     def needed(self, quantile: float | None = None) -> int:
         """Requests each side needs: ``min_requests``, and for a quantile, enough that
@@ -343,7 +352,12 @@ def prometheus_checks(
 
     routes = sorted({r for (_, r), v in totals.items() if r and v > 0})
     compared = [OVERALL, *routes]
-    tests = len(compared) * (1 + len(QUANTILES))
+    sides = [
+        min(counts(canary, None if r == OVERALL else r).total,
+            counts(live, None if r == OVERALL else r).total)
+        for r in compared
+    ]  # fmt: skip
+    tests = rules.tests(sides)
     buckets: dict[tuple[str, str | None], list[tuple[float, float]]] = {}
     for sample in answers["buckets"]:
         labels = sample.labels
@@ -450,7 +464,7 @@ def probe_checks(
             c,
             b,
             rules,
-            tests=1 + len(QUANTILES),
+            tests=rules.tests([min(c.total, b.total)]),
             source=source,
             required=True,
             thresholds=thresholds,
@@ -473,7 +487,7 @@ def probe_checks(
                 len(base_seconds),
                 rules,
                 above=above,
-                tests=1 + len(QUANTILES),
+                tests=rules.tests([min(len(canary_seconds), len(base_seconds))]),
                 source=source,
             )
         )

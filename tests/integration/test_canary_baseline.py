@@ -2,9 +2,9 @@
 
 The fleet (2 web hosts, a db host, Prometheus) is provisioned and given v1 in place. Each test
 puts the fleet in its starting state (:func:`settle`), commits a release on top of v2, and runs
-a 50 % canary through pyinfra (a 30 s window) while real clients send first visits (each one
+a 50 % canary through pyinfra (a 45 s window) while real clients send first visits (each one
 split afresh) through the web hosts' public ports: the home page and ``/api/features`` (a route
-the smoke tests never call), 20 requests/s in all. The gate asks Prometheus about both colours
+the smoke tests never call), 24 requests/s in all. The gate asks Prometheus about both colours
 over the same window, overall and route by route:
 
 - a release whose every request takes 40 % longer (a global middleware sleeps 0.4 times what
@@ -44,8 +44,8 @@ from .conftest import (
 )
 
 JOURNAL = "/var/www/bideshgomon/.bgdeploy/journal.jsonl"
-WINDOW = 30
-RATE = 20.0
+WINDOW = 45
+RATE = 24.0
 PATHS = ("/", "/api/features?user_id=7")
 
 SLOWER = """<?php
