@@ -63,6 +63,19 @@ canary_max_p95_seconds = 0.5
 canary_max_5xx = 0
 canary_probe_rate = 2.0
 prometheus_url = None
+# Canary analysis (bgdeploy/checks/baseline.py): besides those limits, the new colour is compared
+# with the live colour over the same window, overall and per route (Prometheus) or per colour
+# probed alike (probes). Error rate: a one-sided Fisher exact test of the canary's errors against
+# the baseline's fails below canary_significance (shared among the comparisons). p95 and p99: at
+# most canary_max_latency_increase above the baseline's (0.2: +20 %), differences under
+# canary_latency_slack seconds never fail. Each side needs canary_min_requests requests (a
+# quantile also 5 above it: p99 500), else the comparison is "not evaluated"; the overall error
+# comparison not evaluated fails the gate (like no traffic). canary_baseline = False: limits only.
+canary_baseline = True
+canary_min_requests = 100
+canary_significance = 0.01
+canary_max_latency_increase = 0.2
+canary_latency_slack = 0.01
 # What `npm run build` writes, relative to a checkout. With several web hosts, one host builds
 # a release's assets and the others receive a checksummed copy (not 8 builds on 8 hosts);
 # [] makes every host run npm ci and npm run build itself.

@@ -73,6 +73,7 @@ __all__ = [
     "FAIL",
     "MAX_PROBES",
     "MAX_PROBE_THREADS",
+    "NOT_EVALUATED",
     "NO_DATA",
     "NO_TRAFFIC",
     "P95",
@@ -91,6 +92,9 @@ __all__ = [
 
 PASS = "pass"  # noqa: S105 (a verdict, not a password)
 FAIL = "fail"
+NOT_EVALUATED = "not evaluated"
+"""A comparison with too few requests to judge (:mod:`bgdeploy.checks.baseline`): shown, it
+neither passes nor fails the gate."""
 NO_TRAFFIC = "no traffic to judge"
 NO_DATA = "no data"
 
@@ -161,9 +165,13 @@ class GateCheck:
     + name: ``"error rate"``, ``"p95 latency"`` or ``"5xx responses"``
     + query_or_probe: the PromQL, or a description of the probes
     + value: the measured value (may be NaN or infinite), or None when there was none
-    + threshold: the largest value that passes
-    + verdict: ``"pass"`` or ``"fail"``
+    + threshold: the largest value that passes (a comparison with the baseline: the largest
+      canary value, or the error test's significance; NaN when not evaluated)
+    + verdict: ``"pass"``, ``"fail"`` or ``"not evaluated"`` (a comparison with too few
+      requests: neither)
     + reason: why, in words
+    + baseline: a comparison's value of the live colour over the same window, else None
+    + route: the route a comparison is about (``""``: every request)
     """
 
     name: str
@@ -172,15 +180,28 @@ class GateCheck:
     threshold: float
     verdict: str
     reason: str
+    baseline: float | None = None
+    route: str = ""
 
     @property
     def passed(self) -> bool:
         """True when the verdict is pass."""
         return self.verdict == PASS
 
+    @property
+    def compared(self) -> bool:
+        """True for a comparison with the baseline (:mod:`bgdeploy.checks.baseline`)."""
+        return self.name.endswith(" vs baseline")
+
+    @property
+    def failed(self) -> bool:
+        """True when the verdict is fail (not evaluated is neither)."""
+        return self.verdict not in (PASS, NOT_EVALUATED)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form: a non-finite value is the string ``"NaN"``, ``"+Inf"`` or ``"-Inf"``."""
-        return {
+        """JSON-safe form: a non-finite value is the string ``"NaN"``, ``"+Inf"`` or ``"-Inf"``;
+        ``baseline`` and ``route`` only for a comparison with the baseline."""
+        data = {
             "name": self.name,
             "query_or_probe": self.query_or_probe,
             "value": _json_number(self.value),
@@ -188,11 +209,16 @@ class GateCheck:
             "verdict": self.verdict,
             "reason": self.reason,
         }
+        if self.compared:
+            data["baseline"] = _json_number(self.baseline)
+            data["route"] = self.route
+        return data
 
 
 @dataclass(frozen=True)
 class GateResult:
-    """The gate's verdict: passed only if there is at least one check and every check passed.
+    """The gate's verdict: passed only if at least one check passed and none failed (checks
+    not evaluated neither pass nor fail).
 
     + passed: promote (True) or send everything back (False)
     + checks: each question and its answer
@@ -210,22 +236,36 @@ class GateResult:
           FAIL error rate: 10.00% (max 1.00%): 0.1 > 0.01
                (sum(rate(http_requests_total{colour="green",status=~"5.."}[5m])) ...
         """
-        failed = [check for check in self.checks if not check.passed]
+        failed = [check for check in self.checks if check.failed]
+        passed = [check for check in self.checks if check.passed]
+        skipped = len(self.checks) - len(failed) - len(passed)
+        aside = f" ({skipped} not evaluated)" if skipped else ""
         source = f" ({self.source})" if self.source else ""
         if self.passed:
-            head = f"gate passed{source}: {len(self.checks)} checks passed"
+            head = f"gate passed{source}: {len(passed)} checks passed{aside}"
         elif not self.checks:
             head = f"gate FAILED{source}: nothing was checked"
         else:
-            head = f"gate FAILED{source}: {len(failed)} of {len(self.checks)} checks failed"
+            head = f"gate FAILED{source}: {len(failed)} of {len(self.checks)} checks failed{aside}"
         lines = [head]
+        shown: set[str] = set()
         for check in self.checks:
             value = _format_value(check.name, check.value)
-            limit = _format_value(check.name, check.threshold)
-            lines.append(
-                f"  {check.verdict.upper()} {check.name}: {value} (max {limit}): {check.reason}"
-            )
-            lines.append(f"       {check.query_or_probe}")
+            if check.compared:
+                route = f" [route {check.route}]" if check.route else ""
+                base = _format_value(check.name, check.baseline)
+                lines.append(
+                    f"  {check.verdict.upper()} {check.name}{route}: {value} (baseline {base}): "
+                    f"{check.reason}"
+                )
+            else:
+                limit = _format_value(check.name, check.threshold)
+                lines.append(
+                    f"  {check.verdict.upper()} {check.name}: {value} (max {limit}): {check.reason}"
+                )
+            if check.query_or_probe not in shown:  # the comparisons share their queries
+                lines.append(f"       {check.query_or_probe}")
+                shown.add(check.query_or_probe)
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -238,9 +278,11 @@ class GateResult:
 
 
 def gate_result(checks: Iterable[GateCheck], source: str = "") -> GateResult:
-    """A :class:`GateResult` from checks: passed when there are some and all passed."""
+    """A :class:`GateResult` from checks: passed when at least one passed and none failed
+    (a check not evaluated is neither)."""
     checks = tuple(checks)
-    return GateResult(bool(checks) and all(c.passed for c in checks), checks, source)
+    passed = any(c.passed for c in checks) and not any(c.failed for c in checks)
+    return GateResult(passed, checks, source)
 
 
 def judge(
@@ -429,8 +471,8 @@ def _format_value(name: str, value: float | None) -> str:
         return "none"
     if not math.isfinite(value):
         return _json_number(value)  # type: ignore[return-value]
-    if name == ERROR_RATE:
+    if name.startswith(ERROR_RATE):
         return f"{value * 100:.2f}%"
-    if name == P95:
+    if name == P95 or name.startswith(("p95 ", "p99 ")):
         return f"{value * 1000:.1f}ms"
     return f"{value:g}"

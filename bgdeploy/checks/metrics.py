@@ -185,6 +185,43 @@ def count_5xx_query(colour: str, window: str) -> str:
     return f'sum(increase(http_requests_total{{colour="{colour}",status=~"5.."}}[{window}]))'
 
 
+def requests_by_query(window: str, *, errors: bool) -> str:
+    """Requests of both colours over ``window`` per colour and route (``errors``: the 5xx
+    only), for the canary's comparison with its baseline (:mod:`bgdeploy.checks.baseline`).
+
+    Metrics without a ``route`` label come back with ``route`` missing: one series per colour.
+    """
+    check_window(window)
+    status = ',status=~"5.."' if errors else ""
+    return (
+        f"sum by (colour, route) "
+        f'(increase(http_requests_total{{colour=~"blue|green"{status}}}[{window}]))'
+    )
+
+
+def buckets_query(window: str) -> str:
+    """Requests of both colours over ``window`` per colour, route and latency bucket
+    (cumulative, as the histogram's ``le``): how many took longer than a limit."""
+    check_window(window)
+    return (
+        "sum by (colour, route, le) "
+        f'(increase(http_request_duration_seconds_bucket{{colour=~"blue|green"}}[{window}]))'
+    )
+
+
+def quantile_by_query(quantile: float, window: str, *, by_route: bool) -> str:
+    """The request duration ``quantile`` of both colours over ``window``, per colour (and per
+    route with ``by_route``)."""
+    check_window(window)
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be between 0 and 1, not {quantile!r}")
+    by = "colour, route, le" if by_route else "colour, le"
+    return (
+        f"histogram_quantile({quantile:g}, sum by ({by}) "
+        f'(rate(http_request_duration_seconds_bucket{{colour=~"blue|green"}}[{window}])))'
+    )
+
+
 def instant_query(
     base_url: str,
     promql: str,

@@ -135,6 +135,12 @@ class Settings:
     canary_max_5xx: float = 0
     canary_probe_rate: float = 2.0
     prometheus_url: str | None = None
+    # The canary compared with the live colour over the same window (bgdeploy/checks/baseline.py).
+    canary_baseline: bool = True
+    canary_min_requests: int = 100
+    canary_significance: float = 0.01
+    canary_max_latency_increase: float = 0.2
+    canary_latency_slack: float = 0.01
     asset_paths: tuple[str, ...] = ("public/build",)
     """What ``npm run build`` writes, relative to a checkout. With several web hosts one host
     builds a release's assets and the others receive a verified copy; empty: every host runs
@@ -360,6 +366,11 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         canary_max_5xx=read.number("canary_max_5xx", 0, 1e12),
         canary_probe_rate=read.number("canary_probe_rate", 0.1, 1000),
         prometheus_url=_prometheus_url(data, directory),
+        canary_baseline=read.boolean("canary_baseline"),
+        canary_min_requests=read.integer("canary_min_requests", 1, 1_000_000_000),  # type: ignore[arg-type]
+        canary_significance=read.number("canary_significance", 1e-9, 0.5),
+        canary_max_latency_increase=read.number("canary_max_latency_increase", 0, 100),
+        canary_latency_slack=read.number("canary_latency_slack", 0, 3600),
         asset_paths=_asset_paths(read),
         hooks=_hooks(read),
         hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,

@@ -366,7 +366,7 @@ def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
         f"for {settings.canary_window:g} s ({source})"
     )
     try:
-        result = canary_mod.judge(settings, bg.idle, urls)
+        result = canary_mod.judge(settings, bg.live, bg.idle, urls)
     except BaseException:
         canary_mod.send_back(fleet, settings, bg.live)
         raise
@@ -380,7 +380,7 @@ def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
 def _probe_url(fleet: PyinfraFleet, name: str, settings: settings_mod.Settings) -> str:
     data = fleet.hosts[name].data
     address = data.get("ssh_hostname") or name
-    port = data.get("preview_http_port") or settings.preview_port
+    port = data.get("http_port") or settings.public_port  # both colours probed alike
     return canary_mod.probe_url(str(address), int(port), settings.health_path)
 
 

@@ -20,12 +20,14 @@ migrated once, smoke-tested through the preview listener), then, instead of swit
    testers); nginx never sets it.
 3. **gate**: for ``canary_window`` seconds (:func:`judge`). With ``prometheus_url`` the gate
    asks Prometheus about the new colour (error rate, p95, 5xx count over the window); without,
-   it probes the new colour itself through each web host's preview listener at
-   ``canary_probe_rate`` requests/s. Thresholds: ``canary_max_error_rate``,
-   ``canary_max_p95_seconds``, ``canary_max_5xx``. Every query or probe, value, threshold and
-   verdict is printed and journaled (:meth:`bgdeploy.checks.gate.GateResult.explain`). The gate
-   fails
-   safe: no answer from Prometheus is a failed check.
+   it probes it itself through each web host's public port (the ``bgdeploy_colour`` cookie
+   pinning the colour) at ``canary_probe_rate`` requests/s. Thresholds: ``canary_max_error_rate``,
+   ``canary_max_p95_seconds``, ``canary_max_5xx``. With ``canary_baseline`` (the default) the new
+   colour is also compared with the live one over the same window
+   (:mod:`bgdeploy.checks.baseline`: error rate, p95, p99, per route with Prometheus; the probes
+   probe both colours alike). Every query or probe, value, threshold and verdict is printed and
+   journaled (:meth:`bgdeploy.checks.gate.GateResult.explain`). The gate fails safe: no answer
+   from Prometheus is a failed check.
 4. **promote or send back** (:func:`decide`): a passed gate is followed by the blue-green switch
    (every host or none, :func:`bgdeploy.strategies.switch.switch`) and the usual health watch; a
    failed
@@ -44,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bgdeploy import commands
-from bgdeploy.checks import gate
+from bgdeploy.checks import baseline, gate
 from bgdeploy.core import journal, render
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.render import CANARY_INCLUDE, LIVE_INCLUDE
@@ -95,8 +97,18 @@ def thresholds(settings: Settings) -> gate.Thresholds:
     )
 
 
+def baseline_rules(settings: Settings) -> baseline.Baseline:
+    """How the canary is compared with the live colour, from the ``canary_*`` settings."""
+    return baseline.Baseline(
+        min_requests=settings.canary_min_requests,
+        significance=settings.canary_significance,
+        max_latency_increase=settings.canary_max_latency_increase,
+        latency_slack=settings.canary_latency_slack,
+    )
+
+
 def probe_url(address: str, port: int, path: str) -> str:
-    """The preview listener of one web host, as the gate's probes reach it."""
+    """A listener of one web host (the public port), as the gate's probes reach it."""
     host = f"[{address}]" if ":" in address else address
     return f"http://{host}:{int(port)}{path}"
 
@@ -179,42 +191,69 @@ def _apply(
 
 def judge(
     settings: Settings,
+    live: str,
     canary: str,
     probe_urls: Sequence[str],
     sleep: Sleep = time.sleep,
 ) -> gate.GateResult:
     """Watch ``canary`` for ``canary_window`` seconds and judge it (see the module): Prometheus
-    when ``prometheus_url`` is set, else probes of each URL in ``probe_urls`` (the preview
-    listeners) at ``canary_probe_rate`` requests/s, all at once. Never raises for an
-    unreachable Prometheus or host: those are failed checks."""
+    when ``prometheus_url`` is set, else probes of each URL in ``probe_urls`` (the web hosts'
+    public ports, each colour pinned by its cookie) at ``canary_probe_rate`` requests/s per
+    colour, all at once. With ``canary_baseline``, ``live`` is compared with ``canary`` over the
+    same window (and probed alike). Never raises for an unreachable Prometheus or host: those
+    are failed checks."""
     limits = thresholds(settings)
+    rules = baseline_rules(settings)
     if settings.prometheus_url:
         sleep(settings.canary_window)
-        return gate.evaluate_prometheus(settings.prometheus_url, canary, limits)
+        result = gate.evaluate_prometheus(settings.prometheus_url, canary, limits)
+        if not settings.canary_baseline:
+            return result
+        compared = baseline.prometheus_checks(settings.prometheus_url, canary, live, limits, rules)
+        return gate.gate_result([*result.checks, *compared], result.source)
     if not probe_urls:
         return gate.evaluate_probes([], limits, target=f"{canary}: no web host")
+    colours = (canary, live) if settings.canary_baseline else (canary,)
+    jobs = [(colour, url) for colour in colours for url in probe_urls]
 
-    def one(url: str) -> list[gate.ProbeSample]:
+    def one(job: tuple[str, str]) -> list[gate.ProbeSample]:
+        colour, url = job
         return gate.probe(
-            url, settings.canary_window, settings.canary_probe_rate, timeout=probe_timeout(settings)
-        )
+            url, settings.canary_window, settings.canary_probe_rate,
+            headers={"Cookie": f"{PIN_COOKIE}={colour}"}, timeout=probe_timeout(settings),
+        )  # fmt: skip
 
-    with ThreadPoolExecutor(max_workers=len(probe_urls)) as pool:
-        samples = [s for found in pool.map(one, probe_urls) for s in found]
-    where = f"{canary} through the preview listener of {len(probe_urls)} web hosts"
-    return gate.evaluate_probes(samples, limits, target=where)
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        found = list(pool.map(one, jobs))
+    samples: dict[str, list[gate.ProbeSample]] = {colour: [] for colour in colours}
+    for (colour, _), got in zip(jobs, found, strict=True):
+        samples[colour].extend(got)
+    where = f"the public port of {len(probe_urls)} web hosts, cookie {PIN_COOKIE}="
+    result = gate.evaluate_probes(samples[canary], limits, target=where + canary)
+    if not settings.canary_baseline:
+        return result
+    compared = baseline.probe_checks(
+        samples[canary], samples[live], limits, rules, target=f"{where}{canary} and ={live}"
+    )
+    return gate.gate_result([*result.checks, *compared], result.source)
 
 
 def summary(result: gate.GateResult) -> str:
     """The failed checks in one line (``error rate 10.00% > max 1.00%; ...``), or the pass."""
-    failed = [c for c in result.checks if not c.passed]
+    failed = [c for c in result.checks if c.failed]
     if not result.checks:
         return "the gate checked nothing"
     if not failed:
         return f"gate passed ({result.source}): " + "; ".join(
-            f"{c.name} {c.reason}" for c in result.checks
+            f"{_named(c)} {c.reason}" for c in result.checks if not c.route
         )
-    return f"gate FAILED ({result.source}): " + "; ".join(f"{c.name}: {c.reason}" for c in failed)
+    return f"gate FAILED ({result.source}): " + "; ".join(
+        f"{_named(c)}: {c.reason}" for c in failed
+    )
+
+
+def _named(check: gate.GateCheck) -> str:
+    return f"{check.name} [route {check.route}]" if check.route else check.name
 
 
 def journal_entry(

@@ -126,20 +126,38 @@ def test_decide() -> None:
 def test_judge_asks_prometheus_when_configured(s: Any) -> None:
     waited: list[float] = []
     configured = dataclasses.replace(s, prometheus_url="http://127.0.0.1:9", canary_window=7)
-    result = canary.judge(configured, "green", ["http://unused"], sleep=waited.append)
+    result = canary.judge(configured, "blue", "green", ["http://unused"], sleep=waited.append)
     assert waited == [7]
     assert result.source == "prometheus" and not result.passed
     assert "unreachable" in result.checks[0].reason
+    # The comparison with the baseline is asked too, and fails closed the same way.
+    compared = [c for c in result.checks if c.name == "error rate vs baseline"]
+    assert len(compared) == 1 and compared[0].failed and "unreachable" in compared[0].reason
     assert canary.decide(result) == canary.SEND_BACK  # fails safe
 
 
 def test_judge_probes_the_colour_without_prometheus(s: Any) -> None:
     quick = dataclasses.replace(s, prometheus_url=None, canary_window=1, canary_probe_rate=3)
-    result = canary.judge(quick, "green", ["http://127.0.0.1:9/api/health"])
+    result = canary.judge(quick, "blue", "green", ["http://127.0.0.1:9/api/health"])
     assert result.source == "probe" and not result.passed
-    assert "GET green through the preview listener of 1 web hosts: 3 probes" in (
+    assert "GET the public port of 1 web hosts, cookie bgdeploy_colour=green: 3 probes" in (
         result.checks[0].query_or_probe
     )
+    # Both colours probed alike: 3 probes each, compared (too few requests: the required
+    # error comparison fails closed, the quantiles are not evaluated).
+    compared = {c.name: c for c in result.checks if c.name.endswith("vs baseline")}
+    assert "3 canary probes, 3 baseline probes" in compared["error rate vs baseline"].query_or_probe
+    assert compared["error rate vs baseline"].failed
+    assert "not evaluated: too few requests" in compared["error rate vs baseline"].reason
+    assert compared["p95 vs baseline"].verdict == "not evaluated"
+
+
+def test_judge_without_the_baseline_probes_the_canary_only(s: Any) -> None:
+    quick = dataclasses.replace(
+        s, prometheus_url=None, canary_window=1, canary_probe_rate=3, canary_baseline=False
+    )
+    result = canary.judge(quick, "blue", "green", ["http://127.0.0.1:9/api/health"])
+    assert [c.name for c in result.checks] == ["error rate", "p95 latency", "5xx responses"]
 
 
 def test_a_probe_waits_twice_the_p95_limit_at_least_five_seconds(s: Any) -> None:

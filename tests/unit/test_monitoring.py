@@ -233,37 +233,37 @@ def test_write_config_renders_both_files_readable_by_prometheus(tmp_path: Path) 
     assert (directory / monitoring.RULES_FILE).stat().st_mode & 0o777 == 0o644
 
 
-# What RequestMetrics::render (sandbox/app) answers: both colours, zero-valued 200/500/503
-# series, cumulative buckets, the queue gauge and the database numbers.
+# What RequestMetrics::render (sandbox/app) answers: both colours and every route, zero-valued
+# 200/500/503 series, cumulative buckets, the queue gauge and the database numbers.
 APP_EXPOSITION = """\
-# HELP http_requests_total HTTP requests answered by the application, by status and colour.
+# HELP http_requests_total HTTP requests answered by the application, by status, colour and route.
 # TYPE http_requests_total counter
-http_requests_total{colour="blue",status="200"} 42
-http_requests_total{colour="blue",status="500"} 3
-http_requests_total{colour="blue",status="503"} 0
-http_requests_total{colour="green",status="200"} 0
-http_requests_total{colour="green",status="500"} 0
-http_requests_total{colour="green",status="503"} 0
+http_requests_total{colour="blue",route="home",status="200"} 42
+http_requests_total{colour="blue",route="home",status="500"} 3
+http_requests_total{colour="blue",route="home",status="503"} 0
+http_requests_total{colour="green",route="home",status="200"} 0
+http_requests_total{colour="green",route="home",status="500"} 0
+http_requests_total{colour="green",route="home",status="503"} 0
 # HELP http_request_duration_seconds Time from the start of a request until its response was ready.
 # TYPE http_request_duration_seconds histogram
-http_request_duration_seconds_bucket{colour="blue",le="0.005"} 0
-http_request_duration_seconds_bucket{colour="blue",le="0.01"} 5
-http_request_duration_seconds_bucket{colour="blue",le="0.025"} 30
-http_request_duration_seconds_bucket{colour="blue",le="0.05"} 40
-http_request_duration_seconds_bucket{colour="blue",le="0.1"} 44
-http_request_duration_seconds_bucket{colour="blue",le="0.25"} 45
-http_request_duration_seconds_bucket{colour="blue",le="0.5"} 45
-http_request_duration_seconds_bucket{colour="blue",le="1"} 45
-http_request_duration_seconds_bucket{colour="blue",le="2.5"} 45
-http_request_duration_seconds_bucket{colour="blue",le="5"} 45
-http_request_duration_seconds_bucket{colour="blue",le="10"} 45
-http_request_duration_seconds_bucket{colour="blue",le="+Inf"} 45
-http_request_duration_seconds_sum{colour="blue"} 0.912345
-http_request_duration_seconds_count{colour="blue"} 45
-http_request_duration_seconds_bucket{colour="green",le="0.005"} 0
-http_request_duration_seconds_bucket{colour="green",le="+Inf"} 0
-http_request_duration_seconds_sum{colour="green"} 0
-http_request_duration_seconds_count{colour="green"} 0
+http_request_duration_seconds_bucket{colour="blue",route="home",le="0.005"} 0
+http_request_duration_seconds_bucket{colour="blue",route="home",le="0.01"} 5
+http_request_duration_seconds_bucket{colour="blue",route="home",le="0.025"} 30
+http_request_duration_seconds_bucket{colour="blue",route="home",le="0.05"} 40
+http_request_duration_seconds_bucket{colour="blue",route="home",le="0.1"} 44
+http_request_duration_seconds_bucket{colour="blue",route="home",le="0.25"} 45
+http_request_duration_seconds_bucket{colour="blue",route="home",le="0.5"} 45
+http_request_duration_seconds_bucket{colour="blue",route="home",le="1"} 45
+http_request_duration_seconds_bucket{colour="blue",route="home",le="2.5"} 45
+http_request_duration_seconds_bucket{colour="blue",route="home",le="5"} 45
+http_request_duration_seconds_bucket{colour="blue",route="home",le="10"} 45
+http_request_duration_seconds_bucket{colour="blue",route="home",le="+Inf"} 45
+http_request_duration_seconds_sum{colour="blue",route="home"} 0.912345
+http_request_duration_seconds_count{colour="blue",route="home"} 45
+http_request_duration_seconds_bucket{colour="green",route="home",le="0.005"} 0
+http_request_duration_seconds_bucket{colour="green",route="home",le="+Inf"} 0
+http_request_duration_seconds_sum{colour="green",route="home"} 0
+http_request_duration_seconds_count{colour="green",route="home"} 0
 # HELP queue_jobs_pending Jobs in the default Redis queue not yet done (waiting, delayed and reserved).
 # TYPE queue_jobs_pending gauge
 queue_jobs_pending{queue="default"} 7
@@ -280,7 +280,11 @@ def test_app_exposition_reads_as_the_rules_expect() -> None:
     families = monitoring.parse_exposition(APP_EXPOSITION)
     requests = families["http_requests_total"]
     assert requests.type == "counter"
-    assert ("http_requests_total", {"colour": "blue", "status": "500"}, 3.0) in requests.samples
+    assert (
+        "http_requests_total",
+        {"colour": "blue", "route": "home", "status": "500"},
+        3.0,
+    ) in requests.samples
     histogram = families["http_request_duration_seconds"]
     assert histogram.type == "histogram"
     names = {name for name, _, _ in histogram.samples}

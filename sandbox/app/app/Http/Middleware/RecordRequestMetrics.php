@@ -10,7 +10,7 @@ use Symfony\Component\HttpFoundation\Response;
 use Throwable;
 
 /**
- * Counts every request (but GET /metrics itself) by status and colour, with its duration.
+ * Counts every request (but GET /metrics itself) by status, colour and route, with its duration.
  *
  * handle() notes how long the request took, from PHP's request start time until the response
  * was ready; terminate() writes the numbers to Redis after the response has been sent
@@ -52,7 +52,8 @@ class RecordRequestMetrics
         $status = $response instanceof Response ? $response->getStatusCode() : 500;
 
         try {
-            $this->metrics->record($this->release->colour(), $status, $seconds);
+            $route = $this->metrics->routeLabel($request->route());
+            $this->metrics->record($this->release->colour(), $route, $status, $seconds);
         } catch (Throwable $e) {
             // Redis is down or slow: the request was answered; it goes uncounted.
         }
