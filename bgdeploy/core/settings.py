@@ -7,7 +7,8 @@ pyinfra merges them per host; :func:`from_data` turns one host's merged data int
 comes from, before any host is touched. A key that bgdeploy does not know (a typo such as
 ``helth_deadline``) is an error too, with the closest known key suggested.
 
-Secrets never sit in group_data: they come from the environment (:func:`secrets_from_env`).
+Secrets never sit in group_data: they come from the environment (:func:`secrets_from_env`,
+:mod:`bgdeploy.core.secrets`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 
 from bgdeploy.core.approvals import ApprovalPolicy
 from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.secrets import SECRET_VARIABLES as SECRET_VARIABLES
+from bgdeploy.core.secrets import secrets_from_env as secrets_from_env
 from bgdeploy.core.windows import WindowPolicy
 
 
@@ -60,14 +63,6 @@ def state_root(environ: Mapping[str, str] | None = None) -> Path:
 STATE_DIR = ".bgdeploy"
 JOURNAL_FILE = "journal.jsonl"
 LOCK_FILE = "lock"
-
-# Secrets and the environment variables they come from.
-SECRET_VARIABLES = {
-    "APP_KEY": "BGDEPLOY_APP_KEY",
-    "DB_PASSWORD": "BGDEPLOY_DB_PASSWORD",
-    "REDIS_PASSWORD": "BGDEPLOY_REDIS_PASSWORD",
-    "API_TOKEN": "BGDEPLOY_API_TOKEN",
-}
 
 # Keys that are not settings but may sit in the same data: pyinfra's own (ssh_*, _sudo, ...)
 # and what an inventory says of each host.
@@ -483,27 +478,3 @@ def _prometheus_url(data: Mapping[str, Any], directory: Path) -> str | None:
             f"such as http://10.0.0.5:9090, not {value!r}"
         )
     return value.rstrip("/")
-
-
-def secrets_from_env(
-    names: tuple[str, ...] = tuple(SECRET_VARIABLES), environ: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The secrets, read from their environment variables; a missing one is an error naming
-    the variable. Values are never printed."""
-    env = os.environ if environ is None else environ
-    values: dict[str, str] = {}
-    missing = []
-    for name in names:
-        variable = SECRET_VARIABLES[name]
-        value = env.get(variable, "")
-        if not value:
-            missing.append(variable)
-        values[name] = value
-    if missing:
-        raise ConfigError(
-            "missing secret: set the environment variable"
-            + ("s " if len(missing) > 1 else " ")
-            + ", ".join(missing)
-            + " (secrets never sit in group_data)"
-        )
-    return values
