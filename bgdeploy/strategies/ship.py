@@ -25,7 +25,8 @@ environment's web hosts get a ``ship`` journal line with the stages' results.
 
 Exit codes as everywhere: 0 shipped (or already live), 1 a stage failed (what failed is
 rolled back or sent back), 2 bad input, 3 refused by a policy (window, approvals, lock, a
-failed preflight check), all before anything changed.
+failed preflight check), all before anything changed; 130 after a Ctrl-C (the deploy under
+way puts its hosts back, as ``bgdeploy deploy`` does, and nothing after it runs).
 
 Secrets: each deploy runs with the variables of its own environment. The staging deploy gets
 ``BGDEPLOY_STAGING_<NAME>`` in place of ``BGDEPLOY_<NAME>`` when set, and never ENV's own
@@ -227,6 +228,9 @@ def ship(
         except BgdeployError as error:
             stage.result = "refused" if error.exit_code == 3 else "failed"
             stage.detail, code = str(error), error.exit_code
+        except deploying.Interrupted as interrupted:  # Ctrl-C: that deploy's hosts recovered
+            stage.result, stage.detail = "failed", f"interrupted: {interrupted.report.summary()}"
+            code = 130
         stage.seconds = time.monotonic() - started
         first = stage.detail.splitlines()[0] if stage.detail else ""
         progress(f"   {name}: {stage.result} ({stage.seconds:.1f} s) {first}".rstrip())
@@ -247,7 +251,9 @@ def _preflight(request: ShipRequest, report: ShipReport, stage: Stage, progress:
     report.sha = checklist.sha or ""
     code = checklist.exit_code()
     problems = [c for c in checklist.checks if c.status != preflight.PASS]
-    stage.detail = "; ".join(f"{c.name} {c.status}: {c.detail.splitlines()[0]}" for c in problems)
+    stage.detail = "; ".join(
+        f"{c.name} {c.status}: {(c.detail.splitlines() or [''])[0]}" for c in problems
+    )
     if code == 0:
         stage.result = "ok"
         stage.detail = stage.detail or f"{len(checklist.checks)} checks passed"
