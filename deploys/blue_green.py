@@ -14,26 +14,31 @@
 With `--data canary=PCT` (`bgdeploy deploy ENV --canary PCT`), step 5 is a canary: PCT % of
 the clients on the new colour on every web host, the metric gate for `canary_window`, then
 the switch (promoted) or every client back on the old colour (bgdeploy/strategies/canary.py).
+With `--dry`, the deploy's plan is printed (`bgdeploy deploy ENV --strategy blue-green
+--plan`) and nothing runs.
 """
 
 from bgdeploy.fleet.runner import current_settings
 from bgdeploy.strategies import blue_green, release
 
-run = blue_green.begin(current_settings)
-blue_green.guard(run)
-
-release.take_lock(run)
-release.preflight(run)
-blue_green.skip_if_live(run)
-
-blue_green.build_idle_colour(run)
-blue_green.smoke_test_idle(run)
-if blue_green.canary_requested():
-    blue_green.canary(run)
+if release.dry_run():  # pyinfra --dry: the plan, no operation
+    release.print_plan(current_settings, "blue-green")
 else:
-    blue_green.switch_colours(run)
-blue_green.monitor(run)
+    run = blue_green.begin(current_settings)
+    blue_green.guard(run)
 
-release.write_journal(run)
-release.release_lock(run)
-release.finish(run)
+    release.take_lock(run)
+    release.preflight(run)
+    blue_green.skip_if_live(run)
+
+    blue_green.build_idle_colour(run)
+    blue_green.smoke_test_idle(run)
+    if blue_green.canary_requested():
+        blue_green.canary(run)
+    else:
+        blue_green.switch_colours(run)
+    blue_green.monitor(run)
+
+    release.write_journal(run)
+    release.release_lock(run)
+    release.finish(run)

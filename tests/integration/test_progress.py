@@ -266,6 +266,16 @@ def test_the_plan_is_what_the_deploy_then_does_and_it_changes_nothing(
     text = run(
         ["bgdeploy", "deploy", "sandbox", "--ref", ref, "--plan"], env=sandbox_run_env(state)
     ).stdout
+    # pyinfra's own dry run of the deploy file prints the same plan, and adds no operation.
+    dry = run(
+        ["pyinfra", "inventories/sandbox.py", "deploys/release.py", "--dry", "--data",
+         f"ref={ref}"],
+        env=sandbox_run_env(state),
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stdout + dry.stderr[-3000:]
+    said = dry.stdout + dry.stderr
+    for line in text.splitlines():
+        assert line.strip() in said, (line, said[-3000:])
     assert fleet_as_read(state) == before  # nothing changed on any host
     assert plan["sha"] == sha and plan["migrations"][-1] == name  # (v2's too, after v1)
     pending = len(plan["migrations"])

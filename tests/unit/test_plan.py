@@ -84,3 +84,19 @@ def test_nothing_when_live_and_built_or_refused(group_data: GroupData) -> None:
 def test_the_plan_s_step_lists_are_the_release_s() -> None:
     assert plan_mod.LIVE_STEPS == live.LIVE_STEPS
     assert plan_mod.WARM_UP_STEPS == live.WARM_UP_STEPS
+
+
+def test_pyinfra_dry_asks_for_the_same_plan_as_bgdeploy_deploy_plan() -> None:
+    from conftest import load_group_data
+
+    from bgdeploy.strategies.release import dry
+
+    assert dry.dry_run(["pyinfra", "inventories/prod.py", "deploys/release.py", "--dry"])
+    assert not dry.dry_run(["pyinfra", "-y", "inventories/prod.py", "deploys/release.py"])
+    settings = settings_mod.from_data(load_group_data("prod"), "prod")
+    args = dry.plan_command(settings, {"ref": "v2.4.1", "force": "true"}, "blue-green")
+    assert args[3:] == ["deploy", "prod", "--plan", "--strategy", "blue-green", "--ref",
+                        "v2.4.1", "--force"]  # fmt: skip
+    plain = dry.plan_command(settings, {"allow_destructive": True}, "in-place")
+    assert plain[3:] == ["deploy", "prod", "--plan", "--strategy", "in-place",
+                         "--allow-destructive"]  # fmt: skip

@@ -64,6 +64,7 @@ module                             what it holds
 :mod:`.database`                   snapshot, migrate, the undo of a failed migrate
 :mod:`.live`                       go live (or warm up), health, restore on failure
 :mod:`.finish`                     the journal, the lock released, each host's result
+:mod:`.dry`                        ``pyinfra --dry``: the plan instead of the operations
 =================================  ==============================================================
 
 Each step is importable from here (``from bgdeploy.strategies import release``;
@@ -80,6 +81,7 @@ from bgdeploy.strategies.release.database import (
     snapshot_name,
     undo_failed_migrate,
 )
+from bgdeploy.strategies.release.dry import dry_run, print_plan
 from bgdeploy.strategies.release.finish import finish, journal_entries, release_lock, write_journal
 from bgdeploy.strategies.release.guard import guard, preflight, take_lock
 from bgdeploy.strategies.release.live import go_live, restore_on_failure, warm_up
@@ -112,6 +114,7 @@ __all__ = [
     "current",
     "current_host",
     "current_state",
+    "dry_run",
     "fail_host",
     "finish",
     "go_live",
@@ -119,6 +122,7 @@ __all__ = [
     "install_dependencies",
     "journal_entries",
     "preflight",
+    "print_plan",
     "record_step",
     "release_lock",
     "restore_on_failure",
