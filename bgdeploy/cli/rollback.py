@@ -59,7 +59,7 @@ def rollback_cmd(
     request = rollback.check_request(env, to, migrations, reason, no_smoke)
     output = live.for_run(request.settings.run_log_dir, quiet, verbose)
     assert output.runlog is not None
-    request = replace(request, log=str(output.runlog.path))
+    request = replace(request, log=str(output.runlog.path), observer=output)
     try:
         with output:
             output.say(f"rolling back {env}, run {output.runlog.run_id}")

@@ -180,6 +180,9 @@ def test_without_a_terminal_plain_lines_a_log_file_named_and_journaled(
     assert proc.stderr.splitlines()[-1].startswith("log: ")
     entry = [e for e in journal(state, "web1") if e["event"] == "rollback"][-1]
     assert proc.stdout.strip() in Path(entry["details"]["log"]).read_text(), entry
+    # Each host's steps, as a deploy's: a plain line each (on a terminal, a line per host).
+    for host in ("web1", "web2"):
+        assert f"{host}: verify health ok (" in proc.stderr, proc.stderr[-3000:]
 
 
 def test_quiet_prints_only_the_table_and_json_is_unchanged(

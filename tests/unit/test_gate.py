@@ -565,7 +565,8 @@ def test_probe_records_statuses_and_gate_fails_on_them(serve):
     samples = probe(server.url, 0.25, 80)
     assert len(samples) == 20
     assert sorted(s.status for s in samples).count(500) == 2
-    result = evaluate_probes(samples, Thresholds(), target="green")
+    # (A generous p95 limit: this machine's own latency under load is not the point here.)
+    result = evaluate_probes(samples, Thresholds(max_p95_seconds=30), target="green")
     checks = by_name(result)
     assert not result.passed
     assert checks[ERROR_RATE].value == 0.1 and checks[COUNT_5XX].value == 2

@@ -307,3 +307,26 @@ def test_bgdeploy_s_own_log_lines_inside_pyinfra_become_say_events(
     handler.emit(theirs)
     lines = path.read_text().splitlines()
     assert len(lines) == 1 and '"text": "gate ok"' in lines[0] and '"kind": "say"' in lines[0]
+
+
+def test_a_rollback_s_steps_make_a_line_per_host_and_plain_lines() -> None:
+    from bgdeploy.strategies.rollback.request import RollbackRequest
+
+    stream = io.StringIO()
+    output = live.RunOutput(None, "plain", stream=stream)
+    request = RollbackRequest(env="prod", environment=None, observer=output)  # type: ignore[arg-type]
+    request.event("stage", name="rollback in place")
+    request.event("plan", hosts={"web1": 3, "web2": 3})
+    began = request.step_started("web1", "check out")
+    request.step_ended("web1", "check out", True, began)
+    began = request.step_started("web2", "check out")
+    request.step_ended("web2", "check out", False, began, "error: pathspec 'x' did not match")
+    request.step_started("web1", "composer install")
+    rows = {row[0]: row for row in output.view.rows()}
+    assert rows["web1"][1:3] == ("composer install", "1/3")
+    assert rows["web2"][2] == "1/3" and "check out: error: pathspec" in rows["web2"][4]
+    text = stream.getvalue()
+    assert "stage: rollback in place" in text
+    assert "web1: check out ok (" in text and "web2: check out FAILED (" in text
+    # Without an observer (a library call), nothing is told and nothing breaks.
+    RollbackRequest(env="prod", environment=None).step_started("web1", "x")  # type: ignore[arg-type]

@@ -88,6 +88,9 @@ def in_place(
         "(checkout, composer, npm, caches, reloads, workers, health)"
     )
     done: dict[str, remote.HostResult] = {}
+    request.event("stage", name="rollback in place")
+    steps = 2 + len(commands.release_steps(request.settings, "/", target, restore=True))
+    request.event("plan", hosts=dict.fromkeys(moving, steps))  # fetch, the steps, health
 
     def one(name: str) -> None:
         done[name] = _restore_host(request, hosts, name, colours[name], target, run, report)
@@ -190,7 +193,7 @@ def _restore_host(
     steps: list[journal.Step] = []
     # The commit may be unknown here (--to a release this host never had): fetched, or sent
     # by the operator (code_delivery = "push"), first.
-    began = time.monotonic()
+    began = request.step_started(name, "fetch")
     missing = delivery.Delivery(settings).ensure(
         lambda command, stdin=None: hosts.command(name, command, stdin=stdin, timeout=STEP_TIMEOUT),
         directory,
@@ -198,13 +201,15 @@ def _restore_host(
     )
     steps.append(journal.Step("fetch", round(time.monotonic() - began, 2),
                               "failed" if missing else "ok"))  # fmt: skip
+    request.step_ended(name, "fetch", not missing, began, missing[-200:])
     failure = f"fetch failed: {missing[-300:]}" if missing else ""
     restore = commands.release_steps(settings, directory, target, restore=True)
     group = _group_file(settings, run)
     for step, command in [] if failure else restore:
-        began = time.monotonic()
+        began = request.step_started(name, step)
         command = commands.join(commands.record_group(group), command)
         ok, out, err = hosts.command(name, command, pty=True, timeout=STEP_TIMEOUT)
+        request.step_ended(name, step, ok, began, "" if ok else (err or out).strip()[-200:])
         steps.append(
             journal.Step(step, round(time.monotonic() - began, 2), "ok" if ok else "failed")
         )
@@ -213,8 +218,9 @@ def _restore_host(
             failure = f"{step} failed: {tail[0][-200:]}"
             break
     if not failure:
-        began = time.monotonic()
+        began = request.step_started(name, "verify health")
         healthy = smoke.wait_healthy(lambda command: hosts.run(name, command), settings, target)
+        request.step_ended(name, "verify health", healthy, began)
         steps.append(journal.Step("verify health", round(time.monotonic() - began, 2),
                                   "ok" if healthy else "failed"))  # fmt: skip
         if not healthy:

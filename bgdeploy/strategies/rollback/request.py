@@ -9,11 +9,14 @@ touched.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from bgdeploy.core import refs
 from bgdeploy.core import settings as settings_mod
 from bgdeploy.core.errors import ConfigError
+from bgdeploy.core.progress import RunObserver
 from bgdeploy.core.settings import Settings
 from bgdeploy.fleet import runner
 
@@ -33,6 +36,29 @@ class RollbackRequest:
     token: str = ""
     log: str = ""
     """The operator's log file of this rollback, journaled (``details.log``)."""
+    observer: RunObserver | None = None
+    """Told each host's steps as they start and end (the CLI's live view: a line per host)."""
+
+    def event(self, kind: str, host: str = "", name: str = "", **values: Any) -> None:
+        """Tell :attr:`observer` (when there is one) of a step of the rollback: ``plan``
+        (``hosts``: each host's number of steps), ``stage``, ``op_host_start`` and
+        ``op_host_end`` (``ok``), the events :class:`bgdeploy.core.progress.FleetView` reads."""
+        if self.observer is not None:
+            self.observer.event({"kind": kind, "t": time.time(), "host": host, "name": name,
+                                 **values})  # fmt: skip
+
+    def step_started(self, host: str, name: str) -> float:
+        """A host starts step ``name`` (its line in the view; a plain line in CI); returns
+        the moment, for :meth:`step_ended`."""
+        self.event("op_host_start", host, name)
+        self.event("step_start", host, name)
+        return time.monotonic()
+
+    def step_ended(self, host: str, name: str, ok: bool, began: float, message: str = "") -> None:
+        """A host ended step ``name`` (counted on its line; failed: its problem)."""
+        seconds = round(time.monotonic() - began, 2)
+        self.event("step_end", host, name, ok=ok, seconds=seconds, message=message)
+        self.event("op_host_end", host, name, ok=ok)
 
     @property
     def settings(self) -> Settings:

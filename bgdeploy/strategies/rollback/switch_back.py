@@ -64,8 +64,13 @@ def switch_back(
     if request.migrations:
         migrations.roll_back(request, hosts, colours, report, progress)
     progress(f"switching every web host to {previous}")
+    request.event("stage", name=f"switch back to {previous}")
+    request.event("plan", hosts=dict.fromkeys(hosts.names, 2))  # the switch, health
+    began = {name: request.step_started(name, "switch") for name in hosts.names}
     why = request.reason or "rollback"
     switched = switch.switch(hosts, settings, previous, reason=why, colours=colours, lock_run=run)
+    for result in switched.results:
+        request.step_ended(result.host, "switch", result.ok, began[result.host], result.error)
     report.results = switched.results + hosts.down_results()
     if not switched.ok:
         return report
@@ -74,10 +79,11 @@ def switch_back(
     def record(name: str) -> None:
         result = next(r for r in report.results if r.host == name)
         bad, sha = colours[name].heads.get(live, ""), colours[name].heads.get(previous, "")
-        began = time.monotonic()
+        began = request.step_started(name, "verify health")
         healthy = smoke.wait_healthy(
             lambda command: hosts.run(name, command), request.environment.settings[name], sha
         )
+        request.step_ended(name, "verify health", healthy, began)
         steps = [
             journal.Step("switch", round(result.seconds, 3)),
             journal.Step("verify health", round(time.monotonic() - began, 3),
