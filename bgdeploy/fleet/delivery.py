@@ -194,17 +194,21 @@ class Delivery:
         about: a deploy must fail with the reason, not wait for an answer nobody sees)."""
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
         env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        # Either the input or no stdin at all; never both keywords (gevent's run, which
+        # pyinfra's process uses, refuses stdin= beside input= even when it is None).
+        feed: dict[str, Any] = (
+            {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+        )
         try:
             proc = subprocess.run(
                 ["sh", "-c", command],
                 cwd=self.cache,
                 env=env,
-                input=stdin,
-                stdin=None if stdin is not None else subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=LOCAL_TIMEOUT,
                 check=False,
+                **feed,
             )
         except (OSError, subprocess.TimeoutExpired) as error:
             return False, "", f"{type(error).__name__}: {error}"

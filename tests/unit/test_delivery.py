@@ -144,8 +144,17 @@ def test_forwarding_is_off_unless_group_data_says_so() -> None:
 
 
 def test_push_resolves_on_this_machine_and_sends_only_what_the_colour_lacks(
-    group_data, origin: dict[str, Any], tmp_path: Path
+    group_data, origin: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    real_run = subprocess.run
+
+    def as_gevent_runs(*args: Any, **kwargs: Any) -> Any:
+        # pyinfra's process runs gevent's subprocess.run: stdin= beside input= is refused.
+        if "input" in kwargs and "stdin" in kwargs:
+            raise ValueError("stdin and input arguments may not both be used.")
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", as_gevent_runs)
     settings = settings_for(group_data, code_delivery="push", repository=origin["path"])
     code = delivery.Delivery(settings, cache_root=tmp_path / "cache")
     # The "host" cannot reach the repository: its origin names a path it does not have.
