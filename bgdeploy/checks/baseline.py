@@ -46,6 +46,7 @@ from bgdeploy.checks.gate import (
     GateCheck,
     ProbeSample,
     Thresholds,
+    check_number,
     p95_nearest_rank,
 )
 from bgdeploy.checks.metrics import (
@@ -57,7 +58,6 @@ from bgdeploy.checks.metrics import (
     quantile_by_query,
     requests_by_query,
 )
-from bgdeploy.core.errors import ConfigError
 
 ERROR_VS_BASELINE = "error rate vs baseline"
 P95_VS_BASELINE = "p95 vs baseline"
@@ -94,15 +94,7 @@ class Baseline:
             ("latency_slack", self.latency_slack, 0, 3600),
         )
         for key, value, low, high in checks:
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or not low <= value <= high
-            ):
-                raise ConfigError(
-                    f"canary setting {key} must be a number from {low:g} to {high:g}, not {value!r}"
-                )
+            check_number(key, value, low, high, what="canary")
 
     def tests(self, sides: Iterable[int]) -> int:
         """How many comparisons will be made (share the significance), given the smaller side's

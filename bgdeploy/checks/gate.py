@@ -125,10 +125,10 @@ class Thresholds:
     no_traffic: str = FAIL
 
     def __post_init__(self) -> None:
-        _number("max_error_rate", self.max_error_rate, 0, 1)
-        _number("max_p95_seconds", self.max_p95_seconds, 0, 3600)
-        _number("max_5xx", self.max_5xx, 0, 1e12)
-        _number("window_seconds", self.window_seconds, 1, 86_400)
+        check_number("max_error_rate", self.max_error_rate, 0, 1)
+        check_number("max_p95_seconds", self.max_p95_seconds, 0, 3600)
+        check_number("max_5xx", self.max_5xx, 0, 1e12)
+        check_number("window_seconds", self.window_seconds, 1, 86_400)
         if self.window_seconds != int(self.window_seconds):
             raise ConfigError(
                 f"gate setting window_seconds must be whole seconds, not {self.window_seconds!r}"
@@ -446,7 +446,9 @@ def evaluate_probes(
 # Helpers
 
 
-def _number(key: str, value: Any, low: float, high: float) -> None:
+def check_number(key: str, value: Any, low: float, high: float, what: str = "gate") -> None:
+    """A setting that must be a finite number from ``low`` to ``high``: else
+    :class:`ConfigError` naming ``what`` setting ``key`` and its value."""
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -454,7 +456,7 @@ def _number(key: str, value: Any, low: float, high: float) -> None:
         or not low <= value <= high
     ):
         raise ConfigError(
-            f"gate setting {key} must be a number from {low:g} to {high:g}, not {value!r}"
+            f"{what} setting {key} must be a number from {low:g} to {high:g}, not {value!r}"
         )
 
 
