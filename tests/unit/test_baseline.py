@@ -15,7 +15,7 @@ import httpx
 import pytest
 from conftest import load_group_data
 
-from bgdeploy.checks import baseline, gate
+from bgdeploy.checks import baseline, gate, window
 from bgdeploy.checks.baseline import Baseline, Counts, error_check, fisher_one_sided, latency_check
 from bgdeploy.core import settings
 from bgdeploy.core.errors import ConfigError
@@ -392,6 +392,9 @@ def test_settings_defaults_and_the_sandbox() -> None:
     assert rules == RULES
     sandbox = settings.from_data(load_group_data("sandbox"), "sandbox")
     assert sandbox.canary_min_requests == 50
+    # The window: evaluated every 30 s in prod (10 looks in 5 minutes), every 5 s here.
+    assert canary.window_rules(prod) == window.WindowRules(300, 30, 3, 100)
+    assert canary.window_rules(sandbox) == window.WindowRules(20, 5, 3, 50)
 
 
 @pytest.mark.parametrize(
@@ -402,6 +405,10 @@ def test_settings_defaults_and_the_sandbox() -> None:
         ("canary_significance", 0.9),
         ("canary_max_latency_increase", -0.1),
         ("canary_baseline", "yes"),
+        ("canary_interval", 0),
+        ("canary_interval", "often"),
+        ("canary_failure_limit", 0),
+        ("canary_failure_limit", 1.5),
     ],
 )
 def test_bad_canary_settings_are_refused_naming_the_key(key: str, value: Any) -> None:
