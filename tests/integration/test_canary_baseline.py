@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import threading
 import time
@@ -173,7 +174,7 @@ def canary(
         runner.join()
     proc = done[0]
     text = proc.stdout + proc.stderr
-    assert sum(seen.values()) > RATE * min(window, WINDOW) / 2, seen
+    assert sum(seen.values()) > RATE * 10, seen  # clients throughout (a canary may end early)
     return proc.returncode, text + f"\nclients saw: {dict(seen)}"
 
 
@@ -246,9 +247,18 @@ def test_route_failing_a_quarter_is_sent_back_by_the_route_comparison(
     assert home and home[0]["verdict"] == "pass", home
 
 
-def test_healthy_release_under_the_same_traffic_is_promoted(cb: sandbox.SandboxState) -> None:
+HEALTHY_RUNS = int(os.environ.get("BGDEPLOY_HEALTHY_RUNS", "1"))
+"""How many healthy canaries the test below runs (the README gives the result of 5)."""
+
+
+@pytest.mark.parametrize("attempt", range(HEALTHY_RUNS))
+def test_healthy_release_under_the_same_traffic_is_promoted(
+    cb: sandbox.SandboxState, attempt: int
+) -> None:
     _, _, new = settle(cb)
-    tag, _ = commit(cb, {"docs/healthy.txt": "A healthy release.\n"}, "Healthy", prefix="ok")
+    tag, _ = commit(
+        cb, {"docs/healthy.txt": f"A healthy release ({attempt}).\n"}, "Healthy", prefix="ok"
+    )
     code, text = canary(cb, tag)
     assert code == 0, text[-5000:]
     assert "gate passed (prometheus)" in text, text[-5000:]
