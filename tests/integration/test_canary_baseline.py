@@ -32,9 +32,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -297,13 +299,14 @@ use Illuminate\\Http\\Request;
 use Illuminate\\Http\\Response;
 
 /**
- * After its first 40 requests on a host (the smoke tests pass), every third answers 500.
+ * After its first 40 requests on a host (the smoke tests pass), every third answers 500
+ * (counted in Redis under this release's own key).
  */
 class BreakAThird
 {
     public function handle(Request $request, Closure $next)
     {
-        $count = app('redis')->connection()->incr('break-a-third:'.gethostname());
+        $count = app('redis')->connection()->incr('break-a-third:TOKEN:'.gethostname());
         if ($count > 40 && $count % 3 === 0) {
             return new Response('broken', 500);
         }
@@ -318,7 +321,8 @@ def break_a_third(state: sandbox.SandboxState) -> str:
     """A release (tag) answering 500 to a third of its requests once it has served 40."""
     tag, _ = commit(
         state,
-        {"app/Http/Middleware/BreakAThird.php": BREAK_A_THIRD, "app/Http/Kernel.php": kernel_with(
+        {"app/Http/Middleware/BreakAThird.php": BREAK_A_THIRD.replace("TOKEN", uuid.uuid4().hex),
+         "app/Http/Kernel.php": kernel_with(
             state, "\\App\\Http\\Middleware\\BreakAThird::class")},
         "A third of the requests answer 500",
         prefix="third",
@@ -364,7 +368,7 @@ def test_a_healthy_release_is_promoted_only_after_the_whole_window(
     assert not window["early"] and window["ended_at"] >= LONG_WINDOW, window
     assert len(window["evaluations"]) == LONG_WINDOW // 5, window
     assert [e["n"] for e in window["evaluations"]] == list(range(1, LONG_WINDOW // 5 + 1))
-    assert "canary 120/120 s, evaluation 24" in text and ": promote, " in text
+    assert re.search(r"canary 12\d/120 s, evaluation 24: .*: promote, ", text), text[-3000:]
     assert httpx.get(public_urls(cb)[0], timeout=15).headers.get("X-Colour") == new
 
 
