@@ -80,7 +80,7 @@ canary_baseline = True
 canary_min_requests = 100
 canary_significance = 0.01
 canary_max_latency_increase = 0.2
-canary_latency_slack = 0.01
+canary_latency_slack = 0.002
 # What `npm run build` writes, relative to a checkout. With several web hosts, one host builds
 # a release's assets and the others receive a checksummed copy (not 8 builds on 8 hosts);
 # [] makes every host run npm ci and npm run build itself.

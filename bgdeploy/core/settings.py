@@ -140,7 +140,7 @@ class Settings:
     canary_min_requests: int = 100
     canary_significance: float = 0.01
     canary_max_latency_increase: float = 0.2
-    canary_latency_slack: float = 0.01
+    canary_latency_slack: float = 0.002
     asset_paths: tuple[str, ...] = ("public/build",)
     """What ``npm run build`` writes, relative to a checkout. With several web hosts one host
     builds a release's assets and the others receive a verified copy; empty: every host runs

@@ -21,7 +21,7 @@ from bgdeploy.core import settings
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.strategies import canary
 
-RULES = Baseline(min_requests=100, significance=0.01, max_latency_increase=0.2, latency_slack=0.01)
+RULES = Baseline(min_requests=100, significance=0.01, max_latency_increase=0.2, latency_slack=0.002)
 
 
 # Fisher's exact test, one-sided
@@ -126,7 +126,7 @@ def test_latency_within_the_allowed_increase_is_allowed() -> None:
     check = p95(0.115, 0.1, slow=10)
     assert check.passed and check.threshold == pytest.approx(0.12)
     assert "115.0ms vs 100.0ms (1.15x" in check.reason
-    assert "limit +20% or +10ms: 120.0ms" in check.reason
+    assert "limit +20% or +2ms: 120.0ms" in check.reason
 
 
 def test_latency_forty_percent_above_is_refused() -> None:
@@ -148,9 +148,11 @@ def test_a_quantile_high_by_chance_is_not_a_regression() -> None:
 
 
 def test_a_small_difference_in_seconds_never_fails() -> None:
-    # 4 ms -> 9 ms is +125 %, but under the 10 ms slack.
-    assert p95(0.009, 0.004, slow=100).passed
-    assert p95(0.015, 0.004, slow=100).failed
+    # 4 ms -> 6 ms is +50 %, but not over the 2 ms slack.
+    assert p95(0.006, 0.004, slow=100).passed
+    assert p95(0.0065, 0.004, slow=100).failed
+    # A 21 ms median 40 % slower is over it (+20 % is 4.2 ms there): the relative margin rules.
+    assert p95(0.0294, 0.021, slow=100).failed
 
 
 def test_a_quantile_needs_requests_above_it() -> None:
@@ -387,7 +389,7 @@ def test_settings_defaults_and_the_sandbox() -> None:
     prod = settings.from_data(load_group_data("prod"), "prod")
     assert (prod.canary_baseline, prod.canary_min_requests) == (True, 100)
     assert (prod.canary_significance, prod.canary_max_latency_increase) == (0.01, 0.2)
-    assert prod.canary_latency_slack == 0.01
+    assert prod.canary_latency_slack == 0.002
     rules = canary.baseline_rules(prod)
     assert rules == RULES
     sandbox = settings.from_data(load_group_data("sandbox"), "sandbox")
