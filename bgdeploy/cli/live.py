@@ -5,9 +5,11 @@ progress lines) and shows it one of three ways, on stderr:
 
 - ``live`` (stderr is a terminal): the run's stage, and one line per host that is redrawn in
   place (the step it is on, operations done of its total, seconds, the last problem), drawn by
-  ``rich``; bgdeploy's own lines scroll above it;
+  ``rich``; while a canary is watched, its window below them (:func:`canary_panel`: the time
+  gone and left, each colour's requests, error rate and p95, each check's state; then the
+  outcome); bgdeploy's own lines scroll above it;
 - ``plain`` (stderr is a file or a pipe: CI): timestamped lines, one per stage, step and
-  failure, nothing redrawn;
+  failure, and one per canary evaluation at most every few seconds, nothing redrawn;
 - ``quiet`` (``--quiet``): nothing; only the final table (on stdout) is printed.
 
 ``--verbose`` adds pyinfra's own log as it comes. Whichever way, everything (pyinfra's log,
@@ -34,6 +36,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _TROUBLE = re.compile(r"error|fail|fatal|refused|denied|traceback", re.IGNORECASE)
 EXCERPT = 15
 """pyinfra lines about errors shown when a host failed (without ``--verbose``)."""
+CHECK_ROWS = 12
+"""A canary's checks shown one per line; past that, the failed and overall ones first and
+the rest counted."""
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "not evaluated": "yellow"}
 
 
 def choose_mode(quiet: bool, stream: TextIO | None = None) -> str:
@@ -44,6 +50,63 @@ def choose_mode(quiet: bool, stream: TextIO | None = None) -> str:
     stream = sys.stderr if stream is None else stream
     terminal = bool(getattr(stream, "isatty", lambda: False)())
     return "live" if terminal and os.environ.get("TERM", "") != "dumb" else "plain"
+
+
+def canary_panel(canary: progress_mod.CanaryView, now: float | None = None) -> Any:
+    """A canary's window as the live view draws it (a rich renderable): the headline with a
+    bar of the time gone, a row per colour (requests, error rate, p95) and a row per check
+    (value, threshold, verdict, consecutive failed evaluations); once decided, the outcome and
+    its reason."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.time() if now is None else now
+    head = Table.grid(padding=(0, 2))
+    head.add_column(no_wrap=True)
+    head.add_column(no_wrap=True)
+    gone = canary.seconds(now)
+    bar = ProgressBar(total=canary.window or 1.0, completed=gone, width=30)
+    head.add_row(Text(canary.headline(now), style="bold"), bar if canary.window else Text(""))
+    parts: list[Any] = [head]
+    colours = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
+    for title in ("colour", "requests", "error rate", "p95"):
+        colours.add_column(title, justify="left" if title == "colour" else "right", no_wrap=True)
+    for name, numbers in canary.ordered_colours():
+        colours.add_row(Text(name, style="bold"), *numbers.cells())
+    if canary.colours:
+        parts.append(colours)
+    if canary.checks:
+        parts.append(_checks_table(canary.checks))
+    if canary.ended:
+        style = "bold green" if canary.state == "promote" else "bold red"
+        said = canary.outcome + (f": {canary.reason}" if canary.reason else "")
+        parts.append(Text(said, style=style))
+    return Group(*parts)
+
+
+def _checks_table(checks: list[progress_mod.CanaryCheck]) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    order = range(len(checks))
+    if len(checks) > CHECK_ROWS:  # the failed and overall ones first, shown in their order
+        first = [i for i in order if checks[i].verdict == "fail" or not checks[i].route]
+        rest = [i for i in order if i not in first]
+        order = sorted((first + rest)[:CHECK_ROWS])
+    table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
+    for title in ("check", "value", "threshold", "verdict", "failing"):
+        table.add_column(title, justify="right" if title == "failing" else "left", no_wrap=True)
+    for check in (checks[i] for i in order):
+        value, threshold = check.numbers()
+        verdict = Text(check.verdict, style=VERDICT_STYLE.get(check.verdict, ""))
+        table.add_row(check.label, value, threshold, verdict, str(check.failing))
+    if len(order) < len(checks):
+        hidden = [c for i, c in enumerate(checks) if i not in order]
+        summary = progress_mod.CanaryView(checks=hidden).summary()
+        table.add_row(Text(f"{len(hidden)} more", style="dim"), "", "", Text(summary, style="dim"))
+    return table
 
 
 def open_log(root: Path, setting: str | None, run_id: str) -> RunLog:
@@ -154,7 +217,8 @@ class RunOutput:
     # Drawing --------------------------------------------------------------------------
 
     def render(self) -> Any:
-        """The live view: the stage, then a line per host (a rich renderable)."""
+        """The live view: the stage, then a line per host, then the canary's window while
+        one is watched (a rich renderable)."""
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
@@ -163,6 +227,7 @@ class RunOutput:
             rows = self.view.rows()
             failed = {h.name for h in self.view.hosts.values() if h.failed or h.problem}
             stage = self.view.stage_line()
+            canary = self.view.canary
             if self.view.ended and not rows:  # a run without hosts' lines: its lines say it
                 return Text("")
         table = Table.grid(padding=(0, 2))
@@ -177,7 +242,9 @@ class RunOutput:
                 Text(seconds, style="dim"),
                 Text(problem, style="red"),
             )
-        return Group(Text(stage, style="bold cyan"), table)
+        if canary is None:
+            return Group(Text(stage, style="bold cyan"), table)
+        return Group(Text(stage, style="bold cyan"), table, Text(""), canary_panel(canary))
 
     def __enter__(self) -> RunOutput:
         self.start()
