@@ -74,7 +74,7 @@ def canary_panel(canary: progress_mod.CanaryView, now: float | None = None) -> A
     for title in ("colour", "requests", "error rate", "p95"):
         colours.add_column(title, justify="left" if title == "colour" else "right", no_wrap=True)
     for name, numbers in canary.ordered_colours():
-        colours.add_row(Text(name, style="bold"), *numbers.cells())
+        colours.add_row(Text(name, style="bold"), *map(Text, numbers.cells()))
     if canary.colours:
         parts.append(colours)
     if canary.checks:
@@ -101,7 +101,8 @@ def _checks_table(checks: list[progress_mod.CanaryCheck]) -> Any:
     for check in (checks[i] for i in order):
         value, threshold = check.numbers()
         verdict = Text(check.verdict, style=VERDICT_STYLE.get(check.verdict, ""))
-        table.add_row(check.label, value, threshold, verdict, str(check.failing))
+        cells = (Text(check.label), Text(value), Text(threshold))
+        table.add_row(*cells, verdict, Text(str(check.failing)))
     if len(order) < len(checks):
         hidden = [c for i, c in enumerate(checks) if i not in order]
         summary = progress_mod.CanaryView(checks=hidden).summary()

@@ -295,7 +295,8 @@ class CanaryView:
         of = f" of {self.window:.0f} s" if self.window else ""
         if self.ended:
             return f"{self.title()}  {gone:.0f} s{of}: {self.outcome}"
-        return f"{self.title()}  {gone:.0f} s{of} ({self.left(now):.0f} s left)"
+        left = f" ({self.left(now):.0f} s left)" if self.window else ""
+        return f"{self.title()}  {gone:.0f} s{of}{left}"
 
     def ordered_colours(self) -> list[tuple[str, ColourNumbers]]:
         """The canary colour first, then the live one, then any other the event named."""
