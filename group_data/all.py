@@ -63,10 +63,15 @@ canary_max_p95_seconds = 0.5
 canary_max_5xx = 0
 canary_probe_rate = 2.0
 prometheus_url = None
+# The gate evaluates the window so far every canary_interval seconds (bgdeploy/checks/window.py):
+# a check failing canary_failure_limit evaluations in a row sends every client back at once;
+# a canary is promoted only by the evaluation over the whole window.
+canary_interval = 30
+canary_failure_limit = 3
 # Canary analysis (bgdeploy/checks/baseline.py): besides those limits, the new colour is compared
 # with the live colour over the same window, overall and per route (Prometheus) or per colour
 # probed alike (probes). Error rate: a one-sided Fisher exact test of the canary's errors against
-# the baseline's fails below canary_significance (shared among the comparisons). p95 and p99: at
+# the baseline's fails below canary_significance (shared among the comparisons). p50, p95, p99: at
 # most canary_max_latency_increase above the baseline's (0.2: +20 %), differences under
 # canary_latency_slack seconds never fail. Each side needs canary_min_requests requests (a
 # quantile also 5 above it: p99 500), else the comparison is "not evaluated"; the overall error

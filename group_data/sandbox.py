@@ -27,6 +27,7 @@ min_free_disk_mb = 64
 snapshot_keep = 3
 # Canary: a window of seconds; the sandbox's Prometheus when it runs with --monitoring.
 canary_window = 20
+canary_interval = 5
 canary_probe_rate = 5.0
 # The sandbox's containers share the machine's CPUs with the tests (a healthy release's p95
 # reached 3 s under a loaded CI run): its absolute latency says nothing, only a failure to

@@ -475,6 +475,6 @@ def _format_value(name: str, value: float | None) -> str:
         return _json_number(value)  # type: ignore[return-value]
     if name.startswith(ERROR_RATE):
         return f"{value * 100:.2f}%"
-    if name == P95 or name.startswith(("p95 ", "p99 ")):
+    if name == P95 or name.startswith(("p50 ", "p95 ", "p99 ")):
         return f"{value * 1000:.1f}ms"
     return f"{value:g}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -25,6 +25,8 @@ MAX_PROBES = 100_000
 """The most requests one :func:`probe` call sends."""
 
 MAX_PROBE_THREADS = 64
+
+NOT_SENT = "not sent: the probe was over"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ def probe(
     rate_per_s: float,
     headers: Mapping[str, str] | None = None,
     timeout: float = 5.0,
+    *,
+    on_sample: Callable[[ProbeSample], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[ProbeSample]:
     """GET ``url`` at a fixed rate for ``duration_s`` seconds and record every answer.
 
@@ -67,6 +72,11 @@ def probe(
     transport error. So the call returns after about ``duration_s + timeout`` seconds at most.
     Samples come back in the order they were sent. ``headers`` are added to every request
     (``Host``, a cookie pinning a canary colour ...).
+
+    ``on_sample`` is called with each sample as soon as its answer (or error) is in, from the
+    probe's threads: the canary's evaluations read the samples so far. ``cancel``, once set,
+    sends no more requests (the canary was judged before its window ended); the call then
+    returns what was sent.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -85,10 +95,16 @@ def probe(
     stop = threading.Event()
 
     def one() -> ProbeSample:
+        sample = _one()
+        if on_sample is not None and sample.error != NOT_SENT:
+            on_sample(sample)
+        return sample
+
+    def _one() -> ProbeSample:
         started = time.monotonic()
         offset = started - began
         if stop.is_set():
-            return ProbeSample(offset, 0.0, error="not sent: the probe was over")
+            return ProbeSample(offset, 0.0, error=NOT_SENT)
         try:
             response = client.get(url, headers=sent_headers)
         except httpx.TimeoutException:
@@ -115,7 +131,9 @@ def probe(
     try:
         for index in range(count):
             delay = began + index * interval - time.monotonic()
-            if delay > 0:
+            if cancel is not None and cancel.wait(max(0.0, delay)):
+                break
+            if cancel is None and delay > 0:
                 time.sleep(delay)
             sent_at.append(time.monotonic() - began)
             futures.append(pool.submit(one))

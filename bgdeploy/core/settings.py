@@ -129,6 +129,11 @@ class Settings:
     canary_max_p95_seconds: float = 0.5
     canary_max_5xx: float = 0
     canary_probe_rate: float = 2.0
+    canary_interval: float = 30.0
+    """Seconds between the gate's evaluations through the window (bgdeploy/checks/window.py)."""
+    canary_failure_limit: int = 3
+    """Evaluations in a row a check must fail before the window's end to send the canary back
+    at once."""
     prometheus_url: str | None = None
     # The canary compared with the live colour over the same window (bgdeploy/checks/baseline.py).
     canary_baseline: bool = True
@@ -360,6 +365,14 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         canary_max_p95_seconds=read.number("canary_max_p95_seconds", 0, 3600),
         canary_max_5xx=read.number("canary_max_5xx", 0, 1e12),
         canary_probe_rate=read.number("canary_probe_rate", 0.1, 1000),
+        canary_interval=(
+            read.number("canary_interval", 1, 86_400) if "canary_interval" in data else 30.0
+        ),
+        canary_failure_limit=(
+            read.integer("canary_failure_limit", 1, 1000)  # type: ignore[arg-type]
+            if "canary_failure_limit" in data
+            else 3
+        ),
         prometheus_url=_prometheus_url(data, directory),
         canary_baseline=read.boolean("canary_baseline"),
         canary_min_requests=read.integer("canary_min_requests", 1, 1_000_000_000),  # type: ignore[arg-type]

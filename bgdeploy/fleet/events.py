@@ -30,6 +30,11 @@ _PACKAGE = str(Path(__file__).resolve().parents[1]) + os.sep
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
+def active() -> bool:
+    """True inside a run whose events someone reads (``bgdeploy deploy``, not plain pyinfra)."""
+    return bool(os.environ.get(EVENTS_VARIABLE))
+
+
 def emit(kind: str, **fields: Any) -> None:
     """Append one event (``kind``, the time, ``fields``) to the run's events file, if any."""
     path = os.environ.get(EVENTS_VARIABLE)

@@ -30,9 +30,10 @@ from typing import Any, TypeVar
 from pyinfra import logger
 
 from bgdeploy import commands
-from bgdeploy.checks import smoke
+from bgdeploy.checks import smoke, window
 from bgdeploy.core import settings as settings_mod
 from bgdeploy.core.errors import BgdeployError
+from bgdeploy.fleet import events
 from bgdeploy.fleet.colours import HostColours, live_colour, other, read_colours
 from bgdeploy.fleet.pyinfra_backend import PyinfraFleet
 from bgdeploy.strategies import canary as canary_mod
@@ -303,6 +304,7 @@ class _Canary:
     colours: dict[str, HostColours]
     percent: float
     started: float
+    watched: window.Watch | None = None
 
     @property
     def bg(self) -> BlueGreen:
@@ -325,7 +327,7 @@ class _Canary:
             entry = canary_mod.journal_entry(
                 self.settings, name, bg.idle, self.percent, verdict, result, who=self.run.who,
                 sha=self.run.sha, sha_before=self.colours[name].heads.get(bg.live) or None,
-                message=message, reason=self.run.reason,
+                message=message, reason=self.run.reason, watched=self.watched,
             )  # fmt: skip
             self.fleet.run(name, commands.journal_append(self.settings, entry), sudo=True)
 
@@ -363,16 +365,25 @@ def _canary(state: Any, host: Any, run: ReleaseRun) -> bool:
     source = f"Prometheus {settings.prometheus_url}" if settings.prometheus_url else "probes"
     logger.info(
         f"canary: {trial.pct}% of clients on {bg.idle} on every web host; the gate watches it "
-        f"for {settings.canary_window:g} s ({source})"
+        f"for {settings.canary_window:g} s ({source}), evaluating every "
+        f"{settings.canary_interval:g} s"
     )
+
+    def report(record: window.Watch) -> None:  # the live view, or a line a plain run shows
+        if events.active():
+            events.emit("canary", percent=percent, **record.event())
+        else:
+            logger.info(f"{host.print_prefix}{record.line()}")
+
     try:
-        result = canary_mod.judge(settings, bg.live, bg.idle, urls)
+        trial.watched = canary_mod.judge(settings, bg.live, bg.idle, urls, report=report)
     except BaseException:
         canary_mod.send_back(fleet, settings, bg.live)
         raise
-    for line in result.explain():
+    result = trial.watched.result
+    for line in [*result.explain(), *trial.watched.report()]:
         (logger.info if result.passed else logger.warning)(f"{host.print_prefix}{line}")
-    if canary_mod.decide(result) == canary_mod.PROMOTE:
+    if canary_mod.decide(result) == canary_mod.PROMOTE and not trial.watched.early:
         return _promote(state, host, trial, result)
     return _send_back(trial, result)
 
@@ -408,8 +419,15 @@ def _send_back(trial: _Canary, result: Any) -> bool:
     its canary unmarked as built, so it is never switched or rolled back to."""
     bg, run, fleet, settings, pct = trial.bg, trial.run, trial.fleet, trial.settings, trial.pct
     why = canary_mod.summary(result)
+    watched = trial.watched
+    if watched is not None and watched.early:
+        why = f"sent back at {watched.ended_at:.0f} s of {watched.rules.window:g} s: {why}"
     logger.error(f"canary {pct}% failed the gate: every client back on {bg.live} ({why})")
     back = {r.host: r for r in canary_mod.send_back(fleet, settings, bg.live)}
+    if watched is not None:
+        watched.back(time.monotonic() - watched.began)
+        for line in watched.report()[1:]:
+            logger.warning(f"canary {pct}%: {line}")
     bad_dir = f"{settings.app_root}/{bg.idle}"
     fleet.map(lambda n: fleet.run(n, commands.unmark_built(bad_dir), sudo=True), run.web_order)
     for name in run.web_order:

@@ -42,11 +42,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bgdeploy import commands
-from bgdeploy.checks import baseline, gate
+from bgdeploy.checks import baseline, gate, sources, window
 from bgdeploy.core import journal, render
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.render import CANARY_INCLUDE, LIVE_INCLUDE
@@ -189,53 +188,55 @@ def _apply(
 # The gate
 
 
+def window_rules(settings: Settings) -> window.WindowRules:
+    """How the window is watched, from the ``canary_*`` settings (ConfigError naming the key)."""
+    return window.WindowRules(
+        window=settings.canary_window,
+        interval=settings.canary_interval,
+        failure_limit=settings.canary_failure_limit,
+        min_requests=settings.canary_min_requests,
+    )
+
+
 def judge(
     settings: Settings,
     live: str,
     canary: str,
     probe_urls: Sequence[str],
+    *,
+    report: Callable[[window.Watch], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
     sleep: Sleep = time.sleep,
-) -> gate.GateResult:
-    """Watch ``canary`` for ``canary_window`` seconds and judge it (see the module): Prometheus
-    when ``prometheus_url`` is set, else probes of each URL in ``probe_urls`` (the web hosts'
-    public ports, each colour pinned by its cookie) at ``canary_probe_rate`` requests/s per
-    colour, all at once. With ``canary_baseline``, ``live`` is compared with ``canary`` over the
-    same window (and probed alike). Never raises for an unreachable Prometheus or host: those
-    are failed checks."""
+) -> window.Watch:
+    """Watch ``canary`` for ``canary_window`` seconds, evaluating every ``canary_interval``
+    (:func:`bgdeploy.checks.window.watch`: sent back early on a clear failure, promoted only by
+    the whole window): Prometheus when ``prometheus_url`` is set, else probes of each URL in
+    ``probe_urls`` (the web hosts' public ports, each colour pinned by its cookie) at
+    ``canary_probe_rate`` requests/s per colour, all at once. With ``canary_baseline``,
+    ``live`` is compared with ``canary`` over the same seconds (and probed alike). ``report``
+    gets the record after each evaluation. Never raises for an unreachable Prometheus or host:
+    those are failed checks. The record's ``result`` is the deciding evaluation's."""
     limits = thresholds(settings)
-    rules = baseline_rules(settings)
+    rules = baseline_rules(settings) if settings.canary_baseline else None
+    timing = window_rules(settings)
+    source: window.Source
     if settings.prometheus_url:
-        sleep(settings.canary_window)
-        result = gate.evaluate_prometheus(settings.prometheus_url, canary, limits)
-        if not settings.canary_baseline:
-            return result
-        compared = baseline.prometheus_checks(settings.prometheus_url, canary, live, limits, rules)
-        return gate.gate_result([*result.checks, *compared], result.source)
-    if not probe_urls:
-        return gate.evaluate_probes([], limits, target=f"{canary}: no web host")
-    colours = (canary, live) if settings.canary_baseline else (canary,)
-    jobs = [(colour, url) for colour in colours for url in probe_urls]
-
-    def one(job: tuple[str, str]) -> list[gate.ProbeSample]:
-        colour, url = job
-        return gate.probe(
-            url, settings.canary_window, settings.canary_probe_rate,
-            headers={"Cookie": f"{PIN_COOKIE}={colour}"}, timeout=probe_timeout(settings),
+        source = sources.PrometheusSource(
+            settings.prometheus_url, canary, live, limits, rules, timing
+        )
+    elif not probe_urls:
+        record = window.Watch(timing, canary, live, "probe")
+        empty = gate.evaluate_probes([], limits, target=f"{canary}: no web host")
+        record.add(window.Evaluation(1, 0.0, window.Reading(empty), final=True))
+        return record
+    else:
+        source = sources.ProbeSource(
+            probe_urls, canary, live if rules is not None else None, limits, rules, timing,
+            rate=settings.canary_probe_rate, timeout=probe_timeout(settings),
+            pin=lambda colour: {"Cookie": f"{PIN_COOKIE}={colour}"},
+            target=f"the public port of {len(probe_urls)} web hosts, cookie {PIN_COOKIE}=",
         )  # fmt: skip
-
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        found = list(pool.map(one, jobs))
-    samples: dict[str, list[gate.ProbeSample]] = {colour: [] for colour in colours}
-    for (colour, _), got in zip(jobs, found, strict=True):
-        samples[colour].extend(got)
-    where = f"the public port of {len(probe_urls)} web hosts, cookie {PIN_COOKIE}="
-    result = gate.evaluate_probes(samples[canary], limits, target=where + canary)
-    if not settings.canary_baseline:
-        return result
-    compared = baseline.probe_checks(
-        samples[canary], samples[live], limits, rules, target=f"{where}{canary} and ={live}"
-    )
-    return gate.gate_result([*result.checks, *compared], result.source)
+    return window.watch(source, timing, canary, live, report=report, clock=clock, sleep=sleep)
 
 
 def summary(result: gate.GateResult) -> str:
@@ -269,8 +270,11 @@ def journal_entry(
     sha_before: str | None = None,
     message: str = "",
     reason: str | None = None,
+    watched: window.Watch | None = None,
 ) -> journal.JournalEntry:
-    """The ``canary`` journal entry of one host: ``percent``, ``verdict`` and the gate."""
+    """The ``canary`` journal entry of one host: ``percent``, ``verdict``, the gate (the
+    deciding evaluation's checks) and the ``window`` (each evaluation, how and when it
+    ended, how fast every client was back: :meth:`bgdeploy.checks.window.Watch.to_dict`)."""
     outcome = {"promoted": "ok", "rolled back": "rolled_back"}.get(verdict, "failed")
     return journal.new_entry(
         "canary", who=who, host=host, env=settings.env, colour=canary, sha=sha,
@@ -279,5 +283,6 @@ def journal_entry(
             "percent": percent,
             "verdict": verdict,
             "gate": result.to_dict() if result is not None else None,
+            "window": watched.to_dict() if watched is not None else None,
         },
     )  # fmt: skip

@@ -154,6 +154,7 @@ def check_request(
     settings = environment.settings[environment.web[0]]
     if canary is not None:
         canary_mod.thresholds(settings)  # a window or threshold the gate cannot take: exit 2
+        canary_mod.window_rules(settings)
     chosen = refs.validate_ref(ref if ref is not None else settings.ref)
     emergency_reason = reason.strip() if emergency and reason else None
     decision = windows.decide(

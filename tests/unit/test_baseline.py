@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from statistics import NormalDist
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from conftest import load_group_data
 
-from bgdeploy.checks import baseline, gate
+from bgdeploy.checks import baseline, gate, window
 from bgdeploy.checks.baseline import Baseline, Counts, error_check, fisher_one_sided, latency_check
 from bgdeploy.core import settings
 from bgdeploy.core.errors import ConfigError
@@ -268,6 +269,10 @@ def answers(**changes: Any) -> dict[str, Any]:
         "histogram_quantile(0.99, sum by (colour, route, le)": series(
             green_home=0.2, blue_home=0.2, green_features=0.1, blue_features=0.1
         ),
+        "histogram_quantile(0.5, sum by (colour, route, le)": series(
+            green_home=0.05, blue_home=0.05, green_features=0.03, blue_features=0.03
+        ),
+        "histogram_quantile(0.5, sum by (colour, le)": series(green=0.04, blue=0.04),
         "histogram_quantile(0.95, sum by (colour, le)": series(green=0.09, blue=0.09),
         "histogram_quantile(0.99, sum by (colour, le)": series(green=0.19, blue=0.19),
         "sum by (colour, route, le)": buckets(green_home=(140, 10), blue_home=(140, 10)),
@@ -285,7 +290,7 @@ def test_prometheus_comparisons_per_route_find_the_broken_route() -> None:
     assert "canary 30/270 errors, baseline 0/268" in overall.reason and overall.failed
     features = found[("error rate vs baseline", "features")]
     assert features.failed and "canary 30/120 errors, baseline 0/118" in features.reason
-    assert "over 6 comparisons" in features.reason  # errors and p95 of 3 (p99: too few)
+    assert "over 9 comparisons" in features.reason  # errors, p50, p95 of 3 (p99: too few)
     assert found[("error rate vs baseline", "home")].passed
     assert found[("p95 vs baseline", "home")].passed
     assert found[("p99 vs baseline", "home")].verdict == gate.NOT_EVALUATED  # 150 < 500
@@ -301,6 +306,10 @@ def test_prometheus_comparisons_see_a_slower_release() -> None:
             green_home=0.14, blue_home=0.1
         ),
         "histogram_quantile(0.95, sum by (colour, le)": series(green=0.14, blue=0.1),
+        "histogram_quantile(0.5, sum by (colour, route, le)": series(
+            green_home=0.07, blue_home=0.05
+        ),
+        "histogram_quantile(0.5, sum by (colour, le)": series(green=0.07, blue=0.05),
         "sum by (colour, route, le)": buckets(green_home=(200, 100), blue_home=(285, 15)),
     })  # fmt: skip
     checks = baseline.prometheus_checks(
@@ -308,7 +317,12 @@ def test_prometheus_comparisons_see_a_slower_release() -> None:
         transport=prometheus(slower),
     )  # fmt: skip
     failed = sorted((c.name, c.route) for c in checks if c.failed)
-    assert failed == [("p95 vs baseline", ""), ("p95 vs baseline", "home")]
+    assert failed == [
+        ("p50 vs baseline", ""),
+        ("p50 vs baseline", "home"),
+        ("p95 vs baseline", ""),
+        ("p95 vs baseline", "home"),
+    ]
 
 
 def test_metrics_without_routes_are_compared_overall() -> None:
@@ -323,6 +337,7 @@ def test_metrics_without_routes_are_compared_overall() -> None:
     assert {c.route for c in checks} == {""}
     assert [c.name for c in checks] == [
         "error rate vs baseline",
+        "p50 vs baseline",
         "p95 vs baseline",
         "p99 vs baseline",
     ]
@@ -351,11 +366,12 @@ def probes(count: int, seconds: float, errors: int = 0) -> list[gate.ProbeSample
 def test_probes_of_both_colours_are_compared_alike() -> None:
     thresholds = gate.Thresholds()
     same = baseline.probe_checks(probes(200, 0.1), probes(200, 0.1), thresholds, RULES, target="t")
-    assert [c.verdict for c in same] == [gate.PASS, gate.PASS, gate.NOT_EVALUATED]
-    assert "0 canary requests above it" in same[1].reason
+    assert [c.verdict for c in same] == [gate.PASS, gate.PASS, gate.PASS, gate.NOT_EVALUATED]
+    assert [c.name for c in same[1:]] == ["p50 vs baseline", "p95 vs baseline", "p99 vs baseline"]
+    assert "0 canary requests above it" in same[2].reason
     assert same[0].query_or_probe == "GET t: 200 canary probes, 200 baseline probes"
     slow = baseline.probe_checks(probes(200, 0.15), probes(200, 0.1), thresholds, RULES, target="t")
-    assert slow[1].failed and slow[1].value == 0.15
+    assert slow[1].failed and slow[2].failed and slow[2].value == 0.15
     broken = baseline.probe_checks(
         probes(200, 0.1, errors=20), probes(200, 0.1), thresholds, RULES, target="t"
     )
@@ -376,6 +392,9 @@ def test_settings_defaults_and_the_sandbox() -> None:
     assert rules == RULES
     sandbox = settings.from_data(load_group_data("sandbox"), "sandbox")
     assert sandbox.canary_min_requests == 50
+    # The window: evaluated every 30 s in prod (10 looks in 5 minutes), every 5 s here.
+    assert canary.window_rules(prod) == window.WindowRules(300, 30, 3, 100)
+    assert canary.window_rules(sandbox) == window.WindowRules(20, 5, 3, 50)
 
 
 @pytest.mark.parametrize(
@@ -386,9 +405,43 @@ def test_settings_defaults_and_the_sandbox() -> None:
         ("canary_significance", 0.9),
         ("canary_max_latency_increase", -0.1),
         ("canary_baseline", "yes"),
+        ("canary_interval", 0),
+        ("canary_interval", "often"),
+        ("canary_failure_limit", 0),
+        ("canary_failure_limit", 1.5),
     ],
 )
 def test_bad_canary_settings_are_refused_naming_the_key(key: str, value: Any) -> None:
     data = {**load_group_data("prod"), key: value}
     with pytest.raises(ConfigError, match=key):
         settings.from_data(data, "prod")
+
+
+def spread(count: int, median: float, sigma: float = 0.5) -> list[gate.ProbeSample]:
+    """``count`` probes whose latencies follow a log-normal of ``median`` and ``sigma``
+    (evenly spaced quantiles: the same numbers every run)."""
+    normal = NormalDist()
+    return [
+        gate.ProbeSample(i * 0.1, median * math.exp(sigma * normal.inv_cdf((i + 0.5) / count)),
+                         status=200)
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def test_forty_percent_slower_on_every_request_fails_the_median_not_only_the_tail() -> None:
+    """The rule's power: 300 canary requests, each 40 % slower than the baseline's 3000 (a
+    wide spread, as on a loaded machine: sigma 0.7), are sent back by the p50 comparison; the
+    p95 alone would not (about 8 % of the canary above the baseline's p95 + 20 %, where 5 %
+    is allowed: not conclusive out of 300)."""
+    base = spread(3000, 0.05, 0.7)
+    slower = [
+        gate.ProbeSample(s.started, s.seconds * 1.4, status=200) for s in spread(300, 0.05, 0.7)
+    ]
+    checks = {c.name: c for c in baseline.probe_checks(slower, base, gate.Thresholds(), RULES,
+                                                       target="t")}  # fmt: skip
+    assert checks["p50 vs baseline"].failed, checks["p50 vs baseline"].reason
+    assert not checks["p95 vs baseline"].failed, checks["p95 vs baseline"].reason
+    healthy = baseline.probe_checks(
+        spread(300, 0.05, 0.7), base, gate.Thresholds(), RULES, target="t"
+    )
+    assert not [c for c in healthy if c.failed]

@@ -123,22 +123,59 @@ def test_decide() -> None:
     assert canary.decide(_checks()) == canary.SEND_BACK  # nothing checked: never promote
 
 
+class FakeClock:
+    """A clock that moves only when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waited: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waited.append(round(seconds, 6))
+        self.now += seconds
+
+
 def test_judge_asks_prometheus_when_configured(s: Any) -> None:
-    waited: list[float] = []
-    configured = dataclasses.replace(s, prometheus_url="http://127.0.0.1:9", canary_window=7)
-    result = canary.judge(configured, "blue", "green", ["http://unused"], sleep=waited.append)
-    assert waited == [7]
+    clock = FakeClock()
+    configured = dataclasses.replace(
+        s, prometheus_url="http://127.0.0.1:9", canary_window=7, canary_interval=30
+    )
+    record = canary.judge(
+        configured, "blue", "green", ["http://unused"], clock=clock, sleep=clock.sleep
+    )
+    assert clock.waited == [7]  # an interval longer than the window: one evaluation, at its end
+    result = record.result
     assert result.source == "prometheus" and not result.passed
+    assert result.checks[0].name == "prometheus answers"
     assert "unreachable" in result.checks[0].reason
-    # The comparison with the baseline is asked too, and fails closed the same way.
-    compared = [c for c in result.checks if c.name == "error rate vs baseline"]
-    assert len(compared) == 1 and compared[0].failed and "unreachable" in compared[0].reason
     assert canary.decide(result) == canary.SEND_BACK  # fails safe
+    assert record.state == "send back" and not record.early
+
+
+def test_judge_evaluates_every_interval_and_sends_back_when_prometheus_is_silent(s: Any) -> None:
+    clock = FakeClock()
+    configured = dataclasses.replace(
+        s, prometheus_url="http://127.0.0.1:9", canary_window=300, canary_interval=30
+    )
+    seen: list[dict[str, Any]] = []
+    record = canary.judge(
+        configured, "blue", "green", [], clock=clock, sleep=clock.sleep,
+        report=lambda r: seen.append(r.event()),
+    )  # fmt: skip
+    # Three evaluations without an answer, 30 s apart: sent back at 90 s, not at 300 s.
+    assert clock.waited == [30, 30, 30]
+    assert record.early and record.state == "send back" and record.ended_at == 90
+    assert "prometheus answers failed 3 evaluations in a row" in record.reason
+    assert [e["state"] for e in seen] == ["watching", "watching", "send back"]
+    assert [e["checks"][0]["failing"] for e in seen] == [1, 2, 3]
 
 
 def test_judge_probes_the_colour_without_prometheus(s: Any) -> None:
     quick = dataclasses.replace(s, prometheus_url=None, canary_window=1, canary_probe_rate=3)
-    result = canary.judge(quick, "blue", "green", ["http://127.0.0.1:9/api/health"])
+    result = canary.judge(quick, "blue", "green", ["http://127.0.0.1:9/api/health"]).result
     assert result.source == "probe" and not result.passed
     assert "GET the public port of 1 web hosts, cookie bgdeploy_colour=green: 3 probes" in (
         result.checks[0].query_or_probe
@@ -156,7 +193,7 @@ def test_judge_without_the_baseline_probes_the_canary_only(s: Any) -> None:
     quick = dataclasses.replace(
         s, prometheus_url=None, canary_window=1, canary_probe_rate=3, canary_baseline=False
     )
-    result = canary.judge(quick, "blue", "green", ["http://127.0.0.1:9/api/health"])
+    result = canary.judge(quick, "blue", "green", ["http://127.0.0.1:9/api/health"]).result
     assert [c.name for c in result.checks] == ["error rate", "p95 latency", "5xx responses"]
 
 
