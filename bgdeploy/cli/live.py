@@ -146,6 +146,9 @@ class RunOutput:
         self.stream = sys.stderr if stream is None else stream
         self.view = progress_mod.FleetView()
         self._lock = threading.RLock()
+        """The view's state (drawn by rich's refresh thread, changed by the run's threads)."""
+        self._screen = threading.RLock()
+        """The order of the lines printed (taken before ``_lock``, never inside it)."""
         self._live: Any = None
         self._console: Any = None
         self.trouble: list[str] = []
@@ -153,64 +156,75 @@ class RunOutput:
     # The run's side -------------------------------------------------------------------
 
     def event(self, event: progress_mod.Event) -> None:
+        with self._screen:
+            self._show(self._take_event(event))
+
+    def _take_event(self, event: progress_mod.Event) -> str | None:
         with self._lock:
             # Every host starts a stage: one line for it.
             repeated = event.get("kind") == "stage" and event.get("name") == self.view.stage
             self.view.apply(event)
             if repeated:
-                return
+                return None
             line = progress_mod.plain_line(event, self.view)
             if event.get("kind") == "say":  # pyinfra printed it too: in the log already
                 if self.mode == "live" and not self.verbose:
-                    self._print(f"  {event.get('text') or ''}")
-                elif self.mode == "plain" and not self.verbose and line is not None:
-                    self._print(line)
-                return
+                    return f"  {event.get('text') or ''}"
+                if self.mode == "plain" and not self.verbose:
+                    return line
+                return None
             if self.runlog is not None:
                 logged = line or progress_mod.plain_line(event)
                 if logged is not None:
                     self.runlog.write(logged)
-            if line is not None and self.mode == "plain":
-                self._print(line)
+            return line if self.mode == "plain" else None
 
     def log(self, line: str) -> None:
         """One line of pyinfra's log: to the file, and on screen with ``--verbose``."""
         clean = _ANSI.sub("", line)
-        with self._lock:
-            if _TROUBLE.search(clean):
-                self.trouble = [*self.trouble[-(EXCERPT - 1) :], clean]
-            if self.runlog is not None:
-                self.runlog.write(clean)
-            if self.verbose and self.mode != "quiet":
-                self._print(clean)
+        with self._screen:
+            with self._lock:
+                if _TROUBLE.search(clean):
+                    self.trouble = [*self.trouble[-(EXCERPT - 1) :], clean]
+                if self.runlog is not None:
+                    self.runlog.write(clean)
+            self._show(clean if self.verbose and self.mode != "quiet" else None)
 
     def progress(self, line: str) -> None:
         """One of bgdeploy's own lines (a notification, a hook, a recovery step)."""
-        with self._lock:
-            self.view.activity = line
-            if self.runlog is not None:
-                self.runlog.note(line)
+        with self._screen:
+            with self._lock:
+                self.view.activity = line
+                if self.runlog is not None:
+                    self.runlog.note(line)
             if self.mode == "live":
-                self._print(f"  {line}")
+                self._show(f"  {line}")
             elif self.mode == "plain":
-                self._print(f"{progress_mod.clock(time.time())} {line}")
+                self._show(f"{progress_mod.clock(time.time())} {line}")
 
     def say(self, line: str) -> None:
         """A line the operator always sees (but with ``--quiet``), logged too."""
-        with self._lock:
-            if self.runlog is not None:
-                self.runlog.note(line)
-            if self.mode != "quiet":
-                self._print(line)
+        with self._screen:
+            with self._lock:
+                if self.runlog is not None:
+                    self.runlog.note(line)
+            self._show(line if self.mode != "quiet" else None)
 
     def record(self, text: str) -> None:
         """Text for the log file only (the final table, the JSON)."""
         if self.runlog is not None:
             self.runlog.write(text)
 
-    def _print(self, text: str) -> None:
-        if self._live is not None:
-            self._live.console.print(text, markup=False, highlight=False, soft_wrap=True)
+    def _show(self, text: str | None) -> None:
+        """Print ``text`` (None: nothing) above the live view, or on the stream. Called
+        holding ``_screen`` (the lines' order) but never the view's ``_lock``: printing above
+        a live view takes rich's lock, which its refresh holds while it draws the view (and
+        takes ``_lock``); holding both the other way round hung a run."""
+        if text is None:
+            return
+        live = self._live
+        if live is not None:
+            live.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             self.stream.write(text + "\n")
             self.stream.flush()
@@ -278,11 +292,12 @@ class RunOutput:
 
     def pause(self) -> None:
         """Stop redrawing, the view left on the screen as it is (to ask a question below)."""
-        with self._lock:
-            live, self._live = self._live, None
-        if live is not None:
-            live.refresh()
-            live.stop()
+        with self._screen:  # no line printed half way
+            with self._lock:
+                live, self._live = self._live, None
+            if live is not None:
+                live.refresh()
+                live.stop()
 
     def stop(self) -> None:
         """Leave the live view as it ended (every host's last state) and stop redrawing.
@@ -294,9 +309,10 @@ class RunOutput:
             excerpt, self.trouble = self.trouble, []
         self.pause()
         if failed and excerpt and not self.verbose and self.mode != "quiet":
-            self._print("pyinfra's last lines about errors (all of it is in the log):")
-            for line in excerpt:
-                self._print(f"  {line.strip()}")
+            with self._screen:
+                self._show("pyinfra's last lines about errors (all of it is in the log):")
+                for line in excerpt:
+                    self._show(f"  {line.strip()}")
 
     def close(self, announce: bool = True) -> None:
         """Stop drawing and close the log, naming it (unless quiet or not ``announce``)."""

@@ -4,6 +4,7 @@ lines without a terminal (plain_line), and how the terminal draws it (bgdeploy.c
 from __future__ import annotations
 
 import io
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,38 @@ def test_many_checks_show_the_failed_and_overall_ones_and_count_the_rest() -> No
     assert len(rows) == live.CHECK_ROWS + 1
     assert any(row.startswith("p95 vs baseline [r17]") for row in rows)
     assert rows[-1].split()[:2] == ["13", "more"] and "13 pass, 0 fail" in rows[-1]
+
+
+def test_a_line_printed_while_the_view_is_redrawn_does_not_hang_the_run() -> None:
+    """rich's refresh holds its lock while it draws the view (which reads the view's state);
+    a line printed above the view takes that lock too: the run's thread must not hold the
+    view's state meanwhile (it did: a canary's lines at the end of its window hung a run)."""
+    output = live.RunOutput(None, "live", stream=io.StringIO())
+    output.start()
+    assert output._live is not None
+    rich_lock = output._live._lock
+    applying, drawn = threading.Event(), threading.Event()
+    taken = output.view.apply
+
+    def slow_apply(event: progress.Event) -> None:  # the run's thread, in the view's state
+        applying.set()
+        drawn.wait(0.5)  # while a refresh holds rich's lock and waits for the view
+        taken(event)
+
+    def refresh() -> None:  # rich's refresh thread: its lock, then the view
+        with rich_lock:
+            applying.wait(5)
+            drawn.set()
+            output.render()
+
+    output.view.apply = slow_apply  # type: ignore[method-assign]
+    refresher = threading.Thread(target=refresh, daemon=True)
+    refresher.start()
+    run = threading.Thread(
+        target=output.event, args=({"kind": "say", "t": T0, "text": "gate passed"},), daemon=True
+    )
+    run.start()
+    run.join(10)
+    refresher.join(10)
+    assert not run.is_alive() and not refresher.is_alive(), "the run hung"
+    output.stop()
