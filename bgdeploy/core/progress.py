@@ -266,8 +266,8 @@ class CanaryView:
         """Seconds of the window gone at ``now``: the event's, plus the time since it was
         written while the gate still watches (at most the window); where it ended, once the
         gate decided or the run stopped."""
-        if self.ended:
-            return self.elapsed
+        if self.ended:  # (its last evaluation may come a little after the window's end)
+            return min(self.elapsed, self.window) if self.window else self.elapsed
         now = time.time() if now is None else now
         if self.stopped is not None:
             now = min(now, self.stopped)
@@ -479,9 +479,6 @@ def canary_line(canary: CanaryView) -> str:
     parts.append(canary.summary())
     if canary.ended:
         parts.append(canary.outcome + (f": {canary.reason}" if canary.reason else ""))
-    window = (
-        f"{canary.elapsed:.0f}/{canary.window:.0f} s"
-        if canary.window
-        else (f"{canary.elapsed:.0f} s")
-    )
+    gone = canary.seconds(canary.t)  # as the event said it (at most the window)
+    window = f"{gone:.0f}/{canary.window:.0f} s" if canary.window else f"{gone:.0f} s"
     return f"canary {window}: " + " | ".join(parts)
