@@ -34,6 +34,7 @@ Every event has ``t``, the wall-clock time (seconds since the epoch) it happened
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ CANARY_LINE_EVERY = 5.0
 the first and the last always)."""
 
 WATCHING = "watching"
+_QUANTILE = re.compile(r"p\d+\b")
 OUTCOMES = {"promote": "promoted", "send back": "sent back"}
 """A canary's last states, and how the view says them."""
 
@@ -188,7 +190,8 @@ class CanaryCheck:
         return f"{self.name} [{self.route}]" if self.route else self.name
 
     def numbers(self) -> tuple[str, str]:
-        """The value and the threshold in the check's unit: a share in %, a latency in ms,
+        """The value and the threshold in the check's unit: a share in %, a latency (or a
+        quantile: ``p50 vs baseline``) in ms,
         a count as it is; an error rate compared with the baseline has a significance as its
         threshold (``p < 0.00167``). ``-`` when not known."""
         name = self.name.lower()
@@ -197,7 +200,7 @@ class CanaryCheck:
             if "baseline" in name:
                 return value, "-" if self.threshold is None else f"p < {self.threshold:.3g}"
             return value, percent_text(self.threshold)
-        if any(word in name for word in ("p95", "p99", "latency")):
+        if "latency" in name or _QUANTILE.match(name):
             return ms_text(self.value), ms_text(self.threshold)
         return (
             "-" if self.value is None else f"{self.value:g}",

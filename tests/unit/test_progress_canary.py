@@ -30,6 +30,7 @@ CHECKS = [
         "failing": 2,
     },
     {"name": "p99 vs baseline", "verdict": "not evaluated", "value": None, "threshold": "NaN"},
+    {"name": "p50 vs baseline", "verdict": "pass", "value": 0.24863, "threshold": 0.342812},
 ]
 
 
@@ -75,7 +76,7 @@ def test_the_view_keeps_the_latest_canary_event_and_its_clock_ticks_between_even
     # The canary colour first, then the live one, whatever order the event gave.
     assert [name for name, _ in c.ordered_colours()] == ["green", "blue"]
     assert c.colours["blue"].cells() == ("2300", "0.10%", "30ms")
-    assert c.summary() == "3 pass, 1 fail (error rate vs baseline [features]), 1 not evaluated"
+    assert c.summary() == "4 pass, 1 fail (error rate vs baseline [features]), 1 not evaluated"
 
 
 def test_each_check_in_its_unit_and_its_consecutive_failures() -> None:
@@ -88,6 +89,7 @@ def test_each_check_in_its_unit_and_its_consecutive_failures() -> None:
     # "NaN" (a non-finite threshold in JSON), null and a missing count: not known.
     assert checks["p99 vs baseline"].numbers() == ("-", "-")
     assert checks["p99 vs baseline"].failing == 0
+    assert checks["p50 vs baseline"].numbers() == ("249ms", "343ms")
 
 
 def test_an_event_missing_fields_or_with_nulls_is_shown_as_far_as_it_goes() -> None:
@@ -165,7 +167,7 @@ def test_without_a_terminal_a_canary_line_at_most_every_few_seconds_the_last_alw
     assert times == [0, 5, 9.9, 15.5, 16]
     assert shown[0] == (
         f"{progress.clock(T0)} canary 0/45 s: green 120 req 0.00% p95 34ms | "
-        "blue 2300 req 0.10% p95 30ms | 3 pass, 1 fail (error rate vs baseline [features]), "
+        "blue 2300 req 0.10% p95 30ms | 4 pass, 1 fail (error rate vs baseline [features]), "
         "1 not evaluated"
     )
     assert shown[-1] is not None and shown[-1].endswith("| promoted: every check passed")
@@ -227,7 +229,7 @@ def test_many_checks_show_the_failed_and_overall_ones_and_count_the_rest() -> No
     rows = lines[lines.index(next(x for x in lines if x.startswith("check "))) + 1 :]
     assert len(rows) == live.CHECK_ROWS + 1
     assert any(row.startswith("p95 vs baseline [r17]") for row in rows)
-    assert rows[-1].split()[:2] == ["13", "more"] and "13 pass, 0 fail" in rows[-1]
+    assert rows[-1].split()[:2] == ["14", "more"] and "14 pass, 0 fail" in rows[-1]
 
 
 def test_a_line_printed_while_the_view_is_redrawn_does_not_hang_the_run() -> None:
