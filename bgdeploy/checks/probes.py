@@ -130,11 +130,8 @@ def probe(
     began = time.monotonic()
     try:
         for index in range(count):
-            delay = began + index * interval - time.monotonic()
-            if cancel is not None and cancel.wait(max(0.0, delay)):
+            if _wait_until(began + index * interval, cancel):
                 break
-            if cancel is None and delay > 0:
-                time.sleep(delay)
             sent_at.append(time.monotonic() - began)
             futures.append(pool.submit(one))
         deadline = time.monotonic() + timeout + 0.5
@@ -150,6 +147,19 @@ def probe(
         pool.shutdown(wait=False, cancel_futures=True)
         threading.Thread(target=_close_later, args=(pool, client), daemon=True).start()
     return samples
+
+
+def _wait_until(when: float, cancel: threading.Event | None) -> bool:
+    """Sleep until the monotonic time ``when``; True (at once) when ``cancel`` is set. Polls
+    in short sleeps rather than ``Event.wait``: inside pyinfra (gevent's patched threads) a
+    wait was seen to miss the event being set."""
+    while True:
+        if cancel is not None and cancel.is_set():
+            return True
+        left = when - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, 0.1) if cancel is not None else left)
 
 
 def _close_later(pool: ThreadPoolExecutor, client: httpx.Client) -> None:

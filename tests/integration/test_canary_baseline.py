@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -173,7 +176,7 @@ def canary(
         runner.join()
     proc = done[0]
     text = proc.stdout + proc.stderr
-    assert sum(seen.values()) > RATE * min(window, WINDOW) / 2, seen
+    assert sum(seen.values()) > RATE * 10, seen  # clients throughout (a canary may end early)
     return proc.returncode, text + f"\nclients saw: {dict(seen)}"
 
 
@@ -246,9 +249,18 @@ def test_route_failing_a_quarter_is_sent_back_by_the_route_comparison(
     assert home and home[0]["verdict"] == "pass", home
 
 
-def test_healthy_release_under_the_same_traffic_is_promoted(cb: sandbox.SandboxState) -> None:
+HEALTHY_RUNS = int(os.environ.get("BGDEPLOY_HEALTHY_RUNS", "1"))
+"""How many healthy canaries the test below runs (the README gives the result of 5)."""
+
+
+@pytest.mark.parametrize("attempt", range(HEALTHY_RUNS))
+def test_healthy_release_under_the_same_traffic_is_promoted(
+    cb: sandbox.SandboxState, attempt: int
+) -> None:
     _, _, new = settle(cb)
-    tag, _ = commit(cb, {"docs/healthy.txt": "A healthy release.\n"}, "Healthy", prefix="ok")
+    tag, _ = commit(
+        cb, {"docs/healthy.txt": f"A healthy release ({attempt}).\n"}, "Healthy", prefix="ok"
+    )
     code, text = canary(cb, tag)
     assert code == 0, text[-5000:]
     assert "gate passed (prometheus)" in text, text[-5000:]
@@ -287,13 +299,14 @@ use Illuminate\\Http\\Request;
 use Illuminate\\Http\\Response;
 
 /**
- * After its first 40 requests on a host (the smoke tests pass), every third answers 500.
+ * After its first 40 requests on a host (the smoke tests pass), every third answers 500
+ * (counted in Redis under this release's own key).
  */
 class BreakAThird
 {
     public function handle(Request $request, Closure $next)
     {
-        $count = app('redis')->connection()->incr('break-a-third:'.gethostname());
+        $count = app('redis')->connection()->incr('break-a-third:TOKEN:'.gethostname());
         if ($count > 40 && $count % 3 === 0) {
             return new Response('broken', 500);
         }
@@ -308,7 +321,8 @@ def break_a_third(state: sandbox.SandboxState) -> str:
     """A release (tag) answering 500 to a third of its requests once it has served 40."""
     tag, _ = commit(
         state,
-        {"app/Http/Middleware/BreakAThird.php": BREAK_A_THIRD, "app/Http/Kernel.php": kernel_with(
+        {"app/Http/Middleware/BreakAThird.php": BREAK_A_THIRD.replace("TOKEN", uuid.uuid4().hex),
+         "app/Http/Kernel.php": kernel_with(
             state, "\\App\\Http\\Middleware\\BreakAThird::class")},
         "A third of the requests answer 500",
         prefix="third",
@@ -354,7 +368,7 @@ def test_a_healthy_release_is_promoted_only_after_the_whole_window(
     assert not window["early"] and window["ended_at"] >= LONG_WINDOW, window
     assert len(window["evaluations"]) == LONG_WINDOW // 5, window
     assert [e["n"] for e in window["evaluations"]] == list(range(1, LONG_WINDOW // 5 + 1))
-    assert "canary 120/120 s, evaluation 24" in text and ": promote, " in text
+    assert re.search(r"canary 12\d/120 s, evaluation 24: .*: promote, ", text), text[-3000:]
     assert httpx.get(public_urls(cb)[0], timeout=15).headers.get("X-Colour") == new
 
 

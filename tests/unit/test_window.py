@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -203,3 +206,46 @@ def test_probes_send_a_broken_canary_back_before_the_window_ends(broken_server: 
     assert record.first_failure is not None and record.first_failure < 1
     assert record.evaluations[-1].reading.colours["green"].errors >= 3
     assert source.cancel.is_set()
+
+
+GEVENT_RUN = """
+from gevent import monkey; monkey.patch_all()
+import threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from bgdeploy.checks import gate, sources, window
+from bgdeploy.checks.baseline import Baseline
+
+class Broken(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+url = f"http://127.0.0.1:{server.server_port}/api/health"
+rules = window.WindowRules(window=60, interval=1, failure_limit=2, min_requests=3)
+source = sources.ProbeSource(
+    [url], "green", "blue", gate.Thresholds(window_seconds=60), Baseline(min_requests=3),
+    rules, rate=10.0, timeout=2.0, pin=lambda colour: {}, target="t ",
+)
+record = window.watch(source, rules, "green", "blue")
+print(record.state, record.early)
+"""
+
+
+def test_probes_sent_back_early_inside_pyinfra_let_the_process_end() -> None:
+    """pyinfra runs the gate under gevent's patched threads: once sent back early, every
+    probe stops and the process ends (a probe waiting on its cancel event once hung a deploy
+    for its whole 10-minute limit)."""
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", GEVENT_RUN], capture_output=True, text=True, timeout=40,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "send back True"
+    assert time.monotonic() - began < 20  # not the 60 s window

@@ -42,13 +42,19 @@ use Throwable;
 class RequestMetrics
 {
     /**
-     * Upper bounds of the latency buckets, in seconds (+Inf is added): about 1.25 to 1.5 apart
-     * from 25 ms to 5 s, so that a quantile estimated inside one bucket moves with the requests
-     * (a baseline comparison of p95 and p99 judges differences of 20 %).
+     * Upper bounds of the latency buckets, in seconds (+Inf is added): about 10 % apart from
+     * 10 ms to 1 s (the E24 series), coarser outside. The canary's comparison with its baseline
+     * judges quantiles 20 % apart, and a quantile or a count above a limit is interpolated
+     * inside one bucket: with buckets 40 % apart (as before) a release 40 % slower moved the
+     * median by about one bucket, and the interpolation hid most of it. Requests increment one
+     * bucket each (the exposition sums them), so more buckets cost only the scrape's size.
      */
     public const BUCKETS = [
-        0.005, 0.01, 0.025, 0.035, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,
-        0.75, 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10,
+        0.005, 0.0075, 0.01, 0.011, 0.012, 0.013, 0.015, 0.016, 0.018, 0.02, 0.022, 0.024,
+        0.027, 0.03, 0.033, 0.036, 0.039, 0.043, 0.047, 0.051, 0.056, 0.062, 0.068, 0.075,
+        0.082, 0.091, 0.1, 0.11, 0.12, 0.13, 0.15, 0.16, 0.18, 0.2, 0.22, 0.24, 0.27, 0.3,
+        0.33, 0.36, 0.39, 0.43, 0.47, 0.5, 0.56, 0.62, 0.68, 0.75, 0.82, 0.91, 1, 1.25, 1.5,
+        2, 2.5, 3, 4, 5, 7.5, 10,
     ];
 
     /** The route label of a request that matched no route. */
