@@ -5,9 +5,11 @@ progress lines) and shows it one of three ways, on stderr:
 
 - ``live`` (stderr is a terminal): the run's stage, and one line per host that is redrawn in
   place (the step it is on, operations done of its total, seconds, the last problem), drawn by
-  ``rich``; bgdeploy's own lines scroll above it;
+  ``rich``; while a canary is watched, its window below them (:func:`canary_panel`: the time
+  gone and left, each colour's requests, error rate and p95, each check's state; then the
+  outcome); bgdeploy's own lines scroll above it;
 - ``plain`` (stderr is a file or a pipe: CI): timestamped lines, one per stage, step and
-  failure, nothing redrawn;
+  failure, and one per canary evaluation at most every few seconds, nothing redrawn;
 - ``quiet`` (``--quiet``): nothing; only the final table (on stdout) is printed.
 
 ``--verbose`` adds pyinfra's own log as it comes. Whichever way, everything (pyinfra's log,
@@ -34,6 +36,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _TROUBLE = re.compile(r"error|fail|fatal|refused|denied|traceback", re.IGNORECASE)
 EXCERPT = 15
 """pyinfra lines about errors shown when a host failed (without ``--verbose``)."""
+CHECK_ROWS = 12
+"""A canary's checks shown one per line; past that, the failed and overall ones first and
+the rest counted."""
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "not evaluated": "yellow"}
 
 
 def choose_mode(quiet: bool, stream: TextIO | None = None) -> str:
@@ -44,6 +50,64 @@ def choose_mode(quiet: bool, stream: TextIO | None = None) -> str:
     stream = sys.stderr if stream is None else stream
     terminal = bool(getattr(stream, "isatty", lambda: False)())
     return "live" if terminal and os.environ.get("TERM", "") != "dumb" else "plain"
+
+
+def canary_panel(canary: progress_mod.CanaryView, now: float | None = None) -> Any:
+    """A canary's window as the live view draws it (a rich renderable): the headline with a
+    bar of the time gone, a row per colour (requests, error rate, p95) and a row per check
+    (value, threshold, verdict, consecutive failed evaluations); once decided, the outcome and
+    its reason."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.time() if now is None else now
+    head = Table.grid(padding=(0, 2))
+    head.add_column(no_wrap=True)
+    head.add_column(no_wrap=True)
+    gone = canary.seconds(now)
+    bar = ProgressBar(total=canary.window or 1.0, completed=gone, width=30)
+    head.add_row(Text(canary.headline(now), style="bold"), bar if canary.window else Text(""))
+    parts: list[Any] = [head]
+    colours = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
+    for title in ("colour", "requests", "error rate", "p95"):
+        colours.add_column(title, justify="left" if title == "colour" else "right", no_wrap=True)
+    for name, numbers in canary.ordered_colours():
+        colours.add_row(Text(name, style="bold"), *map(Text, numbers.cells()))
+    if canary.colours:
+        parts.append(colours)
+    if canary.checks:
+        parts.append(_checks_table(canary.checks))
+    if canary.ended:
+        style = "bold green" if canary.state == "promote" else "bold red"
+        said = canary.outcome + (f": {canary.reason}" if canary.reason else "")
+        parts.append(Text(said, style=style))
+    return Group(*parts)
+
+
+def _checks_table(checks: list[progress_mod.CanaryCheck]) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    order = range(len(checks))
+    if len(checks) > CHECK_ROWS:  # the failed and overall ones first, shown in their order
+        first = [i for i in order if checks[i].verdict == "fail" or not checks[i].route]
+        rest = [i for i in order if i not in first]
+        order = sorted((first + rest)[:CHECK_ROWS])
+    table = Table(box=None, padding=(0, 1), show_edge=False, pad_edge=False)
+    for title in ("check", "value", "threshold", "verdict", "failing"):
+        table.add_column(title, justify="right" if title == "failing" else "left", no_wrap=True)
+    for check in (checks[i] for i in order):
+        value, threshold = check.numbers()
+        verdict = Text(check.verdict, style=VERDICT_STYLE.get(check.verdict, ""))
+        cells = (Text(check.label), Text(value), Text(threshold))
+        table.add_row(*cells, verdict, Text(str(check.failing)))
+    if len(order) < len(checks):
+        hidden = [c for i, c in enumerate(checks) if i not in order]
+        summary = progress_mod.CanaryView(checks=hidden).summary()
+        table.add_row(Text(f"{len(hidden)} more", style="dim"), "", "", Text(summary, style="dim"))
+    return table
 
 
 def open_log(root: Path, setting: str | None, run_id: str) -> RunLog:
@@ -82,6 +146,9 @@ class RunOutput:
         self.stream = sys.stderr if stream is None else stream
         self.view = progress_mod.FleetView()
         self._lock = threading.RLock()
+        """The view's state (drawn by rich's refresh thread, changed by the run's threads)."""
+        self._screen = threading.RLock()
+        """The order of the lines printed (taken before ``_lock``, never inside it)."""
         self._live: Any = None
         self._console: Any = None
         self.trouble: list[str] = []
@@ -89,64 +156,75 @@ class RunOutput:
     # The run's side -------------------------------------------------------------------
 
     def event(self, event: progress_mod.Event) -> None:
+        with self._screen:
+            self._show(self._take_event(event))
+
+    def _take_event(self, event: progress_mod.Event) -> str | None:
         with self._lock:
             # Every host starts a stage: one line for it.
             repeated = event.get("kind") == "stage" and event.get("name") == self.view.stage
             self.view.apply(event)
             if repeated:
-                return
+                return None
             line = progress_mod.plain_line(event, self.view)
             if event.get("kind") == "say":  # pyinfra printed it too: in the log already
                 if self.mode == "live" and not self.verbose:
-                    self._print(f"  {event.get('text') or ''}")
-                elif self.mode == "plain" and not self.verbose and line is not None:
-                    self._print(line)
-                return
+                    return f"  {event.get('text') or ''}"
+                if self.mode == "plain" and not self.verbose:
+                    return line
+                return None
             if self.runlog is not None:
                 logged = line or progress_mod.plain_line(event)
                 if logged is not None:
                     self.runlog.write(logged)
-            if line is not None and self.mode == "plain":
-                self._print(line)
+            return line if self.mode == "plain" else None
 
     def log(self, line: str) -> None:
         """One line of pyinfra's log: to the file, and on screen with ``--verbose``."""
         clean = _ANSI.sub("", line)
-        with self._lock:
-            if _TROUBLE.search(clean):
-                self.trouble = [*self.trouble[-(EXCERPT - 1) :], clean]
-            if self.runlog is not None:
-                self.runlog.write(clean)
-            if self.verbose and self.mode != "quiet":
-                self._print(clean)
+        with self._screen:
+            with self._lock:
+                if _TROUBLE.search(clean):
+                    self.trouble = [*self.trouble[-(EXCERPT - 1) :], clean]
+                if self.runlog is not None:
+                    self.runlog.write(clean)
+            self._show(clean if self.verbose and self.mode != "quiet" else None)
 
     def progress(self, line: str) -> None:
         """One of bgdeploy's own lines (a notification, a hook, a recovery step)."""
-        with self._lock:
-            self.view.activity = line
-            if self.runlog is not None:
-                self.runlog.note(line)
+        with self._screen:
+            with self._lock:
+                self.view.activity = line
+                if self.runlog is not None:
+                    self.runlog.note(line)
             if self.mode == "live":
-                self._print(f"  {line}")
+                self._show(f"  {line}")
             elif self.mode == "plain":
-                self._print(f"{progress_mod.clock(time.time())} {line}")
+                self._show(f"{progress_mod.clock(time.time())} {line}")
 
     def say(self, line: str) -> None:
         """A line the operator always sees (but with ``--quiet``), logged too."""
-        with self._lock:
-            if self.runlog is not None:
-                self.runlog.note(line)
-            if self.mode != "quiet":
-                self._print(line)
+        with self._screen:
+            with self._lock:
+                if self.runlog is not None:
+                    self.runlog.note(line)
+            self._show(line if self.mode != "quiet" else None)
 
     def record(self, text: str) -> None:
         """Text for the log file only (the final table, the JSON)."""
         if self.runlog is not None:
             self.runlog.write(text)
 
-    def _print(self, text: str) -> None:
-        if self._live is not None:
-            self._live.console.print(text, markup=False, highlight=False, soft_wrap=True)
+    def _show(self, text: str | None) -> None:
+        """Print ``text`` (None: nothing) above the live view, or on the stream. Called
+        holding ``_screen`` (the lines' order) but never the view's ``_lock``: printing above
+        a live view takes rich's lock, which its refresh holds while it draws the view (and
+        takes ``_lock``); holding both the other way round hung a run."""
+        if text is None:
+            return
+        live = self._live
+        if live is not None:
+            live.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             self.stream.write(text + "\n")
             self.stream.flush()
@@ -154,7 +232,8 @@ class RunOutput:
     # Drawing --------------------------------------------------------------------------
 
     def render(self) -> Any:
-        """The live view: the stage, then a line per host (a rich renderable)."""
+        """The live view: the stage, then a line per host, then the canary's window while
+        one is watched (a rich renderable)."""
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
@@ -163,6 +242,7 @@ class RunOutput:
             rows = self.view.rows()
             failed = {h.name for h in self.view.hosts.values() if h.failed or h.problem}
             stage = self.view.stage_line()
+            canary = self.view.canary
             if self.view.ended and not rows:  # a run without hosts' lines: its lines say it
                 return Text("")
         table = Table.grid(padding=(0, 2))
@@ -177,7 +257,9 @@ class RunOutput:
                 Text(seconds, style="dim"),
                 Text(problem, style="red"),
             )
-        return Group(Text(stage, style="bold cyan"), table)
+        if canary is None:
+            return Group(Text(stage, style="bold cyan"), table)
+        return Group(Text(stage, style="bold cyan"), table, Text(""), canary_panel(canary))
 
     def __enter__(self) -> RunOutput:
         self.start()
@@ -210,11 +292,12 @@ class RunOutput:
 
     def pause(self) -> None:
         """Stop redrawing, the view left on the screen as it is (to ask a question below)."""
-        with self._lock:
-            live, self._live = self._live, None
-        if live is not None:
-            live.refresh()
-            live.stop()
+        with self._screen:  # no line printed half way
+            with self._lock:
+                live, self._live = self._live, None
+            if live is not None:
+                live.refresh()
+                live.stop()
 
     def stop(self) -> None:
         """Leave the live view as it ended (every host's last state) and stop redrawing.
@@ -226,9 +309,10 @@ class RunOutput:
             excerpt, self.trouble = self.trouble, []
         self.pause()
         if failed and excerpt and not self.verbose and self.mode != "quiet":
-            self._print("pyinfra's last lines about errors (all of it is in the log):")
-            for line in excerpt:
-                self._print(f"  {line.strip()}")
+            with self._screen:
+                self._show("pyinfra's last lines about errors (all of it is in the log):")
+                for line in excerpt:
+                    self._show(f"  {line.strip()}")
 
     def close(self, announce: bool = True) -> None:
         """Stop drawing and close the log, naming it (unless quiet or not ``announce``)."""
