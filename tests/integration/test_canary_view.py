@@ -11,12 +11,10 @@ import itertools
 import re
 from pathlib import Path
 
-import pyte
-
 from bgdeploy import sandbox
 
 from .conftest import ROOT, other_release, run, sandbox_run_env
-from .test_progress import COLUMNS, ROWS, in_terminal, starting_release
+from .test_progress import in_terminal, screens, starting_release
 
 HEADLINE = re.compile(
     r"^canary 50% (blue|green) vs (blue|green)\s+(\d+) s of (\d+) s \((\d+) s left\)"
@@ -37,15 +35,7 @@ PLAIN = re.compile(
 def canary_screens(output: bytes, step: int = 512) -> tuple[list[str], dict[int, set[str]]]:
     """The final screen, and for each screen row every canary headline or colour row it
     showed on the way (the terminal fed ``step`` bytes at a time, as they came)."""
-    screen = pyte.Screen(COLUMNS, ROWS)
-    stream = pyte.ByteStream(screen)
-    seen: dict[int, set[str]] = {}
-    for start in range(0, len(output), step):
-        stream.feed(output[start : start + step])
-        for row, line in enumerate(screen.display):
-            if HEADLINE.match(line) or COLOUR_ROW.match(line):
-                seen.setdefault(row, set()).add(line.rstrip())
-    return [line.rstrip() for line in screen.display], seen
+    return screens(output, step, HEADLINE, COLOUR_ROW)
 
 
 def test_in_a_terminal_the_canary_s_window_is_redrawn_in_place(

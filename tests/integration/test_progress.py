@@ -89,16 +89,20 @@ def in_terminal(args: list[str], env: dict[str, str], timeout: float = 600) -> t
     return code, bytes(output)
 
 
-def screens(output: bytes, step: int = 512) -> tuple[list[str], dict[int, set[str]]]:
-    """The final screen, and for each screen row every host line it showed on the way
-    (the terminal fed ``step`` bytes at a time, as they came)."""
+def screens(
+    output: bytes, step: int = 512, *patterns: re.Pattern[str]
+) -> tuple[list[str], dict[int, set[str]]]:
+    """The final screen, and for each screen row every line matching one of ``patterns``
+    (default: a host line) it showed on the way (the terminal fed ``step`` bytes at a time,
+    as they came)."""
+    wanted = patterns or (HOST_ROW,)
     screen = pyte.Screen(COLUMNS, ROWS)
     stream = pyte.ByteStream(screen)
     seen: dict[int, set[str]] = {}
     for start in range(0, len(output), step):
         stream.feed(output[start : start + step])
         for row, line in enumerate(screen.display):
-            if HOST_ROW.match(line):
+            if any(pattern.match(line) for pattern in wanted):
                 seen.setdefault(row, set()).add(line.rstrip())
     return [line.rstrip() for line in screen.display], seen
 
