@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
 from bgdeploy.core import approvals, schedule
 from bgdeploy.core.errors import ConfigError
@@ -293,6 +294,8 @@ def describe_event(entry: JournalEntry) -> str:
         text = entry.event.replace("_", " ")
     if entry.who and entry.event in _BY_WHOM:
         text += f" by {entry.who}"
+    if entry.event == "canary":
+        text += _window_words(details.get("window"))
     if entry.message and _adds(text, entry.message):
         text += f": {_flat(entry.message)}"
     if entry.reason:
@@ -317,6 +320,22 @@ def format_seconds(seconds: float) -> str:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+def _window_words(window: Any) -> str:
+    """How a canary's window ended (its ``window`` details): ``; sent back early at 15 s of
+    120 s, every client back 11.8 s after the first failure``; empty when the entry has none."""
+    if not isinstance(window, dict) or window.get("ended_at") is None:
+        return ""
+    ended, length = window.get("ended_at"), window.get("window")
+    if not isinstance(ended, int | float) or not isinstance(length, int | float):
+        return ""
+    words = f"; {'sent back early' if window.get('early') else 'window ended'} at {ended:.0f} s"
+    words += f" of {length:g} s"
+    seconds = window.get("seconds_to_back")
+    if isinstance(seconds, int | float):
+        words += f", every client back {seconds:.1f} s after the first failure"
+    return words
 
 
 def _result_words(result: str | None, ok: str) -> str:

@@ -301,6 +301,32 @@ def test_other_time_zones_are_named_in_the_heading():
             "Canary of v3 at 5% of traffic by rahim@ops",
         ),
         (
+            {
+                "event": "canary",
+                "ref": "v3",
+                "result": "rolled_back",
+                "details": {
+                    "percent": 5,
+                    "window": {
+                        "window": 300,
+                        "ended_at": 62.4,
+                        "early": True,
+                        "seconds_to_back": 31.2,
+                    },
+                },
+            },
+            "Canary of v3 at 5% of traffic rolled back by rahim@ops; sent back "
+            "early at 62 s of 300 s, every client back 31.2 s after the first failure",
+        ),
+        (
+            {
+                "event": "canary",
+                "ref": "v3",
+                "details": {"percent": 5, "window": {"window": 300, "ended_at": 300.4}},
+            },
+            "Canary of v3 at 5% of traffic by rahim@ops; window ended at 300 s of 300 s",
+        ),
+        (
             {"event": "window_override", "ref": "v3", "reason": "P0: payments down"},
             "Deploy window overridden for an emergency deploy of v3 by rahim@ops; "
             "reason: P0: payments down",
