@@ -27,7 +27,10 @@ migrated once, smoke-tested through the preview listener), then, instead of swit
    (:mod:`bgdeploy.checks.baseline`: error rate, p95, p99, per route with Prometheus; the probes
    probe both colours alike). Every query or probe, value, threshold and verdict is printed and
    journaled (:meth:`bgdeploy.checks.gate.GateResult.explain`). The gate fails safe: no answer
-   from Prometheus is a failed check.
+   from Prometheus is a failed check. It evaluates the window so far every ``canary_interval``
+   seconds (:mod:`bgdeploy.checks.window`): a check failing ``canary_failure_limit``
+   evaluations in a row sends every client back at once; only the evaluation over the whole
+   window promotes.
 4. **promote or send back** (:func:`decide`): a passed gate is followed by the blue-green switch
    (every host or none, :func:`bgdeploy.strategies.switch.switch`) and the usual health watch; a
    failed
