@@ -96,9 +96,10 @@ def queue_check(
     second; None when there was no series."""
     limit = float(rules.max_queue_growth)
     if start is None or end is None or not math.isfinite(start) or not math.isfinite(end):
+        edge = "start" if start is None or not math.isfinite(start) else "end"
         why = (
-            f"not evaluated: no queue_jobs_pending at the {'start' if start is None else 'end'}"
-            " of the window (does the application export it?)"
+            f"not evaluated: no queue_jobs_pending at the {edge} of the window (does the"
+            " application export it?)"
         )
         return GateCheck(QUEUE_BACKLOG, source, None, limit, NOT_EVALUATED, why)
     growth = end - start

@@ -59,6 +59,7 @@ def test_no_queue_series_is_not_evaluated() -> None:
     assert "no queue_jobs_pending at the start of the window" in start.reason
     end = queue_check(3, None, None, RULES, source="q")
     assert end.verdict == gate.NOT_EVALUATED and "at the end" in end.reason
+    assert "at the start" in queue_check(math.nan, 3, 0.0, RULES, source="q").reason
 
 
 # The memory rule
