@@ -49,6 +49,7 @@ from .test_canary_baseline import kernel_with
 WINDOW = 45
 RATE = 16.0
 PATHS = ("/", "/api/features?user_id=7")
+MEMORY = "php-fpm memory vs baseline"
 
 BACKLOG = """<?php
 
@@ -187,9 +188,6 @@ def trend_checks(state: sandbox.SandboxState) -> dict[str, dict[str, Any]]:
     last = [entry for entry in entries if entry["event"] == "canary"][-1]
     checks = last["details"]["gate"]["checks"]
     return {c["name"]: c for c in checks if c["name"] in ("queue backlog", MEMORY)}
-
-
-MEMORY = "php-fpm memory vs baseline"
 
 
 def worker_anon_kb(state: sandbox.SandboxState, colour: str) -> list[int]:
