@@ -382,16 +382,8 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         canary_significance=read.number("canary_significance", 1e-9, 0.5),
         canary_max_latency_increase=read.number("canary_max_latency_increase", 0, 100),
         canary_latency_slack=read.number("canary_latency_slack", 0, 3600),
-        canary_max_queue_growth=(
-            read.number("canary_max_queue_growth", 0, 1e12)
-            if "canary_max_queue_growth" in data
-            else 100
-        ),
-        canary_max_memory_increase=(
-            read.number("canary_max_memory_increase", 0, 100)
-            if "canary_max_memory_increase" in data
-            else 0.5
-        ),
+        canary_max_queue_growth=read.number("canary_max_queue_growth", 0, 1e12),
+        canary_max_memory_increase=read.number("canary_max_memory_increase", 0, 100),
         asset_paths=_asset_paths(read),
         hooks=_hooks(read),
         hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,

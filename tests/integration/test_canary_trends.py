@@ -170,14 +170,15 @@ def clients(state: sandbox.SandboxState) -> Iterator[Counter[str]]:
 
 def canary(state: sandbox.SandboxState, ref: str, *data: str) -> tuple[int, str]:
     """A 50 % canary of ``ref`` judged by Prometheus over :data:`WINDOW` seconds, under client
-    traffic; ``data``: more ``--data`` settings. (exit code, output)."""
+    traffic (evaluated every ``canary_interval``: it may be sent back early); ``data``: more
+    ``--data`` settings. (exit code, output)."""
     args = ["pyinfra", "-y", "inventories/sandbox.py", "deploys/blue_green.py"]
     for item in (f"ref={ref}", "canary=50", f"canary_window={WINDOW}", *data):
         args += ["--data", item]
     with clients(state) as seen:
         proc = run(args, env=sandbox_run_env(state))
     text = proc.stdout + proc.stderr
-    assert sum(seen.values()) > RATE * WINDOW / 2, seen
+    assert sum(seen.values()) > RATE * 10, seen  # clients throughout (a canary may end early)
     return proc.returncode, text + f"\nclients saw: {dict(seen)}"
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from conftest import load_group_data
 
-from bgdeploy.checks import gate, trends
+from bgdeploy.checks import gate, sources, trends
 from bgdeploy.checks.trends import (
     MEMORY_VS_BASELINE,
     MIB,
@@ -241,24 +241,24 @@ def test_the_canary_gate_with_prometheus_makes_the_trend_checks(
     monkeypatch: pytest.MonkeyPatch, compared: bool
 ) -> None:
     data = {**load_group_data("prod"), "prometheus_url": "http://prom:9090"}
-    prod = settings.from_data({**data, "canary_window": 45, "canary_baseline": compared}, "prod")
+    one_look = {"canary_window": 45, "canary_interval": 45, "canary_baseline": compared}
+    prod = settings.from_data({**data, **one_look}, "prod")
     passed = gate.GateCheck(gate.ERROR_RATE, "q", 0.0, 0.01, gate.PASS, "0 <= 0.01")
+    monkeypatch.setattr(sources, "colour_numbers", lambda *a, **k: {})
     monkeypatch.setattr(
-        gate, "evaluate_prometheus", lambda *a, **k: gate.gate_result([passed], "prometheus")
+        sources, "evaluate_prometheus", lambda *a, **k: gate.gate_result([passed], "prometheus")
     )
-    monkeypatch.setattr(canary.baseline, "prometheus_checks", lambda *a, **k: [passed])
+    monkeypatch.setattr(sources.baseline_mod, "prometheus_checks", lambda *a, **k: [passed])
     real = trends.prometheus_trend_checks
     asked: list[tuple[Any, ...]] = []
 
     def stand_in(*args: Any, **kwargs: Any) -> list[gate.GateCheck]:
         asked.append(args)
-        hog = answers(
-            php_fpm_memory_anon_bytes=[({"colour": "green"}, 9e9), ({"colour": "blue"}, 1e7)]
-        )
-        return real(*args, transport=prometheus(hog), **kwargs)
+        hog = [({"colour": "green"}, 9e9), ({"colour": "blue"}, 1e7)]
+        return real(*args, transport=prometheus(answers(php_fpm_memory_anon_bytes=hog)), **kwargs)
 
     monkeypatch.setattr(trends, "prometheus_trend_checks", stand_in)
-    result = canary.judge(prod, "blue", "green", [], sleep=lambda _: None)
+    result = canary.judge(prod, "blue", "green", [], sleep=lambda _: None).result
     assert asked == [("http://prom:9090", "green", "blue", 45, RULES)]
     names = [c.name for c in result.checks]
     assert names[-2:] == [QUEUE_BACKLOG, MEMORY_VS_BASELINE]
@@ -266,4 +266,5 @@ def test_the_canary_gate_with_prometheus_makes_the_trend_checks(
     assert not result.passed and canary.decide(result) == canary.SEND_BACK
     # The probe gate (no Prometheus) makes no trend check.
     probing = settings.from_data({**data, "prometheus_url": None, "canary_window": 1}, "prod")
-    assert QUEUE_BACKLOG not in [c.name for c in canary.judge(probing, "blue", "green", []).checks]
+    checks = canary.judge(probing, "blue", "green", []).result.checks
+    assert checks and QUEUE_BACKLOG not in [c.name for c in checks]
