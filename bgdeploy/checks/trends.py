@@ -2,8 +2,9 @@
 memory than the live colour's?
 
 The runbook's canary window watches two things besides errors and latency: "queue not backing
-up" and "memory usage stable". Both are judged from Prometheus at the end of the window, from
-what the application exports at ``/metrics`` (every web host; Prometheus scrapes each):
+up" and "memory usage stable". Both are judged from Prometheus at each evaluation of the
+window (:mod:`bgdeploy.checks.window`: over the seconds so far, the whole window at its end),
+from what the application exports at ``/metrics`` (every web host; Prometheus scrapes each):
 
 - ``queue_jobs_pending{queue}``: jobs in the Redis queue not yet done (waiting, delayed and
   reserved). One queue for the whole fleet, so every web host shows the same value (``max``).
@@ -180,9 +181,10 @@ def prometheus_trend_checks(
     transport: httpx.BaseTransport | None = None,
 ) -> list[GateCheck]:
     """The queue backlog and memory checks of ``canary`` (against ``live``) over the
-    ``window_seconds`` that just ended, from Prometheus. A query that fails makes its check
-    fail with the error; once Prometheus did not answer at all, the rest are not asked. Never
-    raises for Prometheus trouble; ValueError for a colour that is not blue or green."""
+    ``window_seconds`` just past (the window so far), from Prometheus. A query that fails
+    makes its check fail with the error; once Prometheus did not answer at all, the rest are
+    not asked. Never raises for Prometheus trouble; ValueError for a colour that is not blue
+    or green."""
     check_colour(canary)
     check_colour(live)
     window = window_text(window_seconds)
