@@ -81,6 +81,12 @@ canary_min_requests = 100
 canary_significance = 0.01
 canary_max_latency_increase = 0.2
 canary_latency_slack = 0.002
+# Canary trends (bgdeploy/checks/trends.py, with Prometheus only): the queue backing up (pending
+# jobs more than canary_max_queue_growth above the window's start, and rising) and the canary's
+# php-fpm memory per worker more than canary_max_memory_increase above the live colour's (0.5:
+# +50 %) send the canary back.
+canary_max_queue_growth = 100
+canary_max_memory_increase = 0.5
 # What `npm run build` writes, relative to a checkout. With several web hosts, one host builds
 # a release's assets and the others receive a checksummed copy (not 8 builds on 8 hosts);
 # [] makes every host run npm ci and npm run build itself.

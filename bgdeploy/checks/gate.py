@@ -477,4 +477,6 @@ def _format_value(name: str, value: float | None) -> str:
         return f"{value * 100:.2f}%"
     if name == P95 or name.startswith(("p50 ", "p95 ", "p99 ")):
         return f"{value * 1000:.1f}ms"
+    if "memory" in name:
+        return f"{value / 1024 / 1024:.1f} MiB"
     return f"{value:g}"

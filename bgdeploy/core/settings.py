@@ -141,6 +141,9 @@ class Settings:
     canary_significance: float = 0.01
     canary_max_latency_increase: float = 0.2
     canary_latency_slack: float = 0.002
+    # The canary's trends over the window (bgdeploy/checks/trends.py, Prometheus only).
+    canary_max_queue_growth: float = 100
+    canary_max_memory_increase: float = 0.5
     asset_paths: tuple[str, ...] = ("public/build",)
     """What ``npm run build`` writes, relative to a checkout. With several web hosts one host
     builds a release's assets and the others receive a verified copy; empty: every host runs
@@ -379,6 +382,8 @@ def from_data(data: Mapping[str, Any], env: str, directory: Path = GROUP_DATA_DI
         canary_significance=read.number("canary_significance", 1e-9, 0.5),
         canary_max_latency_increase=read.number("canary_max_latency_increase", 0, 100),
         canary_latency_slack=read.number("canary_latency_slack", 0, 3600),
+        canary_max_queue_growth=read.number("canary_max_queue_growth", 0, 1e12),
+        canary_max_memory_increase=read.number("canary_max_memory_increase", 0, 100),
         asset_paths=_asset_paths(read),
         hooks=_hooks(read),
         hook_timeout=read.number("hook_timeout", 1, 3600) if "hook_timeout" in data else 60.0,

@@ -25,7 +25,10 @@ migrated once, smoke-tested through the preview listener), then, instead of swit
    ``canary_max_p95_seconds``, ``canary_max_5xx``. With ``canary_baseline`` (the default) the new
    colour is also compared with the live one over the same window
    (:mod:`bgdeploy.checks.baseline`: error rate, p95, p99, per route with Prometheus; the probes
-   probe both colours alike). Every query or probe, value, threshold and verdict is printed and
+   probe both colours alike). With Prometheus, the queue must not back up and the new colour's
+   php-fpm workers must not hold much more memory than the live colour's
+   (:mod:`bgdeploy.checks.trends`, ``canary_max_queue_growth``, ``canary_max_memory_increase``;
+   the probes cannot see either). Every query or probe, value, threshold and verdict is printed and
    journaled (:meth:`bgdeploy.checks.gate.GateResult.explain`). The gate fails safe: no answer
    from Prometheus is a failed check. It evaluates the window so far every ``canary_interval``
    seconds (:mod:`bgdeploy.checks.window`): a check failing ``canary_failure_limit``
@@ -48,7 +51,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bgdeploy import commands
-from bgdeploy.checks import baseline, gate, sources, window
+from bgdeploy.checks import baseline, gate, sources, trends, window
 from bgdeploy.core import journal, render
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.render import CANARY_INCLUDE, LIVE_INCLUDE
@@ -106,6 +109,15 @@ def baseline_rules(settings: Settings) -> baseline.Baseline:
         significance=settings.canary_significance,
         max_latency_increase=settings.canary_max_latency_increase,
         latency_slack=settings.canary_latency_slack,
+    )
+
+
+def trend_rules(settings: Settings) -> trends.Trends:
+    """What the canary's trends may do over the window (queue backlog, php-fpm memory), from
+    the ``canary_*`` settings."""
+    return trends.Trends(
+        max_queue_growth=settings.canary_max_queue_growth,
+        max_memory_increase=settings.canary_max_memory_increase,
     )
 
 
@@ -224,8 +236,13 @@ def judge(
     timing = window_rules(settings)
     source: window.Source
     if settings.prometheus_url:
+        url, over_time = settings.prometheus_url, trend_rules(settings)
+
+        def trend_checks(seconds: float) -> list[gate.GateCheck]:
+            return trends.prometheus_trend_checks(url, canary, live, seconds, over_time)
+
         source = sources.PrometheusSource(
-            settings.prometheus_url, canary, live, limits, rules, timing
+            url, canary, live, limits, rules, timing, extra=trend_checks
         )
     elif not probe_urls:
         record = window.Watch(timing, canary, live, "probe")

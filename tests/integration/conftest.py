@@ -42,6 +42,7 @@ LONGEST_FIRST = (
     "test_systemd.py",
     "test_rollback.py",
     "test_canary_baseline.py",
+    "test_canary_trends.py",
     "test_faults.py",
     "test_blue_green.py",
     "test_push_delivery.py",

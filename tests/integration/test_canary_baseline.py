@@ -10,8 +10,8 @@ over the same window, overall and route by route:
 
 - a release whose every request takes 40 % longer (a global middleware sleeps 0.4 times what
   the request took), far under the sandbox's absolute p95 limit of 30 s, is sent back by the
-  median's comparison (p50 vs baseline: most of its requests above the baseline's median +
-  20 %; the p95's comparison alone lacked the power at this window and rate under load);
+  median's comparison over a 90 s window (p50 vs baseline: most of its requests above the
+  baseline's median + 20 %; the p95's comparison alone lacked the power under load);
 - a release whose ``/api/features`` answers 500 on every 4th request is sent back by the
   route's error comparison (the runbook's absolute limits are lifted for this run, so that
   only the comparison can send it back: in the sandbox no 5xx at all is allowed);
@@ -61,6 +61,10 @@ from .conftest import (
 
 JOURNAL = "/var/www/bideshgomon/.bgdeploy/journal.jsonl"
 WINDOW = 45
+SLOW_WINDOW = 90
+"""The 40 % slower release's window: at 45 s, on a loaded machine, its median came out 1.41x
+the baseline's with p = 0.0053 against 0.0011 (too few requests to be sure); twice the
+requests make it about 4 standard deviations."""
 RATE = 24.0
 PATHS = ("/", "/api/features?user_id=7")
 
@@ -207,7 +211,7 @@ def test_forty_percent_slower_release_is_sent_back_by_the_baseline(
         "Every request 40 % slower",
         prefix="slow",
     )  # fmt: skip
-    code, text = canary(cb, tag)
+    code, text = canary(cb, tag, window=SLOW_WINDOW)
     assert code != 0, text[-5000:]
     assert "gate FAILED (prometheus)" in text and f"every client back on {old}" in text, text[
         -5000:

@@ -38,6 +38,12 @@ use Throwable;
  * Two database-wide numbers come with them, read from the database at each scrape (every web host
  * shows the same value; alert on max()): database_connections (sessions on the application's
  * database, pg_stat_activity) and queue_jobs_failed_total (rows in the failed jobs table).
+ *
+ * And this host's php-fpm workers per colour (App\Services\FpmMemory, read from /proc at each
+ * scrape): php_fpm_processes, php_fpm_memory_bytes (the sum of their VmRSS) and
+ * php_fpm_memory_anon_bytes (the sum of their RssAnon: their own heaps, without the shared
+ * opcache and file pages). The canary gate compares the canary's memory per worker with the
+ * live colour's (bgdeploy/checks/trends.py).
  */
 class RequestMetrics
 {
@@ -72,6 +78,7 @@ class RequestMetrics
         private QueueFactory $queue,
         private Database $database,
         private Router $router,
+        private FpmMemory $fpm = new FpmMemory(),
     ) {
     }
 
@@ -220,7 +227,7 @@ class RequestMetrics
             $out[] = '# queue_jobs_pending: the queue size cannot be read.';
         }
 
-        array_push($out, ...$this->databaseLines());
+        array_push($out, ...$this->databaseLines(), ...$this->fpmLines());
 
         return [200, implode("\n", $out)."\n"];
     }
@@ -254,6 +261,39 @@ class RequestMetrics
             $out[] = 'queue_jobs_failed_total '.(int) $this->database->connection()->table($table)->count();
         } catch (Throwable $e) {
             $out[] = '# queue_jobs_failed_total: the failed jobs table cannot be read.';
+        }
+
+        return $out;
+    }
+
+    /**
+     * php_fpm_processes, php_fpm_memory_bytes and php_fpm_memory_anon_bytes per colour, left
+     * out (with a comment) when this is not a php-fpm worker or /proc cannot be read.
+     *
+     * @return array<int, string>
+     */
+    private function fpmLines(): array
+    {
+        $found = $this->fpm->read();
+
+        if ($found === null) {
+            return ['# php_fpm_memory_bytes: not served by a php-fpm pool, or /proc cannot be read.'];
+        }
+
+        $out = [];
+        $metrics = [
+            ['php_fpm_processes', 'processes', 'php-fpm worker processes of the colour\'s pool on this host.'],
+            ['php_fpm_memory_bytes', 'rss', 'Resident memory (VmRSS) of the colour\'s php-fpm workers on this host, summed.'],
+            ['php_fpm_memory_anon_bytes', 'anon', 'Anonymous resident memory (RssAnon) of the colour\'s php-fpm workers on this host, summed.'],
+        ];
+
+        foreach ($metrics as [$name, $field, $help]) {
+            $out[] = "# HELP {$name} {$help}";
+            $out[] = "# TYPE {$name} gauge";
+
+            foreach ($found as $colour => $values) {
+                $out[] = $name.'{colour="'.$this->label((string) $colour).'"} '.$values[$field];
+            }
         }
 
         return $out;
