@@ -107,6 +107,25 @@ def screens(
     return [line.rstrip() for line in screen.display], seen
 
 
+def view_rows(output: bytes, step: int = 512) -> dict[tuple[str, int], set[str]]:
+    """For each host and the row its line had below the live view's stage line, every step
+    that row showed (the terminal fed ``step`` bytes at a time, as they came)."""
+    screen = pyte.Screen(COLUMNS, ROWS)
+    stream = pyte.ByteStream(screen)
+    found: dict[tuple[str, int], set[str]] = {}
+    for start in range(0, len(output), step):
+        stream.feed(output[start : start + step])
+        stage: int | None = None
+        for row, line in enumerate(screen.display):
+            if line.startswith("stage: "):
+                stage = row
+            match = HOST_ROW.match(line)
+            if match and stage is not None:
+                key = (match.group(1), row - stage)
+                found.setdefault(key, set()).add(match.group(2).strip())
+    return found
+
+
 def test_in_a_terminal_each_host_has_one_line_redrawn_in_place_then_the_table(
     provisioned: sandbox.SandboxState,
 ) -> None:
@@ -118,19 +137,16 @@ def test_in_a_terminal_each_host_has_one_line_redrawn_in_place_then_the_table(
     final, seen = screens(output)
     text = "\n".join(final)
     assert code == 0, text
-    # Redrawn in place: a screen row showed a host's line going from step to step (bgdeploy's
-    # own lines, printed above, move the rows down now and then), through its steps.
+    # Redrawn in place: the row a host's line has below the stage line showed it going from
+    # step to step, through its steps. (bgdeploy's own lines, printed above the view, move the
+    # whole view down now and then: a loaded run moved it between each of web2's steps, so
+    # the row is counted from the stage line, not from the top of the screen.)
+    by_place = view_rows(output)
     steps_on_a_row: dict[str, int] = {}
     steps_seen: dict[str, set[str]] = {}
-    for lines in seen.values():
-        steps: dict[str, set[str]] = {}
-        for line in lines:
-            match = HOST_ROW.match(line)
-            assert match is not None
-            steps.setdefault(match.group(1), set()).add(match.group(2).strip())
-        for host, names in steps.items():
-            steps_on_a_row[host] = max(steps_on_a_row.get(host, 0), len(names))
-            steps_seen.setdefault(host, set()).update(names)
+    for (host, _), names in by_place.items():
+        steps_on_a_row[host] = max(steps_on_a_row.get(host, 0), len(names))
+        steps_seen.setdefault(host, set()).update(names)
     assert sorted(steps_on_a_row) == ["web1", "web2"], seen
     assert min(steps_on_a_row.values()) >= 2, seen
     # (A host that receives the assets has few steps of its own, and a loaded machine may
