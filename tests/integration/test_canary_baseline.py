@@ -126,9 +126,9 @@ def cb(docker_client: Any) -> Iterator[sandbox.SandboxState]:
 
 
 @contextlib.contextmanager
-def clients(state: sandbox.SandboxState) -> Iterator[Counter[str]]:
+def clients(state: sandbox.SandboxState, rate: float = RATE) -> Iterator[Counter[str]]:
     """First visits (no cookie: split afresh) to each web host's public port, the home page and
-    /api/features in turn, :data:`RATE` per second in all, while the block runs. Yields counts
+    /api/features in turn, ``rate`` per second in all, while the block runs. Yields counts
     of ``"<colour> <path> <status>"``."""
     seen: Counter[str] = Counter()
     stop = threading.Event()
@@ -145,7 +145,7 @@ def clients(state: sandbox.SandboxState) -> Iterator[Counter[str]]:
                     seen[f"{colour} {path} {answer.status_code}"] += 1
                 client.cookies.clear()
                 index += 1
-                stop.wait(workers / RATE)
+                stop.wait(workers / rate)
 
     threads = [threading.Thread(target=loop, args=(n,), daemon=True) for n in range(workers)]
     for thread in threads:
@@ -164,15 +164,16 @@ def canary(
     *data: str,
     window: int = WINDOW,
     during: Callable[[Counter[str]], None] | None = None,
+    rate: float = RATE,
 ) -> tuple[int, str]:
     """A 50 % canary of ``ref`` judged by Prometheus over ``window`` seconds, under client
-    traffic; ``data``: more ``--data`` settings; ``during(seen)``: run while pyinfra runs
-    (``seen``: the clients' answers so far). (exit code, output)."""
+    traffic (``rate`` requests/s); ``data``: more ``--data`` settings; ``during(seen)``: run
+    while pyinfra runs (``seen``: the clients' answers so far). (exit code, output)."""
     args = ["pyinfra", "-y", "inventories/sandbox.py", "deploys/blue_green.py"]
     for item in (f"ref={ref}", "canary=50", f"canary_window={window}", *data):
         args += ["--data", item]
     done: list[subprocess.CompletedProcess[str]] = []
-    with clients(state) as seen:
+    with clients(state, rate) as seen:
         runner = threading.Thread(target=lambda: done.append(run(args, env=sandbox_run_env(state))))
         runner.start()
         if during is not None:
@@ -180,7 +181,7 @@ def canary(
         runner.join()
     proc = done[0]
     text = proc.stdout + proc.stderr
-    assert sum(seen.values()) > RATE * 10, seen  # clients throughout (a canary may end early)
+    assert sum(seen.values()) > rate * 10, seen  # clients throughout (a canary may end early)
     return proc.returncode, text + f"\nclients saw: {dict(seen)}"
 
 

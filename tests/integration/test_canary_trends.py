@@ -18,11 +18,8 @@ checks:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import threading
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,16 +36,14 @@ from .conftest import (
     commit,
     own_sandbox,
     public_urls,
-    run,
-    sandbox_run_env,
     settle,
     sh,
 )
+from .test_canary_baseline import canary as baseline_canary
 from .test_canary_baseline import kernel_with
 
 WINDOW = 45
 RATE = 16.0
-PATHS = ("/", "/api/features?user_id=7")
 MEMORY = "php-fpm memory vs baseline"
 
 BACKLOG = """<?php
@@ -135,51 +130,11 @@ def start(state: sandbox.SandboxState) -> tuple[str, str, str]:
     return found
 
 
-@contextlib.contextmanager
-def clients(state: sandbox.SandboxState) -> Iterator[Counter[str]]:
-    """First visits (no cookie: split afresh) to each web host's public port, the home page and
-    /api/features in turn, :data:`RATE` per second in all, while the block runs. Yields counts
-    of ``"<colour> <path> <status>"``."""
-    seen: Counter[str] = Counter()
-    stop = threading.Event()
-    urls = [(base, path) for base in public_urls(state, "") for path in PATHS]
-    workers = 4
-
-    def loop(index: int) -> None:
-        with httpx.Client(timeout=15, headers={"Connection": "close"}) as client:
-            while not stop.is_set():
-                base, path = urls[index % len(urls)]
-                with contextlib.suppress(httpx.HTTPError):
-                    answer = client.get(base + path)
-                    colour = answer.headers.get("X-Colour", "")
-                    seen[f"{colour} {path} {answer.status_code}"] += 1
-                client.cookies.clear()
-                index += 1
-                stop.wait(workers / RATE)
-
-    threads = [threading.Thread(target=loop, args=(n,), daemon=True) for n in range(workers)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(20)
-
-
 def canary(state: sandbox.SandboxState, ref: str, *data: str) -> tuple[int, str]:
-    """A 50 % canary of ``ref`` judged by Prometheus over :data:`WINDOW` seconds, under client
-    traffic (evaluated every ``canary_interval``: it may be sent back early); ``data``: more
-    ``--data`` settings. (exit code, output)."""
-    args = ["pyinfra", "-y", "inventories/sandbox.py", "deploys/blue_green.py"]
-    for item in (f"ref={ref}", "canary=50", f"canary_window={WINDOW}", *data):
-        args += ["--data", item]
-    with clients(state) as seen:
-        proc = run(args, env=sandbox_run_env(state))
-    text = proc.stdout + proc.stderr
-    assert sum(seen.values()) > RATE * 10, seen  # clients throughout (a canary may end early)
-    return proc.returncode, text + f"\nclients saw: {dict(seen)}"
+    """A 50 % canary of ``ref`` judged by Prometheus over :data:`WINDOW` seconds, under
+    :data:`RATE` requests/s of client traffic (evaluated every ``canary_interval``: it may be
+    sent back early); ``data``: more ``--data`` settings. (exit code, output)."""
+    return baseline_canary(state, ref, *data, window=WINDOW, rate=RATE)
 
 
 def trend_checks(state: sandbox.SandboxState) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +79,22 @@ def webhooks() -> Iterator[WebhookReceiver]:
         yield receiver
     finally:
         receiver.close()
+
+
+def prometheus(answers: dict[str, list[tuple[dict[str, str], float]]]) -> httpx.MockTransport:
+    """A stand-in for Prometheus's query API (``httpx`` transport): each query whose text
+    contains a key of ``answers`` gets that key's series (the first key that matches), as an
+    instant vector; any other query fails the test."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        query = parse_qs(request.content.decode())["query"][0]
+        for key, series in answers.items():
+            if key in query:
+                result = [{"metric": m, "value": [1.0, repr(v)]} for m, v in series]
+                return httpx.Response(
+                    200,
+                    json={"status": "success", "data": {"resultType": "vector", "result": result}},
+                )
+        raise AssertionError(f"unexpected query {query}")
+
+    return httpx.MockTransport(handler)

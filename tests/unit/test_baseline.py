@@ -9,11 +9,10 @@ import math
 import re
 from statistics import NormalDist
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from conftest import load_group_data
+from conftest import load_group_data, prometheus
 
 from bgdeploy.checks import baseline, gate, window
 from bgdeploy.checks.baseline import Baseline, Counts, error_check, fisher_one_sided, latency_check
@@ -219,23 +218,6 @@ def test_summary_names_the_failing_route() -> None:
 
 
 # Prometheus
-
-
-def prometheus(answers: dict[str, list[tuple[dict[str, str], float]]]) -> httpx.MockTransport:
-    """A Prometheus answering each query whose text contains a key with its series."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        query = parse_qs(request.content.decode())["query"][0]
-        for key, series in answers.items():
-            if key in query:
-                result = [{"metric": m, "value": [1.0, repr(v)]} for m, v in series]
-                return httpx.Response(
-                    200,
-                    json={"status": "success", "data": {"resultType": "vector", "result": result}},
-                )
-        raise AssertionError(f"unexpected query {query}")
-
-    return httpx.MockTransport(handler)
 
 
 def series(**values: float) -> list[tuple[dict[str, str], float]]:

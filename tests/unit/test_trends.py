@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from conftest import load_group_data
+from conftest import load_group_data, prometheus
 
 from bgdeploy.checks import gate, sources, trends
 from bgdeploy.checks.trends import (
@@ -91,24 +90,6 @@ def test_no_memory_to_compare_is_not_evaluated(c: float | None, b: float | None)
 
 
 # Prometheus
-
-
-def prometheus(answers: dict[str, list[tuple[dict[str, str], float]]]) -> httpx.MockTransport:
-    """A Prometheus answering each query whose text contains a key with its series (the first
-    key that matches); asserting on any other query."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        query = parse_qs(request.content.decode())["query"][0]
-        for key, series in answers.items():
-            if key in query:
-                result = [{"metric": m, "value": [1.0, repr(v)]} for m, v in series]
-                return httpx.Response(
-                    200,
-                    json={"status": "success", "data": {"resultType": "vector", "result": result}},
-                )
-        raise AssertionError(f"unexpected query {query}")
-
-    return httpx.MockTransport(handler)
 
 
 def answers(**changes: Any) -> dict[str, Any]:
