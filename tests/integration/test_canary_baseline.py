@@ -10,8 +10,8 @@ over the same window, overall and route by route:
 
 - a release whose every request takes 40 % longer (a global middleware sleeps 0.4 times what
   the request took), far under the sandbox's absolute p95 limit of 30 s, is sent back by the
-  median's comparison over a 90 s window (p50 vs baseline: most of its requests above the
-  baseline's median + 20 %; the p95's comparison alone lacked the power under load);
+  latency comparisons over a 90 s window (p50 vs baseline: most of its requests above the
+  baseline's median + 20 %; or a tail's, p95 or p99, when it is conclusive first);
 - a release whose ``/api/features`` answers 500 on every 4th request is sent back by the
   route's error comparison (the runbook's absolute limits are lifted for this run, so that
   only the comparison can send it back: in the sandbox no 5xx at all is allowed);
@@ -62,6 +62,7 @@ from .conftest import (
 JOURNAL = "/var/www/bideshgomon/.bgdeploy/journal.jsonl"
 WINDOW = 45
 SLOW_WINDOW = 90
+LATENCY_COMPARISONS = ("p50 vs baseline", "p95 vs baseline", "p99 vs baseline")
 """The 40 % slower release's window: at 45 s, on a loaded machine, its median came out 1.41x
 the baseline's with p = 0.0053 against 0.0011 (too few requests to be sure); twice the
 requests make it about 4 standard deviations."""
@@ -223,9 +224,13 @@ def test_forty_percent_slower_release_is_sent_back_by_the_baseline(
     # comparison with the live colour over the same window sends it back.
     assert by_name[("p95 latency", "")]["verdict"] == "pass", text[-5000:]
     assert by_name[("error rate", "")]["verdict"] == "pass", text[-5000:]
-    assert ("p50 vs baseline", "") in failed(checks), text[-5000:]
-    assert by_name[("p50 vs baseline", "")]["value"] > by_name[("p50 vs baseline", "")]["baseline"]
-    assert "FAIL p50 vs baseline: " in text
+    # A latency comparison sends it back: the median's at the end, or a tail's (p95, p99)
+    # already before it (a full run sent it back at 71 s of 90 by p99, 2.24x the baseline's).
+    slower = [f for f in failed(checks) if f[0] in LATENCY_COMPARISONS]
+    assert slower, text[-5000:]
+    for name, route in slower:
+        assert by_name[(name, route)]["value"] > by_name[(name, route)]["baseline"]
+    assert re.search(r"FAIL p(50|95|99) vs baseline( \[route \w+\])?: ", text), text[-5000:]
     assert not [f for f in failed(checks) if not f[0].endswith("vs baseline")], failed(checks)
 
 

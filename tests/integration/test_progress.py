@@ -143,15 +143,20 @@ def test_in_a_terminal_each_host_has_one_line_redrawn_in_place_then_the_table(
     # the row is counted from the stage line, not from the top of the screen.)
     by_place = view_rows(output)
     steps_on_a_row: dict[str, int] = {}
-    steps_seen: dict[str, set[str]] = {}
     for (host, _), names in by_place.items():
         steps_on_a_row[host] = max(steps_on_a_row.get(host, 0), len(names))
-        steps_seen.setdefault(host, set()).update(names)
-    assert sorted(steps_on_a_row) == ["web1", "web2"], seen
-    assert min(steps_on_a_row.values()) >= 2, seen
+    steps_seen: dict[str, set[str]] = {}
+    for lines in seen.values():  # every host line the screen showed, wherever
+        for line in lines:
+            match = HOST_ROW.match(line)
+            assert match is not None
+            steps_seen.setdefault(match.group(1), set()).add(match.group(2).strip())
+    assert sorted(steps_seen) == ["web1", "web2"], seen
+    assert max(steps_on_a_row.values()) >= 3, by_place
     # (A host that receives the assets has few steps of its own, and a loaded machine may
-    # draw some of them between two samples of the screen.)
-    assert all(len(names) >= 3 for names in steps_seen.values()), steps_seen
+    # draw them between two samples of the screen: in a full run web2 showed only "waiting"
+    # and "done". The host that builds shows its steps one after the other in one place.)
+    assert all(len(names) >= 2 for names in steps_seen.values()), steps_seen
     assert b"\x1b[1A" in output or b"\x1b[2K" in output  # the cursor went back up
     # The screen as the run left it: one stage line, one line per host, then the table.
     stage_rows = [i for i, line in enumerate(final) if line.startswith("stage: ")]
