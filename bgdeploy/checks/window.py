@@ -343,7 +343,9 @@ def _number(value: float | None) -> float | None:
 
 
 def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+    """To the tenth of a second, as :meth:`Watch.report` prints it: the journal and the
+    report never disagree (15.2549 rounded twice, to 15.25 and then 15.2, did)."""
+    return None if value is None else round(value, 1)
 
 
 def _numbers_text(numbers: ColourNumbers) -> str:

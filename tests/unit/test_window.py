@@ -87,6 +87,23 @@ def test_a_check_failing_three_evaluations_in_a_row_ends_the_window_early() -> N
     assert [e["failed"] for e in saved["evaluations"]][:2] == [["error rate"], []]
 
 
+@pytest.mark.parametrize("back_at", [15.2549, 15.3549, 15.2451, 15.25, 15.35, 181.5])
+def test_the_journal_says_the_times_the_report_prints(back_at: float) -> None:
+    """A full run failed on 15.2549: the journal rounded it to 15.25, the report printed 15.3."""
+    record = window.Watch(RULES, "green", "blue", "prometheus")
+    bad = check("error rate", "fail", 0.3)
+    for number in (1, 2, 3):
+        evaluate(record, number, bad, errors=150)
+    record.ended_at, record.first_failure = back_at - 0.3049, back_at - 11.9451
+    record.back(back_at)
+    saved = record.to_dict()
+    lines = record.report()
+    assert f"at {saved['ended_at']:.1f} s of 300 s" in lines[0]
+    assert lines[1] == f"first failure seen at {saved['first_failure']:.1f} s"
+    assert lines[2].startswith(f"every client back on blue at {saved['back_at']:.1f} s: ")
+    assert lines[2].endswith(f": {saved['seconds_to_back']:.1f} s after the first failure")
+
+
 def test_promotion_only_by_the_whole_window() -> None:
     record = window.Watch(RULES, "green", "blue", "prometheus")
     good = check("error rate", "pass", 0.0)
