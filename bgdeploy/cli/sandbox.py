@@ -1,4 +1,4 @@
-"""``bgdeploy sandbox up|status|down``: the local Docker fleet for the demo and the tests."""
+"""``bgdeploy sandbox up|build|status|down``: the local Docker fleet for the demo and the tests."""
 
 from __future__ import annotations
 
@@ -69,6 +69,32 @@ def sandbox_up(
         progress=progress,
     )
     print_status(sandbox.status(name), as_json)
+
+
+@sandbox_group.command("build")
+@click.option(
+    "--init",
+    "inits",
+    type=click.Choice(["initd", "systemd"]),
+    multiple=True,
+    default=("initd",),
+    show_default=True,
+    help="Which flavour's image (repeat for both; systemd is a layer on initd).",
+)
+@click.option("--monitoring", is_flag=True, help="Also the monitoring (Prometheus) image.")
+@handle_errors
+def sandbox_build(inits: tuple[str, ...], monitoring: bool) -> None:
+    """Build the sandbox images the current recipe needs (nothing is started); an image that
+    exists is kept. `scripts/test.sh` runs it while the unit tests run."""
+    from bgdeploy.sandbox import docker_client, image
+    from bgdeploy.sandbox import monitoring as monitoring_image
+
+    client = docker_client()
+    for init in dict.fromkeys(inits):
+        click.echo(f"image {image.ensure_image(client, progress, init=init)}")
+    if monitoring:
+        base = image.ensure_image(client, progress)
+        click.echo(f"image {monitoring_image.ensure_image(client, base, progress)}")
 
 
 @sandbox_group.command("status")

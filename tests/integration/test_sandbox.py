@@ -131,3 +131,25 @@ def test_docker_unreachable_is_a_clear_message(state_dir: Path) -> None:
     assert proc.returncode == 1
     assert "Docker is not reachable" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_build_makes_every_image_a_sandbox_uses_and_starts_nothing(
+    fleet: sandbox.SandboxState, docker_client: Any
+) -> None:
+    sandboxes = sandbox.sandbox_dir(fleet.name).parent
+    before = sorted(sandboxes.iterdir())
+    proc = run(["bgdeploy", "sandbox", "build", "--init", "initd", "--init", "systemd",
+                "--monitoring"])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    initd = sandbox.image.image_tag()
+    expected = [
+        initd,
+        sandbox.image.image_tag(init="systemd"),
+        sandbox.monitoring.image_tag(initd),
+    ]
+    assert proc.stdout.split() == [word for tag in expected for word in ("image", tag)]
+    assert all(docker_client.images.get(tag) for tag in expected)
+    assert fleet.image == initd  # the tag the tests' fleet was started from
+    assert sorted(sandboxes.iterdir()) == before  # no sandbox started
+    bad = run(["bgdeploy", "sandbox", "build", "--init", "upstart"])
+    assert bad.returncode == 2 and "upstart" in bad.stderr
