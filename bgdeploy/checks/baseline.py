@@ -300,7 +300,10 @@ def _not_evaluated(
         verdict = PASS if passing else FAIL
         why += " (passing: no_traffic=pass)" if passing else " (required before a promotion)"
     limit = math.nan if threshold is None else threshold
-    return GateCheck(name, source, canary, limit, verdict, why, baseline=base, route=route)
+    return GateCheck(
+        name, source, canary, limit, verdict, why, baseline=base, route=route,
+        unmeasured=verdict == FAIL,
+    )  # fmt: skip
 
 
 # Prometheus

@@ -172,6 +172,8 @@ class GateCheck:
     + reason: why, in words
     + baseline: a comparison's value of the live colour over the same window, else None
     + route: the route a comparison is about (``""``: every request)
+    + unmeasured: failed only because it could not be measured (a comparison required before
+      a promotion, with too few requests): the end's rule, not a number over a limit
     """
 
     name: str
@@ -182,6 +184,7 @@ class GateCheck:
     reason: str
     baseline: float | None = None
     route: str = ""
+    unmeasured: bool = False
 
     @property
     def passed(self) -> bool:

@@ -142,6 +142,8 @@ def counts_against(check: GateCheck, canary_requests: int, min_requests: int) ->
         return None
     if check.name == ANSWERS:
         return True
+    if check.unmeasured:
+        return None  # too few requests to compare yet: only the window's end fails it
     if check.value is None or not math.isfinite(check.value):
         return None  # no number yet (no traffic, no series): nothing to judge
     if check.compared or check.name == COUNT_5XX:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bgdeploy.checks import gate, sources, window
-from bgdeploy.checks.baseline import Baseline
+from bgdeploy.checks.baseline import Baseline, Counts, error_check
 from bgdeploy.core.errors import ConfigError
 
 RULES = window.WindowRules(window=300, interval=30, failure_limit=3, min_requests=100)
@@ -102,6 +102,34 @@ def test_the_journal_says_the_times_the_report_prints(back_at: float) -> None:
     assert lines[1] == f"first failure seen at {saved['first_failure']:.1f} s"
     assert lines[2].startswith(f"every client back on blue at {saved['back_at']:.1f} s: ")
     assert lines[2].endswith(f": {saved['seconds_to_back']:.1f} s after the first failure")
+
+
+def test_a_required_comparison_short_of_requests_waits_for_the_end() -> None:
+    """A loaded run sent a healthy canary back at 16 s of 20: its required error comparison
+    had 46 requests of the 50 it needs at each of three evaluations. Too few requests so far
+    is no failure; at the window's end it still fails (fails closed)."""
+    rules = Baseline()
+    short = Counts(total=rules.needed() - 4, errors=0)
+    required = error_check(short, short, rules, tests=1, source="prometheus", required=True)
+    assert (
+        required.failed
+        and required.unmeasured
+        and "required before a promotion" in (required.reason)
+    )
+    assert window.counts_against(required, 10_000, 100) is None
+    record = window.Watch(RULES, "green", "blue", "prometheus")
+    good = check("error rate", "pass", 0.0)
+    for number in range(1, 10):
+        assert not evaluate(record, number, good, required)
+    assert record.state == window.WATCHING and record.first_failure is None
+    assert evaluate(record, 10, good, required)
+    assert record.state == window.SEND_BACK and not record.early and record.ended_at == 300
+    measured = error_check(
+        Counts(total=1000, errors=300), Counts(total=1000, errors=0), rules, tests=1,
+        source="prometheus", required=True,
+    )  # fmt: skip
+    assert measured.failed and not measured.unmeasured
+    assert window.counts_against(measured, 1000, 100) is True
 
 
 def test_promotion_only_by_the_whole_window() -> None:
