@@ -35,17 +35,24 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-LONGEST_FIRST = (
-    "test_ship.py",
-    "test_release.py",
-    "test_canary.py",
-    "test_systemd.py",
-    "test_rollback.py",
-    "test_canary_baseline.py",
-    "test_canary_trends.py",
-    "test_faults.py",
-    "test_blue_green.py",
-    "test_push_delivery.py",
+LONGEST_FIRST = (  # measured 2026-12-05 (seconds of setup and tests, full run under load)
+    "test_blue_green.py",  # 693
+    "test_canary_baseline.py",  # 651
+    "test_release.py",  # 604
+    "test_rollback.py",  # 477
+    "test_canary.py",  # 460
+    "test_migrations_atomic.py",  # 433
+    "test_systemd.py",  # 430
+    "test_ship.py",  # 405
+    "test_faults.py",  # 305
+    "test_preflight_postmortem.py",  # 283
+    "test_canary_trends.py",  # 271
+    "test_scale.py",  # 220
+    "test_snapshots.py",  # 206
+    "test_provision.py",  # 199
+    "test_progress.py",  # 193
+    "test_approvals.py",  # 183
+    "test_push_delivery.py",  # 159
 )
 """The longest files, handed to the xdist workers first (``--dist loadfile``: a whole file per
 worker, in the order collected), so that no long file starts last and holds the run up."""
