@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from bgdeploy import commands
+from bgdeploy.core import timing
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE
 from bgdeploy.core.settings import Settings
@@ -105,7 +106,8 @@ def read_colours(fleet: Executor, settings: Settings) -> dict[str, HostColours]:
     )
 
     def one(name: str) -> HostColours:
-        ok, out, err = fleet.run(name, command, timeout=READ_TIMEOUT)
+        with timing.phase("colours"):
+            ok, out, err = fleet.run(name, command, timeout=READ_TIMEOUT)
         facts = parse_facts(name, out)
         if not ok:
             facts.error = err.strip() or "could not read the colours"

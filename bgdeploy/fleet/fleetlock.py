@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bgdeploy import commands
-from bgdeploy.core import lock
+from bgdeploy.core import lock, timing
 from bgdeploy.core.errors import OperationFailed
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.fleet.executor import Executor
@@ -96,7 +96,8 @@ def hold(
     held = Held(lock.new_lock(ref, lock.new_run_id()), env, names)
     answers: dict[str, _Answer] = {}
     try:
-        _acquire(fleet, paths, held.info, answers)
+        with timing.phase("lock"):
+            _acquire(fleet, paths, held.info, answers)
     except BaseException:
         _release(fleet, paths, held, _maybe_taken(names, answers), progress)
         raise
@@ -115,7 +116,8 @@ def hold(
     try:
         yield held
     finally:
-        _release(fleet, paths, held, names, progress)
+        with timing.phase("unlock"):
+            _release(fleet, paths, held, names, progress)
 
 
 def _acquire(
