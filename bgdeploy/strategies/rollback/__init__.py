@@ -2,7 +2,9 @@
 
 The deploy lock is taken on every reachable web host before anything is read
 (:func:`bgdeploy.fleet.fleetlock.hold`; exit 3 naming the holder when a deploy, a switch or another
-rollback holds it) and released at the end, however the rollback ends. Then, two ways back,
+rollback holds it) and released at the end, however the rollback ends; only the smoke tests'
+GET requests start beside it, as soon as the hosts are connected (they take the longest), and
+are judged against what is read under it. Then, two ways back,
 chosen per run from what the hosts say (:mod:`~bgdeploy.strategies.rollback.policy`):
 
 - **Switch back** (blue-green, seconds): when the colour that is not live holds a release on

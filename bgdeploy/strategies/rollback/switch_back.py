@@ -2,8 +2,8 @@
 
 Chosen when that colour holds a release on every web host, built and verified at that commit,
 and it is not the live one (:func:`bgdeploy.strategies.rollback.policy.switch_back_colour`).
-The runbook's smoke tests must pass on it through the preview listener first (they were run
-while the colours were read; ``--no-smoke`` skips them): a colour that fails them is never
+The runbook's smoke tests must pass on it through the preview listener first (they ran beside the
+lock and the reading of the colours; ``--no-smoke`` skips them): a colour that fails them is never
 switched to (:class:`SmokeRefused`, exit 3). Then every host is switched, all or none
 (:func:`bgdeploy.strategies.switch.switch`), and ``/api/health`` must answer from that
 release on every host. The colour left is unmarked as built, so that it is never switched or
