@@ -21,7 +21,7 @@ from bgdeploy.core import timing
 from bgdeploy.core.errors import PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.fleet import fleetlock, remote, runner
-from bgdeploy.fleet.colours import read_colours
+from bgdeploy.fleet.colours import facts_command, from_output
 from bgdeploy.oncall import hooks
 from bgdeploy.strategies import switch
 
@@ -60,10 +60,11 @@ def switch_to(
     paths = {name: environment.settings[name].lock_path for name in fleet.names}
     try:
         fleet.open_all()  # every host at once; one that cannot be reached fails the lock
+        read = dict.fromkeys(fleet.names, facts_command(settings))  # in the lock's round trip
         with fleetlock.hold(
-            fleet, paths, env, f"switch {colour}", what="switched", progress=progress
+            fleet, paths, env, f"switch {colour}", what="switched", progress=progress, read=read
         ) as held:
-            colours = read_colours(fleet, settings)
+            colours = {name: from_output(name, True, held.read[name]) for name in fleet.names}
             if all(c.consistent and c.live == colour and not c.canary for c in colours.values()):
                 return None
             if smoke_test:

@@ -48,9 +48,9 @@ from bgdeploy import commands
 from bgdeploy.core import timing
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
-from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE
+from bgdeploy.core.render import COLOURS
 from bgdeploy.fleet import delivery, fleetlock, remote
-from bgdeploy.fleet.colours import HostColours, parse_facts
+from bgdeploy.fleet.colours import HostColours, facts_command, from_output
 from bgdeploy.fleet.executor import CommandResult
 from bgdeploy.oncall import hooks
 from bgdeploy.strategies.rollback import in_place, policy, switch_back
@@ -105,9 +105,13 @@ def _rollback(request: RollbackRequest, hosts: Hosts, progress: Progress) -> Rol
         progress(f"{name}: {why}: the other hosts roll back without it")
     paths = {name: request.environment.settings[name].lock_path for name in hosts.names}
     smoke = _Smoke(request, hosts)
+    read = dict.fromkeys(hosts.names, facts_command(request.settings))  # in the lock's trip
     try:
-        with fleetlock.hold(hosts, paths, request.env, "rollback", progress=progress) as held:
-            return _locked(request, hosts, held.run, progress, smoke)
+        with fleetlock.hold(
+            hosts, paths, request.env, "rollback", progress=progress, read=read
+        ) as held:
+            colours = {name: from_output(name, True, held.read[name]) for name in hosts.names}
+            return _locked(request, hosts, held.run, progress, smoke, colours)
     finally:
         smoke.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -140,10 +144,15 @@ class _Smoke:
 
 
 def _locked(
-    request: RollbackRequest, hosts: Hosts, run: str, progress: Progress, smoke: _Smoke
+    request: RollbackRequest,
+    hosts: Hosts,
+    run: str,
+    progress: Progress,
+    smoke: _Smoke,
+    colours: dict[str, HostColours],
 ) -> RollbackReport:
-    """The rollback, under the deploy lock (deploy ``run``) of every reachable web host."""
-    colours = _read(request, hosts)
+    """The rollback, under the deploy lock (deploy ``run``) of every reachable web host
+    (``colours``: each host's, read as it was taken)."""
     answers = smoke.answers()
     for facts in colours.values():
         if not facts.error and facts.current not in COLOURS:
@@ -158,22 +167,6 @@ def _locked(
     if previous is not None and not unreadable:
         return switch_back.switch_back(request, hosts, colours, answers, previous, run, progress)
     return in_place.in_place(request, hosts, colours, to_sha, run, progress)
-
-
-def _read(request: RollbackRequest, hosts: Hosts) -> dict[str, HostColours]:
-    """Both colours of every host (and its lock), in parallel: one round trip's time."""
-    settings = request.settings
-    facts = commands.colour_facts(settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE, settings.lock_path)
-
-    def one(name: str) -> HostColours:
-        with timing.phase("colours"):
-            ok, out, err = hosts.command(name, facts)
-        found = parse_facts(name, out)
-        if not ok:
-            found.error = err.strip() or "could not read the colours"
-        return found
-
-    return dict(zip(hosts.names, hosts.map(one, hosts.names), strict=True))
 
 
 def _resolve(request: RollbackRequest, hosts: Hosts, colours: dict[str, HostColours]) -> str:
