@@ -15,12 +15,14 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from bgdeploy.core import timing
 from bgdeploy.core.errors import BgdeployError
 
 if TYPE_CHECKING:
@@ -71,7 +73,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.lazy or cmd_name in self.commands:
             return super().get_command(ctx, cmd_name)
-        command = load(self.lazy[cmd_name])
+        with timing.phase("imports"):
+            command = load(self.lazy[cmd_name])
         if not isinstance(command, click.Command):
             raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
         self.add_command(command, cmd_name)
@@ -163,10 +166,22 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bgdeploy")
-def cli() -> None:
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Print where the time went (each phase of the command) on stderr at the end "
+    f"(or set {timing.VARIABLE}=1).",
+)
+def cli(profile: bool) -> None:
     """Deploy the BideshGomon platform safely, and bring it back when something breaks."""
+    if profile:
+        timing.enable()
 
 
 def main() -> None:
     """Console-script entry point."""
+    timing.record("python start and imports", timing.PROFILE.origin, time.monotonic())
+    how = timing.mode()
+    if how:
+        timing.enable(how)
     cli(prog_name="bgdeploy")

@@ -14,6 +14,7 @@ from bgdeploy.cli.main import (
     json_option,
     output_options,
 )
+from bgdeploy.core import timing
 
 
 @click.command("rollback")
@@ -50,14 +51,33 @@ def rollback_cmd(
     reported), 2 bad input, 3 refused (host key, lock, smoke tests). The full log goes to
     .bgdeploy/runs/RUN_ID.log (named at the end, and journaled).
     """
+    with timing.phase("imports"):
+        from bgdeploy.fleet import runner
+
+    with runner.one_reading():  # the inventory is read once, whatever reads it
+        _rollback(env, to, migrations, no_smoke, reason, as_json, quiet, verbose)
+
+
+def _rollback(
+    env: str,
+    to: str | None,
+    migrations: int | None,
+    no_smoke: bool,
+    reason: str | None,
+    as_json: bool,
+    quiet: bool,
+    verbose: bool,
+) -> None:
     from dataclasses import replace
 
-    from bgdeploy.cli import live
-    from bgdeploy.fleet import remote
-    from bgdeploy.strategies import rollback
+    with timing.phase("imports"):
+        from bgdeploy.cli import live
+        from bgdeploy.fleet import remote
+        from bgdeploy.strategies import rollback
 
     request = rollback.check_request(env, to, migrations, reason, no_smoke)
-    output = live.for_run(request.settings.run_log_dir, quiet, verbose)
+    with timing.phase("run log"):
+        output = live.for_run(request.settings.run_log_dir, quiet, verbose)
     assert output.runlog is not None
     request = replace(request, log=str(output.runlog.path), observer=output)
     try:
@@ -68,7 +88,9 @@ def rollback_cmd(
                 output.say(note)
             if report.results:
                 app = request.settings.app_name
-                for outcome in rollback.announce_rollback(env, app, report, reason):
+                with timing.phase("notify"):
+                    announced = rollback.announce_rollback(env, app, report, reason)
+                for outcome in announced:
                     output.progress(outcome.line())
     except rollback.SmokeRefused as refused:
         text = remote.format_results(refused.report.results, "smoke tests")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import click
 
 from bgdeploy.cli.main import echo_json, env_argument, finish, handle_errors, json_option
+from bgdeploy.core import timing
 from bgdeploy.core.errors import BgdeployError
 
 
@@ -20,21 +20,18 @@ def status_cmd(env: str, as_json: bool) -> None:
     commit is not the fleet's (the one most hosts serve, or built last) is noted "behind".
     Then the post-deployment reviews still due (hotfixes, emergency deploys; not in --json:
     ``bgdeploy review ENV`` lists them)."""
-    from bgdeploy.fleet import remote
-    from bgdeploy.oncall import reviews
-    from bgdeploy.strategies import status
+    with timing.phase("imports"):
+        from bgdeploy.fleet import runner
+        from bgdeploy.oncall import reviews
+        from bgdeploy.strategies import status
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # The reviews due are read beside the colours, not after them (the inventory first:
-        # pyinfra reads one inventory at a time).
-        due = None if as_json else pool.submit(reviews.due, env, remote.targets(env))
-        found = status.read(env)
+    with runner.one_reading():
+        found = status.read(env, reviews_due=not as_json)
     if as_json:
         echo_json(found.to_dict())
     else:
         click.echo(found.format_table())
-        assert due is not None
-        for line in reviews.describe_due(due.result()[0]):
+        for line in reviews.describe_due(found.reviews or []):
             click.echo(line)
     try:
         found.check()

@@ -8,6 +8,7 @@ import sys
 import click
 
 from bgdeploy.cli.main import LibraryChoice, env_argument, handle_errors, progress
+from bgdeploy.core import timing
 
 
 @click.command("switch")
@@ -22,13 +23,15 @@ def switch_cmd(env: str, colour: str, no_smoke: bool, force: bool, reason: str |
 
     The deploy lock is taken on every web host first and released at the end, however it
     ends: while a deploy, a rollback or another switch holds it, exit 3 naming the holder."""
-    from bgdeploy.fleet import remote
-    from bgdeploy.strategies import manual_switch
+    with timing.phase("imports"):
+        from bgdeploy.fleet import remote, runner
+        from bgdeploy.strategies import manual_switch
 
     try:
-        report = manual_switch.switch_to(
-            env, colour, smoke_test=not no_smoke, force=force, reason=reason, progress=progress
-        )
+        with runner.one_reading():
+            report = manual_switch.switch_to(
+                env, colour, smoke_test=not no_smoke, force=force, reason=reason, progress=progress
+            )
     except manual_switch.SmokeRefused as refused:
         click.echo(remote.format_results(refused.results, "smoke tests of " + colour))
         raise

@@ -88,6 +88,7 @@ from bgdeploy.commands.journal import (
 from bgdeploy.commands.lock import (
     LOCK_BROKEN,
     LOCK_CHANGED,
+    LOCK_THEN,
     lock_acquire,
     lock_break,
     lock_break_if,
@@ -204,6 +205,7 @@ __all__ = [
     "HEALTH_PATH",
     "LOCK_BROKEN",
     "LOCK_CHANGED",
+    "LOCK_THEN",
     "MIGRATION_PATH",
     "NGINX_PID",
     "NGINX_WORKER",

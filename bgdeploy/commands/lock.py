@@ -22,18 +22,24 @@ import re
 from bgdeploy.commands.shell import q
 from bgdeploy.core.errors import ConfigError
 
+LOCK_THEN = "bgdeploy-lock: then"
+"""The line :func:`lock_acquire` prints before the output of its ``then`` command."""
 
-def lock_acquire(path: str, content: str) -> str:
+
+def lock_acquire(path: str, content: str, then: str | None = None) -> str:
     """Create the deploy lock atomically (``set -C``: O_EXCL) holding ``content``.
 
     Prints ``bgdeploy-lock: acquired``, or ``bgdeploy-lock: held`` and the holder's lock;
-    exits 0 either way (the caller reads which).
+    exits 0 either way (the caller reads which). With ``then``: once acquired, prints
+    :data:`LOCK_THEN` and runs ``then`` (its exit status is the command's): what the lock
+    protects read in the same round trip, under it.
     """
     directory = path.rsplit("/", 1)[0]
+    after = f"; echo {q(LOCK_THEN)}; {{ {then}\n}}" if then else ""
     return (
         f"mkdir -p {q(directory)} && "
         f"if ( set -C; printf '%s\\n' {q(content)} > {q(path)} ) 2>/dev/null; "
-        f"then echo 'bgdeploy-lock: acquired'; "
+        f"then echo 'bgdeploy-lock: acquired'{after}; "
         f"else echo 'bgdeploy-lock: held'; cat {q(path)} 2>/dev/null; true; fi"
     )
 

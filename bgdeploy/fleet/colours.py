@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from bgdeploy import commands
+from bgdeploy.core import timing
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE
 from bgdeploy.core.settings import Settings
@@ -97,19 +98,31 @@ def parse_facts(name: str, output: str) -> HostColours:
     return found
 
 
-def read_colours(fleet: Executor, settings: Settings) -> dict[str, HostColours]:
-    """Both colours of every web host of ``fleet``, read in parallel (a host that cannot be
-    read has its ``error``)."""
-    command = commands.colour_facts(
+def facts_command(settings: Settings) -> str:
+    """The command that reads a web host's colours (:func:`bgdeploy.commands.colour_facts`)."""
+    return commands.colour_facts(
         settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE, settings.lock_path, settings.scale_path
     )
 
+
+def from_output(name: str, ok: bool, out: str, err: str = "") -> HostColours:
+    """A host's colours from what :func:`facts_command` printed (``ok``: it ran; else the
+    host's ``error`` says why)."""
+    facts = parse_facts(name, out)
+    if not ok:
+        facts.error = err.strip() or "could not read the colours"
+    return facts
+
+
+def read_colours(fleet: Executor, settings: Settings) -> dict[str, HostColours]:
+    """Both colours of every web host of ``fleet``, read in parallel (a host that cannot be
+    read has its ``error``)."""
+    command = facts_command(settings)
+
     def one(name: str) -> HostColours:
-        ok, out, err = fleet.run(name, command, timeout=READ_TIMEOUT)
-        facts = parse_facts(name, out)
-        if not ok:
-            facts.error = err.strip() or "could not read the colours"
-        return facts
+        with timing.phase("colours"):
+            ok, out, err = fleet.run(name, command, timeout=READ_TIMEOUT)
+        return from_output(name, ok, out, err)
 
     return dict(zip(fleet.names, fleet.map(one, fleet.names), strict=True))
 

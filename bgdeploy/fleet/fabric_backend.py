@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO, TypeVar
 
 from bgdeploy import commands
+from bgdeploy.core import timing
 from bgdeploy.core.errors import CommandFailed, HostError, HostUnreachable
 from bgdeploy.fleet import remote
 from bgdeploy.fleet.executor import (
@@ -103,6 +104,9 @@ class FabricFleet:
     def __init__(self, targets: Sequence[Target]) -> None:
         self.names = [target.name for target in targets]
         self.connections = {target.name: connect(target) for target in targets}
+        self.unreachable: dict[str, HostError] = {}
+        """The hosts :meth:`open_all` could not reach, with why: a command on one of them
+        fails at once with that reason (it is not connected to again)."""
 
     def run(
         self,
@@ -113,7 +117,20 @@ class FabricFleet:
         stdin: str | None = None,
         pty: bool = False,
     ) -> CommandResult:
+        if name in self.unreachable:
+            why = self.unreachable[name]
+            return CommandResult(name, False, stderr=str(why), error=why)
         return run_on(self.connections[name], name, command, sudo, timeout, stdin, pty)
+
+    def open_all(self) -> dict[str, HostError]:
+        """Connect to every host at once (rather than each at its first command, one after
+        the other when the first command is sent to one host first, as the lock's is); the
+        hosts that cannot be reached, with why (also kept in :attr:`unreachable`)."""
+        with timing.phase("connect"):
+            errors = self.map(self.open, self.names)
+        found = {name: error for name, error in zip(self.names, errors, strict=True) if error}
+        self.unreachable.update(found)
+        return found
 
     def open(self, name: str) -> HostError | None:
         """Connect to ``name`` now; the typed reason when it cannot be reached."""

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bgdeploy import commands
-from bgdeploy.core import lock
+from bgdeploy.core import lock, timing
 from bgdeploy.core.errors import OperationFailed
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.fleet.executor import Executor
@@ -53,6 +53,9 @@ class Held:
     env: str
     hosts: list[str]
     not_released: dict[str, str] = field(default_factory=dict)
+    read: dict[str, str] = field(default_factory=dict)
+    """Each host's output of the ``read`` command :func:`hold` ran once the lock was taken
+    there (in the same round trip)."""
 
     @property
     def run(self) -> str:
@@ -69,6 +72,7 @@ class _Answer:
     held: bool = False
     holder: lock.LockInfo | None = None
     error: str = ""
+    read: str = ""
 
 
 @contextmanager
@@ -79,6 +83,7 @@ def hold(
     ref: str,
     what: str = "changed",
     progress: Progress = quiet,
+    read: Mapping[str, str] | None = None,
 ) -> Iterator[Held]:
     """Hold the deploy lock on every host of ``paths`` (web host -> its lock file) while the
     ``with`` block runs (see the module).
@@ -88,6 +93,9 @@ def hold(
     + ref: what the lock says is being done (``switch green``, ``rollback``)
     + what: for the refusal, "nothing was <what>"
     + progress: told where the lock could not be released
+    + read: a read-only command per host, run there once the lock is taken, in the same round
+      trip (:attr:`Held.read`: its output): what the lock protects, read under it without a
+      round trip of its own
 
     Raises :class:`bgdeploy.core.errors.LockHeld` (exit 3) when someone holds it on any host,
     :class:`OperationFailed` (exit 1) when a host could not be asked; nothing is held then.
@@ -96,7 +104,8 @@ def hold(
     held = Held(lock.new_lock(ref, lock.new_run_id()), env, names)
     answers: dict[str, _Answer] = {}
     try:
-        _acquire(fleet, paths, held.info, answers)
+        with timing.phase("lock"):
+            _acquire(fleet, paths, held.info, answers, read or {})
     except BaseException:
         _release(fleet, paths, held, _maybe_taken(names, answers), progress)
         raise
@@ -112,17 +121,26 @@ def hold(
             f"the deploy lock could not be taken ({each}): nothing was {what}. Check that "
             f"host (`bgdeploy status {env}`), then run the command again"
         )
+    held.read = {name: answer.read for name, answer in answers.items()}
     try:
         yield held
     finally:
-        _release(fleet, paths, held, names, progress)
+        with timing.phase("unlock"):
+            _release(fleet, paths, held, names, progress)
 
 
 def _acquire(
-    fleet: Executor, paths: Mapping[str, str], info: lock.LockInfo, answers: dict[str, _Answer]
+    fleet: Executor,
+    paths: Mapping[str, str],
+    info: lock.LockInfo,
+    answers: dict[str, _Answer],
+    read: Mapping[str, str],
 ) -> None:
     """The first host, then (when it was taken there) the others in parallel."""
-    command = {name: commands.lock_acquire(path, info.to_json()) for name, path in paths.items()}
+    command = {
+        name: commands.lock_acquire(path, info.to_json(), read.get(name))
+        for name, path in paths.items()
+    }
 
     def one(name: str) -> _Answer:
         ok, out, err = fleet.run(name, command[name], timeout=LOCK_TIMEOUT)
@@ -132,7 +150,8 @@ def _acquire(
             taken, holder = lock.parse_acquire_output(out)
         except ValueError as error:
             return _Answer(name, error=str(error))
-        return _Answer(name, taken=taken, held=not taken, holder=holder)
+        after = out.partition(f"\n{commands.LOCK_THEN}\n")[2] if taken else ""
+        return _Answer(name, taken=taken, held=not taken, holder=holder, read=after)
 
     names = list(paths)
     first = one(names[0])

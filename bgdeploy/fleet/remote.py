@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bgdeploy.core import timing
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.core.settings import ROOT
 from bgdeploy.fleet import runner
@@ -95,9 +96,10 @@ def quiet_paramiko() -> None:
 
 
 def connect(target: Target, timeout: float = CONNECT_TIMEOUT) -> Any:
-    """A Fabric ``Connection`` that refuses unknown and changed host keys."""
-    import paramiko
-    from fabric import Config, Connection
+    """A Fabric ``Connection`` that refuses unknown and changed host keys (not connected yet)."""
+    with timing.phase("ssh library"):
+        import paramiko
+        from fabric import Config, Connection
 
     quiet_paramiko()
     connect_kwargs: dict[str, Any] = {

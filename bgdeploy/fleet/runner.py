@@ -15,11 +15,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bgdeploy.core import settings as settings_mod
+from bgdeploy.core import timing
 from bgdeploy.core.errors import ConfigError, OperationFailed
 from bgdeploy.core.progress import RunObserver
 from bgdeploy.core.settings import ROOT, Settings
@@ -41,18 +44,54 @@ def inventory_path(env: str) -> Path:
 
 
 def load_inventory(env: str, override_data: dict[str, Any] | None = None) -> Any:
-    """The pyinfra Inventory of ``inventories/ENV.py`` with its group_data (no connection)."""
-    from pyinfra.api import Config, State
-    from pyinfra.context import ctx_config, ctx_state
+    """The inventory of ``inventories/ENV.py`` with its group_data (no connection), read as
+    pyinfra reads it (:mod:`bgdeploy.fleet.inventory`; by pyinfra itself when that does not
+    cover it): iterating it gives the hosts (``name``, ``groups``, ``data.dict()``),
+    ``get_group(name, default)`` a group's. Inside :func:`one_reading`, read once."""
+    key = (env, json.dumps(override_data or {}, sort_keys=True, default=repr))
+    with _READING_LOCK:
+        if _readings is not None and key in _readings:
+            return _readings[key]
+        with timing.phase("inventory"):
+            found = _load_inventory(env, override_data)
+        if _readings is not None:
+            _readings[key] = found
+        return found
 
-    make_inventory_from_files = _inventory_loader()
+
+_READING_LOCK = threading.RLock()
+_readings: dict[tuple[str, str], Any] | None = None
+
+
+@contextmanager
+def one_reading() -> Iterator[None]:
+    """Within this block (a command of the command line), each inventory is read once: every
+    :func:`load_inventory` of the same environment (and data) gets that reading, on any
+    thread. Outside it, each call reads the files again."""
+    global _readings
+    with _READING_LOCK:
+        outer = _readings
+        if outer is None:
+            _readings = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            with _READING_LOCK:
+                _readings = None
+
+
+def _load_inventory(env: str, override_data: dict[str, Any] | None) -> Any:
+    from bgdeploy.fleet import inventory
+
     path = inventory_path(env)
     try:
-        # pyinfra executes inventory files within a state; a throwaway one connects nothing.
-        with ctx_state.use(State()), ctx_config.use(Config()):
-            return make_inventory_from_files(
-                str(path), override_data=override_data or {}, cwd=str(ROOT)
-            )
+        if inventory.covers(path, ROOT):
+            try:
+                return inventory.load(path, ROOT, override_data)
+            except inventory.NotCovered:
+                pass
+        return load_with_pyinfra(path, override_data)
     except ConfigError:
         raise
     except Exception as error:
@@ -65,6 +104,21 @@ def load_inventory(env: str, override_data: dict[str, Any] | None = None) -> Any
         raise ConfigError(
             f"{path.relative_to(ROOT)} could not be loaded: {type(why).__name__}: {why}"
         ) from None
+
+
+def load_with_pyinfra(
+    path: Path, override_data: dict[str, Any] | None = None, cwd: Path = ROOT
+) -> Any:
+    """pyinfra's own reading of an inventory file (``cwd``: where its ``group_data`` is): for
+    an inventory :mod:`bgdeploy.fleet.inventory` does not cover. What a file raised is
+    wrapped by pyinfra (its ``exception``)."""
+    from pyinfra.api import Config, State
+    from pyinfra.context import ctx_config, ctx_state
+
+    make_inventory_from_files = _inventory_loader()
+    # pyinfra executes inventory files within a state; a throwaway one connects nothing.
+    with ctx_state.use(State()), ctx_config.use(Config()):
+        return make_inventory_from_files(str(path), override_data=override_data or {}, cwd=str(cwd))
 
 
 def _inventory_loader() -> Any:
@@ -130,7 +184,8 @@ class Environment:
 def check_environment(env: str, override_data: dict[str, Any] | None = None) -> Environment:
     """Load an inventory and validate every host's settings; nothing connects."""
     inventory = load_inventory(env, override_data)
-    per_host = {host.name: host_settings(host, env) for host in inventory}
+    with timing.phase("settings"):
+        per_host = {host.name: host_settings(host, env) for host in inventory}
     groups = {
         group: [host.name for host in inventory.get_group(group, [])] for group in ("web", "db")
     }

@@ -15,13 +15,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from bgdeploy.checks.metrics import ssl_context
 from bgdeploy.oncall.messages import cut
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: importing it costs a tenth of a second
 
 MAX_RETRY_AFTER = 5.0
 """The longest a 429's ``Retry-After`` is waited for (once)."""
@@ -106,6 +107,8 @@ def _post(
     *,
     secrets: Sequence[str],
 ) -> NotifyResult:
+    import httpx
+
     attempts = 0
     retried = False
     try:

@@ -13,10 +13,11 @@ import re
 from datetime import UTC, datetime
 
 from bgdeploy.checks.preflight import WARN, Check
-from bgdeploy.core import approvals, journal
+from bgdeploy.core import approvals, journal, timing
 from bgdeploy.core import settings as settings_mod
 from bgdeploy.core.errors import ConfigError
 from bgdeploy.fleet import fabric_backend, remote
+from bgdeploy.fleet.executor import CommandResult, Executor
 from bgdeploy.oncall import history
 
 RUN_ID = r"^[A-Za-z0-9_-]{1,64}\Z"
@@ -27,20 +28,32 @@ NEEDLES = ('"review_due":', '"event":"review"')
 
 
 def due(
-    env: str, hosts: list[remote.Target] | None = None
+    env: str, hosts: list[remote.Target] | None = None, fleet: Executor | None = None
 ) -> tuple[list[approvals.ReviewDue], list[remote.HostResult]]:
     """The reviews still due in ``env``'s journals (oldest first), and the hosts whose
     journal could not be read (a review may hide there). Reads only the lines that can say
     so (a review due, a review) from each web host: one short round trip, for ``status``.
-    ``hosts``: the web hosts, when the caller read the inventory already (pyinfra's inventory
-    is read on one thread at a time)."""
+    ``hosts``: the web hosts, when the caller read the inventory already; ``fleet``: their
+    connections, when the caller holds them open (``status`` reads the colours over them at
+    the same time), else a connection per host for this read."""
     hosts = hosts if hosts is not None else remote.targets(env)
     paths = {host.name: settings_mod.from_data(host.data, env).journal_path for host in hosts}
-    results = fabric_backend.run_all(
-        hosts, lambda host: journal.journal_select_command(paths[host.name], NEEDLES)
-    )
+    command = {name: journal.journal_select_command(path, NEEDLES) for name, path in paths.items()}
+    with timing.phase("reviews"):
+        if fleet is None:
+            results = fabric_backend.run_all(hosts, lambda host: command[host.name])
+        else:
+            results = fleet.map(lambda name: _result(fleet.run(name, command[name])), list(paths))
     merged = journal.merge_histories({r.host: r.stdout for r in results if r.ok})
     return approvals.reviews_due(merged.entries), [r for r in results if not r.ok]
+
+
+def _result(done: CommandResult) -> remote.HostResult:
+    why = str(done.error) if done.error is not None else ""
+    if not done.ok and not why:
+        why = done.exit_text()
+    return remote.HostResult(done.host, done.ok, done.stdout, done.stderr, done.exit_status,
+                             done.seconds, error=why, failure=done.error)  # fmt: skip
 
 
 def describe_due(items: list[approvals.ReviewDue], now: datetime | None = None) -> list[str]:

@@ -17,10 +17,11 @@ The blue-green deploy and the rollback switch through
 from __future__ import annotations
 
 from bgdeploy.checks import smoke
+from bgdeploy.core import timing
 from bgdeploy.core.errors import PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
 from bgdeploy.fleet import fleetlock, remote, runner
-from bgdeploy.fleet.colours import read_colours
+from bgdeploy.fleet.colours import facts_command, from_output
 from bgdeploy.oncall import hooks
 from bgdeploy.strategies import switch
 
@@ -58,15 +59,18 @@ def switch_to(
     fleet = switch.FabricFleet(remote.targets(env, ("web",), environment.inventory))
     paths = {name: environment.settings[name].lock_path for name in fleet.names}
     try:
+        fleet.open_all()  # every host at once; one that cannot be reached fails the lock
+        read = dict.fromkeys(fleet.names, facts_command(settings))  # in the lock's round trip
         with fleetlock.hold(
-            fleet, paths, env, f"switch {colour}", what="switched", progress=progress
+            fleet, paths, env, f"switch {colour}", what="switched", progress=progress, read=read
         ) as held:
-            colours = read_colours(fleet, settings)
+            colours = {name: from_output(name, True, held.read[name]) for name in fleet.names}
             if all(c.consistent and c.live == colour and not c.canary for c in colours.values()):
                 return None
             if smoke_test:
                 smoke_colour = colour if any(c.live != colour for c in colours.values()) else None
-                results, _ = smoke.run(env, idle=True, colour=smoke_colour)
+                with timing.phase("smoke tests"):
+                    results, _ = smoke.run(env, idle=True, colour=smoke_colour)
                 if any(not r.ok for r in results):
                     raise SmokeRefused(colour, results)
             report = switch.switch(
@@ -81,7 +85,8 @@ def switch_to(
             env=env, release=heads.pop() if len(heads) == 1 else "", strategy="switch",
             colour=colour, run_id=held.run, result="ok",
         )  # fmt: skip
-        hooks.run_stage(
-            "post-switch", context, settings.hooks, settings.hook_timeout, progress=progress
-        )
+        with timing.phase("hooks"):
+            hooks.run_stage(
+                "post-switch", context, settings.hooks, settings.hook_timeout, progress=progress
+            )
     return report

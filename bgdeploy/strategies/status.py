@@ -8,12 +8,15 @@ nothing changed. It lives beside the switch because it reads the colours the swi
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from bgdeploy.core import approvals
 from bgdeploy.core.render import COLOURS
 from bgdeploy.fleet import fabric_backend, remote, runner
 from bgdeploy.fleet.colours import HostColours, fleet_release, live_colour, read_colours
+from bgdeploy.oncall import reviews
 
 NOT_READY_NOTE = "* not built and verified at that commit"
 
@@ -27,6 +30,8 @@ class FleetStatus:
     colours: dict[str, HostColours]
     release: str | None
     behind: dict[str, bool]
+    reviews: list[approvals.ReviewDue] | None = None
+    """The post-deployment reviews still due, when they were read (not in :meth:`to_dict`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` form: per host, its colours and whether it is behind."""
@@ -65,14 +70,23 @@ class FleetStatus:
         return live_colour(self.colours)
 
 
-def read(env: str) -> FleetStatus:
+def read(env: str, reviews_due: bool = False) -> FleetStatus:
     """Read the colours of every web host of ``env`` (in parallel, over Fabric) and say which
-    hosts are behind the fleet's release."""
+    hosts are behind the fleet's release; with ``reviews_due``, also the post-deployment
+    reviews still due (:func:`bgdeploy.oncall.reviews.due`), read at the same time over the
+    same connections (one per host, all opened at once)."""
     environment = runner.check_environment(env)
     settings = environment.settings[environment.web[0]]
-    fleet = fabric_backend.FabricFleet(remote.targets(env, ("web",)))
+    targets = remote.targets(env, ("web",), environment.inventory)
+    fleet = fabric_backend.FabricFleet(targets)
+    due = None
     try:
-        colours = read_colours(fleet, settings)
+        fleet.open_all()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            if reviews_due:
+                due = pool.submit(reviews.due, env, targets, fleet)
+            colours = read_colours(fleet, settings)
+            found = due.result()[0] if due is not None else None
     finally:
         fleet.close()
     release = fleet_release(colours)
@@ -80,4 +94,4 @@ def read(env: str) -> FleetStatus:
         name: bool(release) and not c.error and c.heads.get(c.live) != release
         for name, c in colours.items()
     }
-    return FleetStatus(colours, release, behind)
+    return FleetStatus(colours, release, behind, found)

@@ -36,7 +36,7 @@ import uuid
 from dataclasses import dataclass
 
 from bgdeploy import commands
-from bgdeploy.core import journal, lock
+from bgdeploy.core import journal, lock, timing
 from bgdeploy.core.errors import OperationFailed, PolicyRefusal
 from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE, colour_include
 from bgdeploy.core.settings import Settings
@@ -139,7 +139,8 @@ def switch(
     token = uuid.uuid4().hex[:16]
     started = time.monotonic()
     try:
-        failed = _flip(fleet, settings, colour, colours, token, who, reason)
+        with timing.phase("switch"):
+            failed = _flip(fleet, settings, colour, colours, token, who, reason)
     except KeyboardInterrupt:
         failed = {name: "interrupted (Ctrl-C)" for name in fleet.names}
         _revert(fleet, settings, colours, colour, who, reason, failed, started)
@@ -154,7 +155,8 @@ def switch(
         )
         for name in fleet.names
     ]  # fmt: skip
-    unconfirmed = _finish(fleet, settings, colours, colour, who, reason, results, token)
+    with timing.phase("confirm, journal, workers"):
+        unconfirmed = _finish(fleet, settings, colours, colour, who, reason, results, token)
     if unconfirmed:
         _put_back(fleet, settings, colours, colour, who, reason, results, unconfirmed)
         return SwitchReport(colour, previous, results, undone=True)

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from bgdeploy import sandbox
+from bgdeploy.core import timing
 from bgdeploy.fleet import sshkeys
 from bgdeploy.sandbox import sampleapp
 
@@ -285,10 +286,27 @@ def test_switch_back_after_a_blue_green_deploy(rb: sandbox.SandboxState) -> None
     finally:
         sh(state, "web2", f"rm -f {LOCK}")
     started = time.monotonic()
-    proc = rollback(state)
+    proc = run(
+        ["bgdeploy", "rollback", "sandbox"], env={**env, timing.VARIABLE: "json"}
+    )  # with its profile (the phases it went through)
     seconds = time.monotonic() - started
     print(f"bgdeploy rollback (switch back), whole process: {seconds:.2f} s")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    phases = timing.parse_json_line(proc.stderr)
+    assert phases is not None, proc.stderr
+    # Its round trips: one reading of the inventory, every host connected to at once, the
+    # lock (the colours read in its round trip), each host's smoke tests once, one switch, one
+    # confirmation, each host's health and journal once, the lock given back. No more,
+    # however long they took.
+    counts = {name: phase["count"] for name, phase in phases.items()}
+    once = ("inventory", "connect", "lock", "switch", "confirm, journal, workers", "unlock")
+    assert {name: counts.get(name) for name in once} == dict.fromkeys(once, 1), phases
+    for per_host in ("smoke tests", "health", "journal"):
+        assert counts.get(per_host) == len(WEB), (per_host, phases)
+    assert "colours" not in counts, phases
+    # The smoke tests (the longest reads) start beside the lock, not after it.
+    lock = phases["lock"]
+    assert phases["smoke tests"]["from"] < lock["from"] + lock["seconds"], phases
     assert "switch back" in proc.stdout and f"({old})" in proc.stdout
     assert {v for v in served(state).values()} == {(200, v1, old)}
     for name in WEB:

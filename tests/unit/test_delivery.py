@@ -120,7 +120,9 @@ def test_ssh_forward_agent_must_be_true_or_false(group_data) -> None:
 def test_pyinfra_receives_ssh_forward_agent(forward: bool) -> None:
     from pyinfra.api import Config, State
 
-    inventory = runner.load_inventory("prod", {"ssh_forward_agent": forward})
+    # pyinfra's own reading (the command line reads inventories without pyinfra)
+    path = runner.inventory_path("prod")
+    inventory = runner.load_with_pyinfra(path, {"ssh_forward_agent": forward})
     state = State(inventory, Config())
     connector = state.inventory.get_host(WEB1).connector
     assert connector.make_paramiko_kwargs()["_pyinfra_ssh_forward_agent"] is forward

@@ -2,7 +2,9 @@
 
 The deploy lock is taken on every reachable web host before anything is read
 (:func:`bgdeploy.fleet.fleetlock.hold`; exit 3 naming the holder when a deploy, a switch or another
-rollback holds it) and released at the end, however the rollback ends. Then, two ways back,
+rollback holds it) and released at the end, however the rollback ends; only the smoke tests'
+GET requests start beside it, as soon as the hosts are connected (they take the longest), and
+are judged against what is read under it. Then, two ways back,
 chosen per run from what the hosts say (:mod:`~bgdeploy.strategies.rollback.policy`):
 
 - **Switch back** (blue-green, seconds): when the colour that is not live holds a release on
@@ -40,14 +42,16 @@ running the rollback again with ``--to`` the same commit finishes it.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from bgdeploy import commands
+from bgdeploy.core import timing
 from bgdeploy.core.errors import ConfigError, OperationFailed, PolicyRefusal
 from bgdeploy.core.progress import Progress, quiet
-from bgdeploy.core.render import COLOURS, IDLE_INCLUDE, LIVE_INCLUDE
+from bgdeploy.core.render import COLOURS
 from bgdeploy.fleet import delivery, fleetlock, remote
-from bgdeploy.fleet.colours import HostColours, parse_facts
+from bgdeploy.fleet.colours import HostColours, facts_command, from_output
+from bgdeploy.fleet.executor import CommandResult
 from bgdeploy.oncall import hooks
 from bgdeploy.strategies.rollback import in_place, policy, switch_back
 from bgdeploy.strategies.rollback.hosts import Hosts
@@ -82,9 +86,10 @@ def rollback(request: RollbackRequest, progress: Progress = quiet) -> RollbackRe
             env=request.env, release=report.target, strategy=report.strategy,
             colour=report.colour, result="ok",
         )  # fmt: skip
-        hooks.run_stage(
-            "post-rollback", context, settings.hooks, settings.hook_timeout, progress=progress
-        )
+        with timing.phase("hooks"):
+            hooks.run_stage(
+                "post-rollback", context, settings.hooks, settings.hook_timeout, progress=progress
+            )
     return report
 
 
@@ -99,13 +104,56 @@ def _rollback(request: RollbackRequest, hosts: Hosts, progress: Progress) -> Rol
     for name, why in hosts.down.items():
         progress(f"{name}: {why}: the other hosts roll back without it")
     paths = {name: request.environment.settings[name].lock_path for name in hosts.names}
-    with fleetlock.hold(hosts, paths, request.env, "rollback", progress=progress) as held:
-        return _locked(request, hosts, held.run, progress)
+    smoke = _Smoke(request, hosts)
+    read = dict.fromkeys(hosts.names, facts_command(request.settings))  # in the lock's trip
+    try:
+        with fleetlock.hold(
+            hosts, paths, request.env, "rollback", progress=progress, read=read
+        ) as held:
+            colours = {name: from_output(name, True, held.read[name]) for name in hosts.names}
+            return _locked(request, hosts, held.run, progress, smoke, colours)
+    finally:
+        smoke.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _locked(request: RollbackRequest, hosts: Hosts, run: str, progress: Progress) -> RollbackReport:
-    """The rollback, under the deploy lock (deploy ``run``) of every reachable web host."""
-    colours, answers = _read(request, hosts)
+class _Smoke:
+    """The smoke requests of every host through its preview listener, sent as soon as the
+    hosts are connected, beside the lock and the reading of the colours (they take the
+    longest: a Laravel request each, five per host). Only GET requests: nothing changes. What
+    they answered is judged against the colours read under the lock: an answer from another
+    release than the one the colour holds then fails (:func:`bgdeploy.checks.smoke.evaluate`)."""
+
+    def __init__(self, request: RollbackRequest, hosts: Hosts) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=max(1, len(hosts.names)))
+        self.futures: dict[str, Future[CommandResult]] = {}
+        if not request.smoke:
+            return
+        for name in hosts.names:
+            port = request.environment.settings[name].preview_port
+            command = commands.smoke_requests(port)
+            self.futures[name] = self.pool.submit(self._one, hosts, name, command, request.token)
+
+    @staticmethod
+    def _one(hosts: Hosts, name: str, command: str, token: str) -> CommandResult:
+        with timing.phase("smoke tests"):
+            return hosts.command(name, command, stdin=token + "\n")
+
+    def answers(self) -> dict[str, str]:
+        """Each host's answers (waits for them)."""
+        return {name: future.result().stdout for name, future in self.futures.items()}
+
+
+def _locked(
+    request: RollbackRequest,
+    hosts: Hosts,
+    run: str,
+    progress: Progress,
+    smoke: _Smoke,
+    colours: dict[str, HostColours],
+) -> RollbackReport:
+    """The rollback, under the deploy lock (deploy ``run``) of every reachable web host
+    (``colours``: each host's, read as it was taken)."""
+    answers = smoke.answers()
     for facts in colours.values():
         if not facts.error and facts.current not in COLOURS:
             facts.error = f"{request.settings.app_root}/current does not point at blue or green"
@@ -119,36 +167,6 @@ def _locked(request: RollbackRequest, hosts: Hosts, run: str, progress: Progress
     if previous is not None and not unreadable:
         return switch_back.switch_back(request, hosts, colours, answers, previous, run, progress)
     return in_place.in_place(request, hosts, colours, to_sha, run, progress)
-
-
-def _read(request: RollbackRequest, hosts: Hosts) -> tuple[dict[str, HostColours], dict[str, str]]:
-    """Both colours of every host and, at the same time, the smoke requests through the
-    preview listener (the colour a switch back would serve): one round trip's time."""
-    settings = request.settings
-    facts = commands.colour_facts(settings.app_root, LIVE_INCLUDE, IDLE_INCLUDE, settings.lock_path)
-    jobs = [(name, "facts") for name in hosts.names]
-    if request.smoke:
-        jobs += [(name, "smoke") for name in hosts.names]
-
-    def one(job: tuple[str, str]) -> tuple[bool, str, str]:
-        name, kind = job
-        if kind == "facts":
-            return hosts.command(name, facts)
-        port = request.environment.settings[name].preview_port
-        return hosts.command(name, commands.smoke_requests(port), stdin=request.token + "\n")
-
-    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-        done = dict(zip(jobs, pool.map(one, jobs), strict=True))
-    colours: dict[str, HostColours] = {}
-    answers: dict[str, str] = {}
-    for name in hosts.names:
-        ok, out, err = done[(name, "facts")]
-        colours[name] = parse_facts(name, out)
-        if not ok:
-            colours[name].error = err.strip() or "could not read the colours"
-        if (name, "smoke") in done:
-            answers[name] = done[(name, "smoke")].stdout
-    return colours, answers
 
 
 def _resolve(request: RollbackRequest, hosts: Hosts, colours: dict[str, HostColours]) -> str:

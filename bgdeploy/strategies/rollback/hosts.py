@@ -40,12 +40,12 @@ class Hosts(fabric_backend.FabricFleet):
         self.stopped = True
         self.close()
 
-    def open_all(self) -> None:
+    def open_all(self) -> dict[str, HostError]:
         """Connect to every host in parallel; the unreachable ones go to ``down``."""
-        for name, error in zip(self.all_names, self.map(self.open, self.all_names), strict=True):
-            if error is not None:
-                self.down[name] = error
+        found = super().open_all()
+        self.down.update(found)
         self.names = [name for name in self.all_names if name not in self.down]
+        return found
 
     @property
     def refused_keys(self) -> dict[str, HostError]:

@@ -2,8 +2,8 @@
 
 Chosen when that colour holds a release on every web host, built and verified at that commit,
 and it is not the live one (:func:`bgdeploy.strategies.rollback.policy.switch_back_colour`).
-The runbook's smoke tests must pass on it through the preview listener first (they were run
-while the colours were read; ``--no-smoke`` skips them): a colour that fails them is never
+The runbook's smoke tests must pass on it through the preview listener first (they ran beside the
+lock and the reading of the colours; ``--no-smoke`` skips them): a colour that fails them is never
 switched to (:class:`SmokeRefused`, exit 3). Then every host is switched, all or none
 (:func:`bgdeploy.strategies.switch.switch`), and ``/api/health`` must answer from that
 release on every host. The colour left is unmarked as built, so that it is never switched or
@@ -16,7 +16,7 @@ import time
 
 from bgdeploy import commands
 from bgdeploy.checks import smoke
-from bgdeploy.core import journal, refs
+from bgdeploy.core import journal, refs, timing
 from bgdeploy.core.errors import PolicyRefusal
 from bgdeploy.core.progress import Progress
 from bgdeploy.fleet import remote
@@ -80,9 +80,10 @@ def switch_back(
         result = next(r for r in report.results if r.host == name)
         bad, sha = colours[name].heads.get(live, ""), colours[name].heads.get(previous, "")
         began = request.step_started(name, "verify health")
-        healthy = smoke.wait_healthy(
-            lambda command: hosts.run(name, command), request.environment.settings[name], sha
-        )
+        with timing.phase("health"):
+            healthy = smoke.wait_healthy(
+                lambda command: hosts.run(name, command), request.environment.settings[name], sha
+            )
         request.step_ended(name, "verify health", healthy, began)
         steps = [
             journal.Step("switch", round(result.seconds, 3)),
@@ -96,13 +97,14 @@ def switch_back(
             message=None if healthy else unhealthy, extra={"from": live},
         )  # fmt: skip
         # The release left is never picked as a rollback target again.
-        ok, _, err = hosts.command(
-            name,
-            commands.join(
-                commands.unmark_built(left),
-                journal.journal_append_command(settings.journal_path, entry),
-            ),
-        )
+        with timing.phase("journal"):
+            ok, _, err = hosts.command(
+                name,
+                commands.join(
+                    commands.unmark_built(left),
+                    journal.journal_append_command(settings.journal_path, entry),
+                ),
+            )
         if not healthy:
             result.ok, result.error = False, unhealthy
         elif not ok:
