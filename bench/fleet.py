@@ -1,6 +1,7 @@
 """How bgdeploy scales with the fleet: 1, 2, 4 and 8 web hosts (and a db host).
 
     .venv/bin/python bench/fleet.py [--sizes 1 2 4 8] [--rounds 3]
+    .venv/bin/python bench/fleet.py --sizes 1 2 4 8 16     # the sandbox's largest fleet
 
 For each size a sandbox of its own is started, provisioned and given v1 in place (not timed),
 then timed, as an operator runs them (whole ``bgdeploy`` processes):
@@ -16,9 +17,10 @@ then timed, as an operator runs them (whole ``bgdeploy`` processes):
   static: nginx answers without PHP. (Polling ``/``, as before, ran Laravel a hundred times a
   second per host: on 8 hosts that load, not the switch, took most of the 2 cores.)
 
-Prints a line per measurement and a table; targets (issue 9): the release at 8 hosts within
-1.5 times the release at 1 host, the switch at 8 hosts within 1.5 s. Asserts nothing. About
-15 to 25 minutes on a 2-core machine.
+Prints a line per measurement and a table; targets: the release at the largest size within
+1.2 times the release at 1 host (issue 19; issue 9 asked 1.5 at 8 hosts), the switch at 8
+hosts within 1.5 s. Asserts nothing. About 15 to 25 minutes on a 2-core machine for 1 to 8
+hosts; 16 hosts (17 containers) add a fleet as large as all the others together.
 """
 
 from __future__ import annotations
@@ -200,7 +202,7 @@ def main() -> None:
     smallest, largest = results[min(results)], results[max(results)]
     print(
         f"release at {max(results)} hosts / at {min(results)}: "
-        f"{largest['release'] / smallest['release']:.2f} (target <= 1.5); "
+        f"{largest['release'] / smallest['release']:.2f} (target <= 1.2); "
         f"switch at {max(results)} hosts: {largest['switch']:.2f} s (target <= 1.5 s)"
     )
 
