@@ -71,6 +71,15 @@ def root(state: sandbox.SandboxState, host: str, command: str) -> str:
     return out
 
 
+def assert_workers_running(state: sandbox.SandboxState, host: str, seconds: float = 20) -> None:
+    """``host``'s queue workers RUNNING under supervisord: a worker just (re)started is
+    STARTING for its ``startsecs`` (1 s) first, longer on a loaded machine."""
+    deadline = time.monotonic() + seconds
+    while "RUNNING" not in (status := root(state, host, "supervisorctl status")):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+
+
 def healthy(state: sandbox.SandboxState) -> None:
     for url in public_urls(state, "/api/health"):
         assert httpx.get(url, timeout=15).status_code == 200, url
@@ -108,7 +117,7 @@ def test_in_place_release_v1_to_v2_and_in_place_rollback(sd: sandbox.SandboxStat
     assert releases(sd) == {name: (200, v2) for name in WEB}
     # The workers were restarted through supervisord, itself a systemd unit.
     for name in WEB:
-        assert "RUNNING" in root(sd, name, "supervisorctl status")
+        assert_workers_running(sd, name)
     proc = rollback(sd, "--reason", "systemd: back to v1")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     assert releases(sd) == {name: (200, v1) for name in WEB}
@@ -159,7 +168,7 @@ def test_emergency_restart_and_logs(sd: sandbox.SandboxState) -> None:
     assert proc.stdout.count("restarted php-fpm, nginx, workers") == 2, proc.stdout
     healthy(sd)
     for name in WEB:
-        assert "RUNNING" in root(sd, name, "supervisorctl status")
+        assert_workers_running(sd, name)
 
     def logs(*args: str) -> list[str]:
         proc = run(["bgdeploy", "emergency", "sandbox", "logs", *args], env=env)
@@ -206,7 +215,7 @@ def test_snapshot_create_and_restore(sd: sandbox.SandboxState) -> None:
     assert psql(sd, "SELECT count(*) FROM visa_applications") == count
     healthy(sd)
     for host in WEB:
-        assert "RUNNING" in root(sd, host, "supervisorctl status")
+        assert_workers_running(sd, host)
 
 
 def test_stopped_and_paused_hosts_come_back(sd: sandbox.SandboxState, docker_client: Any) -> None:
