@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +34,12 @@ from bgdeploy.strategies import switch
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+
+# A test run started as a background job of a script (no job control) inherits SIGINT
+# ignored, and so would every command it runs: the Ctrl-C tests would interrupt nothing. The
+# commands get the default back (a handler is reset on exec; an ignored signal is not).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 LONGEST_FIRST = (  # measured 2026-12-05 (seconds of setup and tests, full run under load)
