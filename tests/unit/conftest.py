@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import runpy
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +19,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 GroupData = Callable[..., dict[str, Any]]
+
+
+def bgdeploy(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A whole ``bgdeploy`` process of this checkout, run from the repository root."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "bgdeploy"), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
 
 
 def load_group_data(*names: str) -> dict[str, Any]:

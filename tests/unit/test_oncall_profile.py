@@ -7,17 +7,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import bgdeploy
 from test_sandbox_state import fake_state
 
 from bgdeploy.core import timing
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def closed_port() -> int:
@@ -48,15 +45,7 @@ def unreachable(tmp_path: Path) -> dict[str, str]:
 
 
 def profile(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "bgdeploy"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = bgdeploy(*args, env=env)
     found = timing.parse_json_line(done.stderr)
     assert found is not None, done.stderr
     return done.returncode, found, done.stdout + done.stderr
@@ -83,8 +72,5 @@ def test_one_reading_of_the_inventory_and_one_connection_round(
 
 def test_nothing_is_printed_without_the_variable(unreachable: dict[str, str]) -> None:
     env = {**unreachable, timing.VARIABLE: ""}
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "bgdeploy"), "status", "sandbox"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    done = bgdeploy("status", "sandbox", env=env)
     assert timing.JSON_PREFIX not in done.stderr and "whole process" not in done.stderr
